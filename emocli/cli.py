@@ -1,0 +1,279 @@
+"""The emocli command line: a thin Typer layer over the library.
+
+Heavy modules (numpy, onnxruntime, mediapipe, and for training TensorFlow) are
+imported inside the commands, so `emocli --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="emocli",
+    help="What emotion the people in a video show on their faces and carry in their voices, over time.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+train_app = typer.Typer(help="Train a face or voice model (Keras); then `emocli export` it.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+class Fusion(str, Enum):
+    weighted = "weighted"
+    face = "face"
+    voice = "voice"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def process(
+    inputs: Annotated[list[Path], typer.Argument(help="Video files and/or folders (searched recursively).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; mirrors the inputs' layout.")],
+    interval: Annotated[float, typer.Option(help="Seconds between samples: one timeline row per interval and face.", min=0.05)] = 1.0,
+    window: Annotated[float, typer.Option(help="Seconds of audio, centred on each interval, that the voice model hears.", min=0.2)] = 2.0,
+    annotate: Annotated[bool, typer.Option("--annotate", help="Also write <stem>.mp4 with boxes, ids and labels, and the original sound.")] = False,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write <stem>.png, the emotion over time.")] = True,
+    workers: Annotated[Optional[int], typer.Option(help="Videos processed in parallel (default: the number of cores).", min=1)] = None,
+    engine: Annotated[Engine, typer.Option(help="local: a process pool on this machine; ray: a Ray cluster.")] = Engine.local,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (e.g. 10.0.0.5:6379); default starts a local one.")] = None,
+    face_model: Annotated[Optional[Path], typer.Option(help="Face model (.onnx); default: the shipped one.")] = None,
+    voice_model: Annotated[Optional[Path], typer.Option(help="Voice model (.onnx); default: the shipped one.")] = None,
+    fusion: Annotated[Fusion, typer.Option(help="weighted: combine both; face or voice: that modality alone.")] = Fusion.weighted,
+    face_weight: Annotated[Optional[float], typer.Option(help="Weight of the face in [0, 1] (default: from the models' measured F1).", min=0.0, max=1.0)] = None,
+    max_faces: Annotated[int, typer.Option(help="At most this many faces per frame, largest first.", min=1)] = 8,
+    min_face: Annotated[float, typer.Option(help="Ignore faces smaller than this fraction of the frame's shorter side.", min=0.0, max=1.0)] = 0.05,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist (default: skip them).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; errors only.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for failed videos.")] = False,
+) -> None:
+    """Write a timeline CSV (and plot, and optionally an annotated MP4) for every video.
+
+    Example: emocli process examples/demo.mp4 -o out/ --annotate
+    """
+    from .batch import BatchOptions, run_batch
+    from .models import ModelError
+    from .pipeline import AnalyzeOptions
+
+    options = AnalyzeOptions(
+        interval=interval, window=window, face_model=face_model, voice_model=voice_model, fusion=fusion.value,
+        face_weight=face_weight, max_faces=max_faces, min_face=min_face,
+    )  # fmt: skip
+    batch = BatchOptions(
+        annotate=annotate, plot=plot, workers=workers, engine=engine.value, ray_address=ray_address,
+        overwrite=overwrite, quiet=quiet, debug=debug,
+    )  # fmt: skip
+    try:
+        summary = run_batch(inputs, out, options, batch)
+    except (ModelError, FileNotFoundError, ValueError, ImportError) as e:
+        _fail(str(e))
+    if (summary["status"] == "failed").any():
+        raise typer.Exit(1)
+
+
+@train_app.command("face")
+def train_face(
+    data: Annotated[Path, typer.Option(help="FER2013: fer2013.csv, or a folder of [<split>/]<class>/*.jpg.")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, history, curves, metrics. Rerun to resume.")],
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule with one warm-up epoch).")] = 2e-3,
+    width: Annotated[int, typer.Option(help="Filters of the first layer; the network doubles them three times.", min=4)] = 32,
+    val_fraction: Annotated[float, typer.Option(help="Share of the training faces set aside for validation.")] = 0.1,
+    seed: Annotated[int, typer.Option()] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train the face CNN on 48x48 grayscale faces (FER2013 layout)."""
+    from .train.face import FaceConfig
+    from .train.face import train_face as run
+
+    metrics = run(FaceConfig(str(data), epochs, batch_size, lr, width, val_fraction, seed=seed), out, quiet=quiet)
+    v = metrics["validation"]
+    typer.echo(f"validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}")
+
+
+
+class Calm(str, Enum):
+    neutral = "neutral"
+    drop = "drop"
+
+
+def _extra_args(ctx: typer.Context) -> list[str]:
+    """`--data A B C`: Click options take one value, so B and C arrive as extra arguments."""
+    for arg in ctx.args:
+        if arg.startswith("-"):
+            _fail(f"no such option: {arg}", 2)
+    return list(ctx.args)
+
+
+def _looks_like_speaker(arg: str) -> bool:
+    """`19` or `ravdess:19` (not an existing path): a value of --holdout-speakers A B ..."""
+    return not Path(arg).exists() and (arg.isdigit() or (":" in arg and "/" not in arg))
+
+
+@train_app.command("voice", context_settings={"allow_extra_args": True})
+def train_voice(
+    ctx: typer.Context,
+    data: Annotated[list[Path], typer.Option(help="Folders/files of RAVDESS, TESS, CREMA-D or <class>/ audio: --data A B ...")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, history, curves, metrics. Rerun to resume.")],
+    holdout_speakers: Annotated[Optional[list[str]], typer.Option(help="Validation speakers, e.g. ravdess:19 tess:YAF, or bare RAVDESS actors 17 18; default RAVDESS actors 17-20.")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule with one warm-up epoch).")] = 2e-3,
+    width: Annotated[int, typer.Option(help="Filters of the first Conv1D block; later blocks have 2x and 4x.", min=4)] = 64,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.3,
+    calm: Annotated[Calm, typer.Option(help="RAVDESS calm in training: count as neutral, or drop (validation scores it as neutral).")] = Calm.neutral,
+    seed: Annotated[int, typer.Option()] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train the voice 1D-CNN on MFCC + log-mel windows, validated on held-out speakers."""
+    from .train.voice import DEFAULT_HOLDOUT, VoiceConfig
+    from .train.voice import train_voice as run
+
+    extra = _extra_args(ctx)
+    speakers = [a for a in extra if holdout_speakers and _looks_like_speaker(a)]
+    sources = [str(p) for p in data] + [a for a in extra if a not in speakers]
+    holdout = list(holdout_speakers or DEFAULT_HOLDOUT) + speakers
+    config = VoiceConfig(sources, epochs, batch_size, lr, width, dropout, holdout, calm.value, seed=seed)
+    try:
+        metrics = run(config, out, quiet=quiet)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    v = metrics["validation"]
+    typer.echo(f"held-out speakers: clip accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}")
+
+
+@app.command("export")
+def export(
+    source: Annotated[Path, typer.Argument(help="A training run folder, or a .keras model file.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    metrics_json: Annotated[Optional[Path], typer.Option(help="Measured metrics to embed (e.g. `emocli evaluate --json` output) instead of the run's validation.")] = None,
+) -> None:
+    """Convert a trained model to one self-describing ONNX file (labels, preprocessing, metrics inside)."""
+    from .train.export import ExportError, export_model
+
+    try:
+        export_model(source, out, force=force, metrics_json=metrics_json, log=typer.echo)
+    except (ExportError, FileExistsError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+
+
+@app.command("evaluate", context_settings={"allow_extra_args": True})
+def evaluate(
+    ctx: typer.Context,
+    model: Annotated[Path, typer.Argument(help="An exported model (.onnx).", show_default=False)],
+    data: Annotated[list[Path], typer.Option(help="Faces: fer2013.csv or an image folder. Voice: audio folders/files: --data A B ...")],
+    split: Annotated[Optional[str], typer.Option(help="Face split to score (default: test if present, else all).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the confusion PNG (default: next to the model).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='Print one JSON object: {"accuracy", "macro_f1", "n", "labels", "confusion"}.')] = False,
+) -> None:
+    """Accuracy, macro-F1 and confusion matrix of a model on a labelled dataset."""
+    import json
+    import warnings
+
+    from .evaluate import JSON_KEYS
+    from .evaluate import evaluate as run
+    from .models import ModelError
+
+    sources = list(data) + [Path(a) for a in _extra_args(ctx)]
+    try:
+        with warnings.catch_warnings():
+            if as_json:  # stdout carries the JSON only; warnings still go to stderr
+                warnings.simplefilter("default")
+            report = run(model, sources, split=split, out=None if as_json else (out or model.parent))
+    except (ModelError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps({k: report[k] for k in JSON_KEYS}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{model.name} on {', '.join(map(str, sources))} ({report.get('split', '')})")
+    table.add_column("true \\ predicted")
+    for label in report["labels"]:
+        table.add_column(label[:8], justify="right")
+    table.add_column("F1", justify="right")
+    for label, row in zip(report["labels"], report["confusion"]):
+        f1 = report["per_class_f1"].get(label)
+        table.add_row(label, *map(str, row), "" if f1 is None else f"{f1:.3f}")
+    console = Console()
+    console.print(table)
+    console.print(f"accuracy [bold]{report['accuracy']:.4f}[/], macro-F1 [bold]{report['macro_f1']:.4f}[/], n={report['n']}")
+    console.print(f"confusion matrix: {report['confusion_png']}")
+
+
+@app.command("models")
+def models_cmd(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Model files to describe (default: the shipped face and voice models).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the cards as one JSON list.")] = False,
+) -> None:
+    """The models in use, with their cards: task, labels, preprocessing, metrics, size."""
+    import json
+
+    from .models import ModelError, default_model_path, read_info
+
+    if not paths:
+        found = {task: default_model_path(task) for task in ("face", "voice")}
+        missing = [task for task, p in found.items() if p is None]
+        if missing and not as_json:
+            typer.secho(f"no shipped {' or '.join(missing)} model found", fg=typer.colors.YELLOW, err=True)
+        paths = [p for p in found.values() if p is not None]
+        if not paths:
+            _fail("no models found: pass model files, or put face.onnx / voice.onnx in export/")
+    cards = []
+    for path in paths:
+        try:
+            info = read_info(path)
+        except ModelError as e:
+            _fail(str(e))
+        cards.append(_model_card(info))
+    if as_json:
+        typer.echo(json.dumps(cards, indent=2))
+        return
+    for card in cards:
+        m = card["metrics"]
+        score = ", ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "macro_f1") if isinstance(m.get(k), (int, float)))
+        typer.echo(f"{card['task']}: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, emocli {card['version'] or '?'})")
+        typer.echo(f"  labels: {', '.join(card['labels'])}")
+        typer.echo(f"  preprocess: {card['preprocess_summary']}")
+        typer.echo(f"  metrics: {score or 'none recorded'}" + (f" on {m.get('dataset')} ({m.get('split')})" if m.get("dataset") else ""))
+
+
+def _model_card(info) -> dict:
+    p = info.preprocess
+    if info.task == "face":
+        size = "x".join(map(str, p.get("input_size", [])))
+        summary = f"{size} {'grayscale' if p.get('grayscale') else 'BGR'}, crop margin {p.get('crop_margin')}"
+    else:
+        summary = (f"{p.get('sample_rate')} Hz, {p.get('window_s')} s windows, {p.get('n_mfcc')} MFCC + {p.get('n_mels')} log-mel, "
+                   f"hop {p.get('hop')}, scaler {'yes' if p.get('mean') else 'no'}")  # fmt: skip
+    return {"path": str(info.path), "task": info.task, "labels": info.labels, "preprocess_summary": summary,
+            "metrics": info.metrics, "version": info.version, "size_bytes": info.path.stat().st_size}  # fmt: skip
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

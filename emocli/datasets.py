@@ -1,0 +1,251 @@
+"""Labelled datasets in their published layouts, decoded once and cached as .npz.
+
+Faces: FER2013 as ``fer2013.csv`` (emotion,pixels,Usage) or as folders
+``[<split>/]<class>/*.jpg|png``. Voice: RAVDESS, TESS and CREMA-D by their naming
+schemes, or any ``<class>/`` folder of audio files. Everything goes through
+``labels.canonical``; unknown classes and unreadable files warn and are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .labels import LABELS, canonical
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff"}
+AUDIO_EXTS = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".mp4", ".webm", ".flv", ".mkv", ".mov"}
+FER_USAGE = {"training": "train", "publictest": "test", "privatetest": "private"}
+FER_CODES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # fer2013.csv's 0..6
+RAVDESS_CODES = {
+    "01": "neutral", "02": "calm", "03": "happy", "04": "sad",
+    "05": "angry", "06": "fearful", "07": "disgust", "08": "surprised",
+}  # fmt: skip
+RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
+CREMA_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
+TESS_FOLDER = re.compile(r"^(OAF|YAF)_(.+)$", re.IGNORECASE)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("EMOCLI_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "emocli"
+    path = Path(root) / "datasets"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fingerprint(paths: list[Path], extra: str = "") -> str:
+    """Changes when any file is added, removed, resized or touched."""
+    h = hashlib.sha1(extra.encode())
+    for p in sorted(paths):
+        st = p.stat()
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+class SkipCounter:
+    """Collects unreadable files: a warning each, and a count at the end."""
+
+    def __init__(self, what: str):
+        self.what, self.paths = what, []
+
+    def add(self, path: Path, why: str) -> None:
+        self.paths.append(path)
+        warnings.warn(f"{path}: unreadable, skipped ({why})", stacklevel=2)
+
+    def report(self) -> None:
+        if self.paths:
+            warnings.warn(f"{len(self.paths)} unreadable {self.what} skipped", stacklevel=2)
+
+
+# ---------------------------------------------------------------- faces
+
+
+@dataclass
+class ImageSet:
+    x: np.ndarray  # (n, 48, 48) uint8 grayscale
+    y: np.ndarray  # (n,) int64 index into LABELS
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(self.y.tolist())
+        return {label: c.get(i, 0) for i, label in enumerate(LABELS)}
+
+
+def load_faces(source: str | Path, size: int = 48) -> dict[str, ImageSet]:
+    """FER2013 (csv or folders) as ``{split: ImageSet}``; splits are train/test/private/all."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return _cached(source, [source], size, _read_fer_csv)
+    if source.is_dir():
+        files = [p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTS]
+        if not files:
+            raise FileNotFoundError(f"{source}: no images (.jpg/.png) found")
+        return _cached(source, files, size, lambda _, s: _read_image_folders(source, files, s))
+    raise FileNotFoundError(f"{source}: expected fer2013.csv or a folder of <class>/ images")
+
+
+def _cached(source: Path, files: list[Path], size: int, reader) -> dict[str, ImageSet]:
+    cache = cache_dir() / f"faces-{source.name}-{_fingerprint(files, f'{source.resolve()}|{size}')}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            splits = sorted({k.rsplit("_", 1)[0] for k in z.files})
+            return {s: ImageSet(z[f"{s}_x"], z[f"{s}_y"]) for s in splits}
+    splits = reader(source, size)
+    _save_npz(cache, **{f"{s}_{k}": getattr(d, k) for s, d in splits.items() for k in ("x", "y")})
+    return splits
+
+
+def _read_fer_csv(path: Path, size: int) -> dict[str, ImageSet]:
+    import cv2
+
+    xs: dict[str, list] = {}
+    ys: dict[str, list] = {}
+    skipped = SkipCounter("rows")
+    with open(path, newline="") as f:
+        for n, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                label = FER_CODES[int(row["emotion"])]
+                img = np.asarray(row["pixels"].split(), dtype=np.uint8)
+                side = int(round(np.sqrt(img.size)))
+                img = img.reshape(side, side)
+            except (KeyError, ValueError, IndexError) as e:
+                skipped.add(Path(f"{path}:{n}"), str(e))
+                continue
+            if side != size:
+                img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+            split = FER_USAGE.get((row.get("Usage") or "all").strip().lower(), "all")
+            xs.setdefault(split, []).append(img)
+            ys.setdefault(split, []).append(LABELS.index(label))
+    skipped.report()
+    return {s: ImageSet(np.stack(xs[s]), np.asarray(ys[s], np.int64)) for s in xs}
+
+
+def _split_of(rel: Path) -> str:
+    if len(rel.parts) < 3:
+        return "all"
+    name = rel.parts[-3].lower()
+    return {"training": "train", "publictest": "test", "validation": "val", "privatetest": "private"}.get(name, name)
+
+
+def _read_image_folders(root: Path, files: list[Path], size: int) -> dict[str, ImageSet]:
+    import cv2
+
+    xs: dict[str, list] = {}
+    ys: dict[str, list] = {}
+    skipped = SkipCounter("images")
+    for path in sorted(files):
+        label = canonical(path.parent.name)
+        if label is None:
+            continue
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            skipped.add(path, "not a decodable image")
+            continue
+        if img.shape != (size, size):
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        split = _split_of(path.relative_to(root))
+        xs.setdefault(split, []).append(img)
+        ys.setdefault(split, []).append(LABELS.index(label))
+    skipped.report()
+    if not xs:
+        raise ValueError(f"{root}: no image in a folder named after an emotion")
+    return {s: ImageSet(np.stack(xs[s]), np.asarray(ys[s], np.int64)) for s in xs}
+
+
+# ---------------------------------------------------------------- voice
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    path: Path
+    label: str  # canonical
+    speaker: str  # dataset-qualified, e.g. "ravdess:12", "tess:OAF", "crema:1001"
+    dataset: str
+    source_label: str  # the dataset's own class (RAVDESS "calm" stays visible here)
+
+
+def audio_item(path: Path, calm: str | None = "neutral") -> AudioItem | None:
+    """Recognise one file by its dataset's naming scheme; None when it has no usable label."""
+    stem, parent = path.stem, path.parent.name
+    if m := RAVDESS_NAME.match(stem):
+        source = RAVDESS_CODES.get(m.group(3))
+        label = canonical(source, calm=calm) if source else None
+        return label and AudioItem(path, label, f"ravdess:{m.group(7)}", "ravdess", source)
+    if m := CREMA_NAME.match(stem):
+        label = canonical(m.group(3))
+        return label and AudioItem(path, label, f"crema:{m.group(1)}", "crema-d", m.group(3))
+    if m := TESS_FOLDER.match(parent):
+        label = canonical(m.group(2))
+        return label and AudioItem(path, label, f"tess:{m.group(1).upper()}", "tess", m.group(2))
+    label = canonical(parent, calm=calm)
+    return label and AudioItem(path, label, f"{parent}:unknown", "folder", parent)
+
+
+def find_audio(sources: list[str | Path], calm: str | None = "neutral") -> list[AudioItem]:
+    items = []
+    for source in map(Path, sources):
+        if not source.exists():
+            raise FileNotFoundError(f"{source}: no such file or folder")
+        files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTS)
+        items += [item for p in files if (item := audio_item(p, calm)) is not None]
+    if not items:
+        raise ValueError(f"no labelled audio found in {', '.join(map(str, sources))}")
+    return items
+
+
+def load_audio_features(items: list[AudioItem], spec, workers: int = 4) -> tuple[list[np.ndarray], list[AudioItem]]:
+    """Features of every clip (``features.audio_features``, unnormalised), cached as .npz.
+
+    Returns the per-clip feature matrices and the items that decoded; the rest warn.
+    """
+    from .features import audio_features
+    from .media import MediaError, read_audio
+
+    key = _fingerprint([i.path for i in items], repr(sorted((k, v) for k, v in spec.to_dict().items() if k not in ("mean", "std"))))
+    cache = cache_dir() / f"voice-{key}.npz"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            feats, offsets, kept = z["features"], z["offsets"], set(z["paths"].tolist())
+        ok = [i for i in items if str(i.path) in kept]
+        return [feats[a:b].astype(np.float32) for a, b in zip(offsets[:-1], offsets[1:])], ok
+
+    skipped = SkipCounter("audio files")
+
+    def one(item: AudioItem):
+        try:
+            return audio_features(read_audio(item.path, spec.sample_rate), spec)
+        except (MediaError, OSError, ValueError) as e:
+            return e
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(one, items))
+    feats, ok = [], []
+    for item, r in zip(items, results):
+        if isinstance(r, Exception):
+            skipped.add(item.path, str(r))
+        else:
+            feats.append(r)
+            ok.append(item)
+    skipped.report()
+    if feats:
+        offsets = np.cumsum([0] + [len(f) for f in feats])
+        _save_npz(cache, features=np.concatenate(feats).astype(np.float16), offsets=offsets,
+                  paths=np.asarray([str(i.path) for i in ok]))  # fmt: skip
+    return feats, ok

@@ -1,0 +1,119 @@
+"""Score an exported model (.onnx) on a labelled dataset: `emocli evaluate`.
+
+Inference side: onnxruntime only, never TensorFlow/Keras (a test checks it). Voice
+clips are scored as in training's validation: the softmax of sliding windows
+(``spec.window_frames`` frames, 50% overlap) averaged over the clip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .features import FeatureSpec, audio_features, normalize
+from .labels import LABELS
+from .metrics import classification_report, plot_confusion
+
+JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion")
+
+
+def silence_frame(spec: FeatureSpec) -> np.ndarray:
+    """The raw feature frame of digital silence: what zero-padded audio turns into."""
+    return audio_features(np.zeros(spec.n_fft, np.float32), spec)[0]
+
+
+def clip_windows(features: np.ndarray, frames: int, pad: np.ndarray) -> np.ndarray:
+    """Windows of ``frames`` frames, 50% overlap, the last one flush with the clip's end.
+
+    A clip shorter than one window becomes one window, centred and padded with ``pad``
+    (as ``features.fit_window`` centres short audio).
+    """
+    n = len(features)
+    if n <= frames:
+        out = np.repeat(pad[None].astype(np.float32), frames, axis=0)
+        start = (frames - n) // 2
+        out[start : start + n] = features
+        return out[None]
+    starts = list(range(0, n - frames + 1, max(1, frames // 2)))
+    if starts[-1] != n - frames:
+        starts.append(n - frames)
+    return np.stack([features[s : s + frames] for s in starts])
+
+
+def clip_probabilities(
+    clips: list[np.ndarray], spec: FeatureSpec, predict: Callable[[np.ndarray], np.ndarray], pad: np.ndarray, chunk: int = 128
+) -> np.ndarray:
+    """Per-clip probabilities: ``predict`` on every window, averaged within each clip."""
+    out = []
+    for a in range(0, len(clips), chunk):
+        windows = [clip_windows(c, spec.window_frames, pad) for c in clips[a : a + chunk]]
+        probs = np.asarray(predict(np.concatenate(windows).astype(np.float32)))
+        bounds = np.cumsum([len(w) for w in windows])[:-1]
+        out += [p.mean(0) for p in np.split(probs, bounds)]
+    return np.stack(out) if out else np.zeros((0, len(LABELS)))
+
+
+def evaluate(model_path: str | Path, data: str | Path | list, split: str | None = None, out: str | Path | None = None) -> dict:
+    """Accuracy, macro-F1 and confusion of a face or voice model on a labelled dataset.
+
+    ``data``: for faces fer2013.csv or ``[<split>/]<class>/`` image folders (``split``
+    defaults to "test" when there is one, else "all"); for voice one or more folders or
+    files in the RAVDESS/TESS/CREMA-D/``<class>/`` layouts. With ``out``, writes
+    ``<model>-confusion.png`` there.
+    """
+    from .models import read_info
+
+    model_path = Path(model_path)
+    sources = [Path(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
+    info = read_info(model_path)
+    if info.task == "face":
+        if len(sources) != 1:
+            raise ValueError("a face model is evaluated on one dataset (fer2013.csv or an image folder)")
+        report = _evaluate_faces(model_path, sources[0], split)
+    else:
+        if split is not None:
+            raise ValueError("--split applies to face datasets; for voice, pass the folders to score")
+        report = _evaluate_voice(model_path, sources)
+    report = {**report, "model": str(model_path), "task": info.task, "data": [str(s) for s in sources]}
+    if out is not None:
+        title = f"{model_path.name}: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f} (n={report['n']})"
+        report["confusion_png"] = str(Path(out) / f"{model_path.stem}-confusion.png")
+        plot_confusion(report, Path(report["confusion_png"]), title)
+    return report
+
+
+def _evaluate_faces(model_path: Path, source: Path, split: str | None) -> dict:
+    from .datasets import load_faces
+    from .models import FaceModel
+
+    splits = load_faces(source)
+    name = split or ("test" if "test" in splits else "all")
+    if name not in splits:
+        raise ValueError(f"{source}: no split {name!r} (it has: {', '.join(sorted(splits))}); pick one with --split")
+    images = splits[name]
+    model = FaceModel(model_path)
+    probs = np.concatenate([model.predict(list(images.x[a : a + 512])) for a in range(0, len(images), 512)])
+    return {**classification_report(images.y, probs.argmax(1)), "split": name}
+
+
+def _evaluate_voice(model_path: Path, sources: list[Path]) -> dict:
+    from .datasets import find_audio, load_audio_features
+    from .models import VoiceModel
+
+    model = VoiceModel(model_path)
+    spec = model.spec
+    clips, items = load_audio_features(find_audio(sources), spec)
+    clips = [normalize(c, spec) for c in clips]
+    pad = normalize(silence_frame(spec)[None], spec)[0]
+    probs = clip_probabilities(clips, spec, model.run, pad)
+    y = np.asarray([LABELS.index(it.label) for it in items], np.int64)
+    report = classification_report(y, probs.argmax(1))
+    datasets = np.asarray([it.dataset for it in items])
+    report["per_dataset"] = {
+        name: {k: v for k, v in classification_report(y[datasets == name], probs[datasets == name].argmax(1)).items() if k in ("accuracy", "macro_f1", "n")}
+        for name in sorted(set(datasets.tolist()))
+    }
+    report["split"] = "clip level, " + ", ".join(sorted({it.speaker for it in items})[:8]) + (" ..." if len({it.speaker for it in items}) > 8 else "")
+    return report

@@ -1,0 +1,180 @@
+"""Faces: mediapipe's full-range BlazeFace detector, FER-style crops, and tracking."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DETECTOR_MODEL = ASSETS / "face_detection_full_range_sparse.tflite"  # from mediapipe 0.10.21, Apache-2.0
+
+
+def _import_mediapipe():
+    # mediapipe imports TensorFlow only for its docs helpers; hiding TF cuts the import
+    # from ~8 s to ~1 s and keeps inference free of TensorFlow.
+    hidden = "tensorflow" not in sys.modules
+    if hidden:
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]
+    try:
+        import mediapipe as mp
+        from mediapipe.tasks.python import vision
+        from mediapipe.tasks.python.core import base_options
+    finally:
+        if hidden:
+            del sys.modules["tensorflow"]
+    return mp, vision, base_options
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """mediapipe's C++ core logs INFO lines straight to fd 2; no setting turns them off."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@dataclass(frozen=True)
+class Face:
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return self.x, self.y, self.w, self.h
+
+
+class FaceDetector:
+    """Every face in a BGR frame, largest first; use as a context manager (closes mediapipe)."""
+
+    def __init__(self, min_score: float = 0.5, max_faces: int = 8, min_face: float = 0.05, model: Path = DETECTOR_MODEL):
+        mp, vision, base_options = _import_mediapipe()
+        self._mp = mp
+        options = vision.FaceDetectorOptions(
+            base_options=base_options.BaseOptions(model_asset_path=str(model)),
+            running_mode=vision.RunningMode.IMAGE,
+            min_detection_confidence=min_score,
+        )
+        with _native_stderr_silenced():
+            self._detector = vision.FaceDetector.create_from_options(options)
+        self.max_faces, self.min_face = max_faces, min_face
+
+    def detect(self, frame: np.ndarray) -> list[Face]:
+        h, w = frame.shape[:2]
+        rgb = np.ascontiguousarray(frame[:, :, ::-1])
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
+        faces = []
+        with _native_stderr_silenced():
+            detections = self._detector.detect(image).detections
+        for d in detections:
+            b = d.bounding_box
+            x0, y0 = max(0, b.origin_x), max(0, b.origin_y)
+            x1, y1 = min(w, b.origin_x + b.width), min(h, b.origin_y + b.height)
+            if x1 - x0 < 2 or y1 - y0 < 2 or max(b.width, b.height) < self.min_face * min(h, w):
+                continue
+            faces.append(Face(int(x0), int(y0), int(x1 - x0), int(y1 - y0), float(d.categories[0].score)))
+        faces.sort(key=lambda f: f.w * f.h, reverse=True)
+        return faces[: self.max_faces]
+
+    def close(self) -> None:
+        with _native_stderr_silenced():
+            self._detector.close()
+
+    def __enter__(self) -> FaceDetector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def crop_face(frame: np.ndarray, face: Face, margin: float) -> np.ndarray:
+    """A square crop centred on the face, ``margin`` of its size added on every side.
+
+    Outside the frame the edge pixels are repeated, so a face at the border keeps the
+    framing the model was trained on.
+    """
+    import cv2
+
+    side = max(face.w, face.h) * (1.0 + 2.0 * margin)
+    cx, cy = face.x + face.w / 2.0, face.y + face.h / 2.0
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    s = max(2, int(round(side)))
+    h, w = frame.shape[:2]
+    pad = max(0, -x0, -y0, x0 + s - w, y0 + s - h)
+    if pad:
+        frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    return frame[y0 : y0 + s, x0 : x0 + s]
+
+
+def iou(a: tuple, b: tuple) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceTracker:
+    """Stable ids for faces across samples: greedy matching on IoU, then on centre distance.
+
+    A track survives ``max_missed`` samples without a match (a turned head, a missed
+    detection) before its id is retired; ids are never reused.
+    """
+
+    def __init__(self, min_iou: float = 0.2, max_centre_shift: float = 0.6, max_missed: int = 5):
+        self.min_iou, self.max_centre_shift, self.max_missed = min_iou, max_centre_shift, max_missed
+        self.tracks: dict[int, tuple[tuple, int]] = {}  # id -> (last box, samples since seen)
+        self._next_id = 0
+
+    def _affinity(self, track_box: tuple, box: tuple) -> float:
+        overlap = iou(track_box, box)
+        if overlap >= self.min_iou:
+            return 1.0 + overlap
+        tx, ty, tw, th = track_box
+        bx, by, bw, bh = box
+        dist = np.hypot(tx + tw / 2 - bx - bw / 2, ty + th / 2 - by - bh / 2) / max(tw, th, bw, bh)
+        scale = max(tw * th, bw * bh) / max(1, min(tw * th, bw * bh))
+        return 1.0 - dist if dist <= self.max_centre_shift and scale < 2.5 else 0.0
+
+    def update(self, boxes: list[tuple]) -> list[int]:
+        """Ids for ``boxes`` (same order); unmatched boxes start new tracks."""
+        pairs = sorted(
+            ((self._affinity(tb, b), tid, i) for tid, (tb, _) in self.tracks.items() for i, b in enumerate(boxes)),
+            reverse=True,
+        )
+        ids: list[int | None] = [None] * len(boxes)
+        used: set[int] = set()
+        for score, tid, i in pairs:
+            if score <= 0 or tid in used or ids[i] is not None:
+                continue
+            ids[i] = tid
+            used.add(tid)
+        for i, box in enumerate(boxes):
+            if ids[i] is None:
+                ids[i] = self._next_id
+                self._next_id += 1
+            self.tracks[ids[i]] = (box, 0)
+        for tid in list(self.tracks):
+            if tid not in ids:
+                box, missed = self.tracks[tid]
+                if missed + 1 > self.max_missed:
+                    del self.tracks[tid]
+                else:
+                    self.tracks[tid] = (box, missed + 1)
+        return ids  # type: ignore[return-value]

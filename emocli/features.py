@@ -1,0 +1,129 @@
+"""Audio features: the one function that both training and inference use.
+
+A model's ``emocli.preprocess`` metadata is a ``FeatureSpec`` (plus the scaler
+statistics), so inference computes exactly what the model was trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    sample_rate: int = SAMPLE_RATE
+    window_s: float = 2.0  # the audio window a prediction sees
+    n_fft: int = 512
+    hop: int = 160
+    n_mels: int = 64
+    n_mfcc: int = 40
+    fmin: float = 20.0
+    fmax: float = 8000.0
+    mean: tuple[float, ...] = field(default=(), repr=False)  # per-feature scaler statistics
+    std: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def n_features(self) -> int:
+        return self.n_mfcc + self.n_mels
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_s * self.sample_rate))
+
+    @property
+    def window_frames(self) -> int:
+        return 1 + self.window_samples // self.hop
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureSpec:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known["mean"] = tuple(known.get("mean", ()))
+        known["std"] = tuple(known.get("std", ()))
+        return cls(**known)
+
+
+@lru_cache(maxsize=8)
+def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    import librosa  # filter design only: no numba-compiled path, so no first-call stall
+
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _dct_matrix(n_mels: int, n_mfcc: int) -> np.ndarray:
+    # Orthonormal DCT-II, as librosa.feature.mfcc(norm="ortho").
+    n = np.arange(n_mels)
+    k = np.arange(n_mfcc)[:, None]
+    basis = np.cos(np.pi / n_mels * (n + 0.5) * k) * np.sqrt(2.0 / n_mels)
+    basis[0] *= 1.0 / np.sqrt(2.0)
+    return basis.astype(np.float32)
+
+
+def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
+    """MFCC + log-mel frames of a mono float signal at ``spec.sample_rate``.
+
+    Returns ``(frames, n_mfcc + n_mels)`` float32, one frame per ``hop`` samples
+    (centred, reflect-padded, Hann window: librosa's conventions), unnormalised.
+    """
+    y = np.asarray(signal, dtype=np.float32).reshape(-1)
+    pad = spec.n_fft // 2
+    if len(y) == 0:
+        y = np.zeros(1, dtype=np.float32)
+    y = np.pad(y, pad, mode="reflect" if len(y) > pad else "constant")
+    n_frames = 1 + (len(y) - spec.n_fft) // spec.hop
+    frames = np.lib.stride_tricks.as_strided(
+        y, shape=(n_frames, spec.n_fft), strides=(y.strides[0] * spec.hop, y.strides[0])
+    )
+    window = np.hanning(spec.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+    mel = power.astype(np.float32) @ _mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax).T
+    log_mel = 10.0 * np.log10(np.maximum(mel, 1e-10))
+    mfcc = log_mel @ _dct_matrix(spec.n_mels, spec.n_mfcc).T
+    return np.concatenate([mfcc, log_mel], axis=1).astype(np.float32)
+
+
+def normalize(features: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Apply the model's stored scaler statistics (identity when it has none)."""
+    if not spec.mean:
+        return features
+    return (features - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+
+
+def fit_window(signal: np.ndarray, n_samples: int) -> np.ndarray:
+    """Centre-crop or zero-pad a signal to exactly ``n_samples``."""
+    if len(signal) >= n_samples:
+        start = (len(signal) - n_samples) // 2
+        return signal[start : start + n_samples]
+    out = np.zeros(n_samples, dtype=np.float32)
+    start = (n_samples - len(signal)) // 2
+    out[start : start + len(signal)] = signal
+    return out
+
+
+def rms_dbfs(signal: np.ndarray, frame: int = 400) -> np.ndarray:
+    """Per-frame RMS level in dBFS (25 ms frames at 16 kHz), for the voice-activity gate."""
+    n = len(signal) // frame
+    if n == 0:
+        return np.full(1, -120.0 if len(signal) == 0 else 20 * np.log10(np.sqrt(np.mean(signal**2)) + 1e-6))
+    x = np.asarray(signal[: n * frame], np.float32).reshape(n, frame)
+    return 20.0 * np.log10(np.sqrt(np.mean(x * x, axis=1)) + 1e-6)
+
+
+def voice_active(signal: np.ndarray, threshold_db: float = -42.0, min_fraction: float = 0.15) -> bool:
+    """Energy gate: enough 25 ms frames above ``threshold_db`` dBFS to be worth classifying.
+
+    Deliberately simple and cheap; it keeps silence and room tone away from the voice
+    model, which would otherwise label them (usually "neutral" or "sad") with confidence.
+    """
+    levels = rms_dbfs(signal)
+    return bool(np.mean(levels > threshold_db) >= min_fraction)

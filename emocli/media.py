@@ -1,0 +1,264 @@
+"""Video and audio I/O with the bundled ffmpeg and OpenCV: probe, frames, audio, encode.
+
+Everything streams: frames are decoded once, in order, and only the sampled ones are
+kept; audio is read from one ffmpeg pipe with a bounded buffer. Memory therefore
+depends on the interval and window, never on the length of the video.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+VIDEO_EXTS = frozenset(".mp4 .mov .m4v .mkv .avi .webm .flv .wmv .mpg .mpeg .ts .3gp".split())
+
+
+class MediaError(RuntimeError):
+    """A file that cannot be read as media; the message is one readable line."""
+
+
+@lru_cache(maxsize=1)
+def ffmpeg() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: Path
+    duration: float  # seconds; 0.0 when the container does not say
+    has_video: bool
+    has_audio: bool
+    width: int = 0  # as displayed, after rotation
+    height: int = 0
+    fps: float = 0.0
+    rotation: int = 0
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
+_SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
+_FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
+_ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
+# The first line of ffmpeg's complaint that says what is wrong, without its path prefix.
+_ERRORS = ("Invalid data found", "moov atom not found", "does not contain any stream", "Permission denied",
+           "No such file", "End of file", "Invalid argument", "could not find codec parameters")  # fmt: skip
+
+
+_PREFIX = re.compile(r"^(\[[^\]]*@ ?0x[0-9a-f]+\]\s*)+")
+
+
+def _ffmpeg_error(path: Path, stderr: str) -> str:
+    lines = [_PREFIX.sub("", ln.replace(str(path), "")).lstrip(": ").strip() for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln]
+    for line in lines:
+        if any(e in line for e in _ERRORS):
+            return line
+    return lines[-1] if lines else "unreadable"
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Streams, size, rate, rotation and duration, from ffmpeg's own reading of the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError("no such file")
+    if path.stat().st_size == 0:
+        raise MediaError("empty file (0 bytes)")
+    proc = subprocess.run([ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True, errors="replace")
+    err = proc.stderr
+    if "Stream #" not in err:
+        raise MediaError(f"not a readable media file ({_ffmpeg_error(path, err)})")
+    m = _DURATION.search(err)
+    duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else 0.0
+    has_audio = re.search(r"Stream #\d+:\d+.*?: Audio:", err) is not None
+    video = [v for v in _VIDEO.findall(err) if "attached pic" not in v]
+    if not video:
+        return MediaInfo(path, duration, False, has_audio)
+    size = _SIZE.search(video[0])
+    width, height = (int(size.group(1)), int(size.group(2))) if size else (0, 0)
+    fps = _FPS.search(video[0])
+    rot = _ROTATION.search(err)
+    rotation = int(round(float(rot.group(1)))) % 360 if rot else 0
+    if rotation in (90, 270):
+        width, height = height, width
+    return MediaInfo(path, duration, True, has_audio, width, height, float(fps.group(1)) if fps else 0.0, rotation)
+
+
+def read_audio(path: str | Path, sample_rate: int = 16_000) -> np.ndarray:
+    """The whole first audio track as mono float32 at ``sample_rate`` (for short clips)."""
+    cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
+           "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True)
+    if proc.returncode != 0:
+        raise MediaError(_ffmpeg_error(Path(path), proc.stderr.decode(errors="replace")))
+    return np.frombuffer(proc.stdout, dtype=np.float32).copy()
+
+
+class AudioStream:
+    """Windows of the audio track, read from one ffmpeg pipe, for increasing centre times.
+
+    Only the samples that a later window can still need are kept, so memory is bounded
+    by the window and the step between centres.
+    """
+
+    CHUNK = 1 << 16  # bytes per read
+
+    def __init__(self, path: str | Path, sample_rate: int = 16_000):
+        self.sample_rate = sample_rate
+        cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
+               "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]  # fmt: skip
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._buf = np.zeros(0, np.float32)
+        self._start = 0  # sample index of _buf[0]
+        self._eof = False
+        self._pending = b""
+
+    def _fill(self, until: int) -> None:
+        parts = [self._buf]
+        have = self._start + len(self._buf)
+        while have < until and not self._eof:
+            data = self._pending + self._proc.stdout.read(self.CHUNK)
+            if len(data) == len(self._pending):
+                self._eof = True
+                break
+            usable = len(data) - len(data) % 4
+            self._pending = data[usable:]
+            chunk = np.frombuffer(data[:usable], np.float32)
+            parts.append(chunk)
+            have += len(chunk)
+        if len(parts) > 1:
+            self._buf = np.concatenate(parts)
+
+    def window(self, center: float, seconds: float) -> np.ndarray:
+        """Samples of [center - seconds/2, center + seconds/2], zero-padded past the ends."""
+        n = int(round(seconds * self.sample_rate))
+        begin = int(round(center * self.sample_rate)) - n // 2
+        end = begin + n
+        self._fill(end)
+        out = np.zeros(n, np.float32)
+        lo, hi = max(begin, self._start), min(end, self._start + len(self._buf))
+        if hi > lo:
+            out[lo - begin : hi - begin] = self._buf[lo - self._start : hi - self._start]
+        # Windows only move forward: what lies before this one is never needed again.
+        drop = max(0, begin - self._start)
+        if drop:
+            self._buf = self._buf[drop:]
+            self._start += drop
+        return out
+
+    @property
+    def samples_read(self) -> int:
+        return self._start + len(self._buf)
+
+    def close(self) -> str:
+        """Stop ffmpeg; returns its error text, if it had one."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+        self._proc.stdout.close()
+        self._proc.stderr.close()
+        return err.strip()
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FrameReader:
+    """Decoded frames (BGR, rotation applied) at requested times, in one forward pass."""
+
+    # Past this gap, seeking to the next sample beats decoding everything in between.
+    SEEK_GAP_S = 5.0
+
+    def __init__(self, path: str | Path):
+        import cv2
+
+        self._cv2 = cv2
+        self.cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        if not self.cap.isOpened():
+            raise MediaError("no decodable video stream")
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
+
+    def frames_at(self, times: list[float]) -> Iterator[tuple[float, np.ndarray | None]]:
+        """Yield ``(t, frame)`` for each time: the first frame shown at or after ``t``.
+
+        A time past the last frame yields the last decoded frame once more, or None when
+        nothing could be decoded at all.
+        """
+        cv2 = self._cv2
+        half_frame = 0.5 / self.fps if self.fps > 0 else 0.02
+        last_frame, last_ts = None, -1.0
+        for t in times:
+            if last_ts >= 0 and t - last_ts > self.SEEK_GAP_S:
+                self.cap.set(cv2.CAP_PROP_POS_MSEC, max(0.0, (t - 1.0)) * 1000.0)
+            frame = None
+            while True:
+                if not self.cap.grab():
+                    break
+                ts = self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+                last_ts = ts
+                if ts + half_frame >= t:
+                    ok, frame = self.cap.retrieve()
+                    if ok:
+                        last_frame = frame
+                    break
+            if frame is None:
+                yield t, last_frame
+            else:
+                yield t, frame
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while True:
+            ok, frame = self.cap.read()
+            if not ok:
+                return
+            yield frame
+
+    def close(self) -> None:
+        self.cap.release()
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoEncoder:
+    """H.264 (yuv420p) from raw BGR frames, muxed with the source's audio in one ffmpeg run."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, audio_from: str | Path | None):
+        cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", f"{fps:.6f}", "-i", "-"]  # fmt: skip
+        if audio_from is not None:
+            cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-b:a", "128k"]
+        cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+                "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(path)]  # fmt: skip
+        self.path = Path(path)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def write(self, frame: np.ndarray) -> None:
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError as e:
+            raise MediaError(f"encoder stopped: {self._proc.stderr.read().decode(errors='replace').strip()}") from e
+
+    def close(self) -> None:
+        self._proc.stdin.close()
+        err = self._proc.stderr.read().decode(errors="replace")
+        if self._proc.wait() != 0:
+            raise MediaError(f"encoding failed: {err.strip().splitlines()[-1] if err.strip() else 'ffmpeg error'}")
+
+    def abort(self) -> None:
+        self._proc.kill()
+        self._proc.wait()

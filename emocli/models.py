@@ -1,0 +1,203 @@
+"""ONNX models that describe themselves: metadata contract, sessions, default lookup.
+
+Every key a model carries lives in ``metadata_props`` (see DESIGN.md, "Models"):
+``emocli.task``, ``emocli.labels``, ``emocli.preprocess``, ``emocli.metrics``,
+``emocli.version``. Inference reads them here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .features import FeatureSpec, audio_features, normalize
+from .labels import LABELS
+
+TASKS = ("face", "voice")
+KEY_PREFIX = "emocli."
+
+# The face crop a model was trained on: FER2013 is roughly brow-to-chin, tighter than
+# a detector's box is loose; see benchmarks/face_margin.py for the calibration.
+DEFAULT_FACE_PREPROCESS = {
+    "input_size": [48, 48],
+    "grayscale": True,
+    "scale": 1.0 / 255.0,
+    "mean": 0.0,
+    "std": 1.0,
+    "crop_margin": 0.15,
+    "output": "probabilities",
+}
+
+
+class ModelError(ValueError):
+    """A model file that is missing, unreadable or not an emocli model."""
+
+
+@dataclass
+class ModelInfo:
+    path: Path
+    task: str
+    labels: list[str]
+    preprocess: dict
+    metrics: dict = field(default_factory=dict)
+    version: str = ""
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            "emocli.task": self.task,
+            "emocli.labels": json.dumps(self.labels),
+            "emocli.preprocess": json.dumps(self.preprocess),
+            "emocli.metrics": json.dumps(self.metrics),
+            "emocli.version": self.version,
+        }
+
+    @classmethod
+    def from_metadata(cls, path: Path, meta: dict[str, str]) -> ModelInfo:
+        if "emocli.task" not in meta:
+            raise ModelError(f"{path}: not an emocli model (no emocli.task metadata); export it with `emocli export`")
+        try:
+            info = cls(
+                path=Path(path),
+                task=meta["emocli.task"],
+                labels=json.loads(meta["emocli.labels"]),
+                preprocess=json.loads(meta.get("emocli.preprocess", "{}")),
+                metrics=json.loads(meta.get("emocli.metrics", "{}") or "{}"),
+                version=meta.get("emocli.version", ""),
+            )
+        except (KeyError, json.JSONDecodeError) as e:
+            raise ModelError(f"{path}: broken emocli metadata ({e})") from e
+        if info.task not in TASKS:
+            raise ModelError(f"{path}: emocli.task is {info.task!r}, expected one of {TASKS}")
+        unknown = [label for label in info.labels if label not in LABELS]
+        if unknown:
+            raise ModelError(f"{path}: labels {unknown} are not canonical labels {list(LABELS)}")
+        return info
+
+    @property
+    def score(self) -> float | None:
+        """The model's measured macro-F1 (else accuracy): the default fusion weight."""
+        for key in ("macro_f1", "accuracy"):
+            if isinstance(self.metrics.get(key), (int, float)):
+                return float(self.metrics[key])
+        return None
+
+
+def default_model_path(task: str) -> Path | None:
+    """The shipped model for a task: inside the installed wheel, else the checkout's export/."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "export", here.parent / "export"):
+        candidate = folder / f"{task}.onnx"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    """Read a model's metadata without building an inference session."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises several unrelated types for a bad file
+        raise ModelError(f"{path}: not a readable ONNX file ({e})") from e
+    return ModelInfo.from_metadata(path, {p.key: p.value for p in proto.metadata_props})
+
+
+class OnnxModel:
+    """An onnxruntime session plus the metadata it was exported with."""
+
+    def __init__(self, path: str | Path, threads: int = 0):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelError(f"{path}: onnxruntime cannot load it ({e})") from e
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.from_metadata(path, meta)
+        self.input_name = self.session.get_inputs()[0].name
+        self._columns = np.array([LABELS.index(label) for label in self.info.labels])
+
+    @property
+    def task(self) -> str:
+        return self.info.task
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities over the canonical LABELS, shape (n, len(LABELS))."""
+        out = self.session.run(None, {self.input_name: batch.astype(np.float32)})[0]
+        out = np.asarray(out, dtype=np.float64).reshape(len(batch), -1)
+        if self.info.preprocess.get("output", "probabilities") == "logits":
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+        out = np.clip(out, 0.0, None)
+        out /= np.maximum(out.sum(axis=1, keepdims=True), 1e-12)
+        probs = np.zeros((len(batch), len(LABELS)))
+        probs[:, self._columns] = out
+        return probs
+
+
+class FaceModel(OnnxModel):
+    """Classifies face crops (any size, BGR or gray uint8) into emotion probabilities."""
+
+    def __init__(self, path: str | Path, threads: int = 0):
+        super().__init__(path, threads)
+        if self.task != "face":
+            raise ModelError(f"{path}: is a {self.task} model, expected a face model")
+        p = {**DEFAULT_FACE_PREPROCESS, **self.info.preprocess}
+        self.size = tuple(int(v) for v in p["input_size"])  # (height, width)
+        self.grayscale = bool(p["grayscale"])
+        self.scale, self.mean, self.std = float(p["scale"]), float(p["mean"]), float(p["std"])
+        self.crop_margin = float(p["crop_margin"])
+
+    def prepare(self, crops: list[np.ndarray]) -> np.ndarray:
+        import cv2
+
+        h, w = self.size
+        channels = 1 if self.grayscale else 3
+        batch = np.empty((len(crops), h, w, channels), np.float32)
+        for i, crop in enumerate(crops):
+            if self.grayscale and crop.ndim == 3:
+                crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+            crop = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)
+            batch[i] = crop.reshape(h, w, channels)
+        return (batch * self.scale - self.mean) / self.std
+
+    def predict(self, crops: list[np.ndarray]) -> np.ndarray:
+        if not crops:
+            return np.zeros((0, len(LABELS)))
+        return self.run(self.prepare(crops))
+
+
+class VoiceModel(OnnxModel):
+    """Classifies an audio window (mono float32 at the model's sample rate)."""
+
+    def __init__(self, path: str | Path, threads: int = 0):
+        super().__init__(path, threads)
+        if self.task != "voice":
+            raise ModelError(f"{path}: is a {self.task} model, expected a voice model")
+        self.spec = FeatureSpec.from_dict(self.info.preprocess)
+
+    @cached_property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate
+
+    def prepare(self, windows: list[np.ndarray]) -> np.ndarray:
+        return np.stack([normalize(audio_features(w, self.spec), self.spec) for w in windows])
+
+    def predict(self, windows: list[np.ndarray]) -> np.ndarray:
+        if not windows:
+            return np.zeros((0, len(LABELS)))
+        return self.run(self.prepare(windows))

@@ -1,0 +1,209 @@
+"""Output files: atomic writes, and one writer per kind of output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` (same suffix); rename it over ``path`` on success.
+
+    A crash or kill at any moment leaves either the old file or the new one under the
+    final name, never a half-written one; a failed write removes its temporary.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.part-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+# Writers: each turns a timeline (pipeline.COLUMNS, video facts in .attrs) into one file.
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .labels import LABELS  # noqa: E402
+
+# One colour per label, in LABELS order, used by the plot and the annotated video (RGB).
+COLOURS = {
+    "angry": (214, 39, 40),
+    "disgust": (140, 86, 75),
+    "fear": (148, 103, 189),
+    "happy": (255, 187, 0),
+    "sad": (31, 119, 180),
+    "surprise": (23, 190, 207),
+    "neutral": (150, 150, 150),
+}
+SUMMARY_COLUMNS = ["video", "status", "error", "duration_s", "intervals", "faces", "speech_s", "dominant_emotion", "seconds"]
+
+
+def dominant_emotion(timeline: pd.DataFrame) -> str:
+    """The label with the most fused probability mass over the whole timeline ('' if none)."""
+    cols = [f"fused_p_{label}" for label in LABELS]
+    mass = timeline[cols].sum(skipna=True).to_numpy()
+    return LABELS[int(np.argmax(mass))] if mass.sum() > 0 else ""
+
+
+def per_interval(timeline: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """Mean probabilities per interval over its faces (NaN where the modality is absent)."""
+    cols = [f"{prefix}_p_{label}" for label in LABELS]
+    return timeline.groupby(["t_start", "t_end"], sort=True)[cols].mean().rename(columns=lambda c: c.split("_p_")[1])
+
+
+class Writer:
+    """Writes one kind of output for a timeline, atomically; subclasses say what and how."""
+
+    suffix = ""
+
+    def path(self, stem: Path) -> Path:
+        return stem.with_name(stem.name + self.suffix)
+
+    def write(self, timeline: pd.DataFrame, stem: Path) -> Path:
+        target = self.path(stem)
+        with atomic_path(target) as tmp:
+            self._write(timeline, tmp)
+        return target
+
+    def _write(self, timeline: pd.DataFrame, tmp: Path) -> None:
+        raise NotImplementedError
+
+
+class CsvWriter(Writer):
+    suffix = ".csv"
+
+    def _write(self, timeline: pd.DataFrame, tmp: Path) -> None:
+        out = timeline.copy()
+        prob = [c for c in out.columns if "_p_" in c or c.endswith("_confidence") or c == "face_score"]
+        out[prob] = out[prob].round(4)
+        out["voice_active"] = out["voice_active"].map({True: "true", False: "false"})
+        out.to_csv(tmp, index=False)
+
+
+class PlotWriter(Writer):
+    """Fused emotion over time (stacked), and the face's and voice's top label beneath it."""
+
+    suffix = ".png"
+
+    def _write(self, timeline: pd.DataFrame, tmp: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+
+        colours = {k: tuple(c / 255 for c in v) for k, v in COLOURS.items()}
+        fused = per_interval(timeline, "fused")
+        t0 = fused.index.get_level_values(0).to_numpy()
+        t1 = fused.index.get_level_values(1).to_numpy()
+        fig, (ax, strip) = plt.subplots(2, 1, figsize=(11, 4.8), height_ratios=[3.2, 1], sharex=True)
+        bottom = np.zeros(len(fused))
+        for label in LABELS:
+            v = fused[label].fillna(0).to_numpy()
+            ax.bar(t0, v, width=t1 - t0, bottom=bottom, align="edge", color=colours[label], linewidth=0)
+            bottom += v
+        ax.set(ylim=(0, 1), ylabel="fused probability", xlim=(0, float(t1.max()) if len(t1) else 1))
+        name = Path(str(timeline.attrs.get("video", ""))).name
+        dom = dominant_emotion(timeline)
+        ax.set_title(f"{name}: mostly {dom}" if dom else f"{name}: no face or speech found", loc="left")
+        for row, prefix in ((1, "face"), (0, "voice")):
+            p = per_interval(timeline, prefix)
+            for (a, b), probs in p.iterrows():
+                if probs.notna().all():
+                    strip.barh(row, b - a, left=a, color=colours[probs.idxmax()], height=0.8)
+        strip.set(yticks=[0, 1], yticklabels=["voice", "face"], xlabel="time (s)", ylim=(-0.5, 1.5))
+        fig.legend(handles=[Patch(color=colours[k], label=k) for k in LABELS], loc="upper right", ncols=7, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.95))
+        fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+
+
+class AnnotatedVideoWriter(Writer):
+    """The source video, every frame, with boxes, ids and labels drawn; its audio kept."""
+
+    suffix = ".mp4"
+
+    def __init__(self, source: str | Path):
+        self.source = Path(source)
+
+    def _write(self, timeline: pd.DataFrame, tmp: Path) -> None:
+        import cv2
+
+        from .media import FrameReader, VideoEncoder
+
+        with FrameReader(self.source) as frames:
+            fps = frames.fps if frames.fps > 0 else 25.0
+            encoder = None
+            rows = timeline.sort_values("t_start")
+            starts = rows["t_start"].to_numpy()
+            try:
+                for i, frame in enumerate(frames):
+                    if encoder is None:
+                        h, w = frame.shape[:2]
+                        encoder = VideoEncoder(tmp, w, h, fps, self.source if timeline.attrs.get("has_audio", True) else None)
+                    t = i / fps
+                    k = np.searchsorted(starts, t, side="right") - 1
+                    if k >= 0:
+                        self._draw(cv2, frame, rows[rows["t_start"] == starts[k]])
+                    encoder.write(frame)
+            except BaseException:
+                if encoder is not None:
+                    encoder.abort()
+                raise
+            if encoder is None:
+                raise RuntimeError("no frame to annotate")
+            encoder.close()
+
+    @staticmethod
+    def _draw(cv2, frame: np.ndarray, rows: pd.DataFrame) -> None:
+        h, w = frame.shape[:2]
+        scale = max(0.4, min(w, h) / 720)
+        thick = max(1, int(round(2 * scale)))
+        for r in rows.itertuples():
+            if pd.isna(r.face_id):
+                continue
+            label = r.fused_emotion if isinstance(r.fused_emotion, str) else r.face_emotion
+            conf = r.fused_confidence if isinstance(r.fused_emotion, str) else r.face_confidence
+            colour = COLOURS[label][::-1]
+            x, y, bw, bh = int(r.face_x), int(r.face_y), int(r.face_w), int(r.face_h)
+            cv2.rectangle(frame, (x, y), (x + bw, y + bh), colour, thick)
+            text = f"#{int(r.face_id)} {label} {conf:.0%}"
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, thick)
+            ty = y - 4 if y - th - base - 4 > 0 else y + bh + th + 4
+            cv2.rectangle(frame, (x, ty - th - base), (x + tw + 4, ty + base), colour, -1)
+            cv2.putText(frame, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), thick, cv2.LINE_AA)
+        first = rows.iloc[0]
+        if bool(first.voice_active) and isinstance(first.voice_emotion, str):
+            text = f"voice: {first.voice_emotion} {first.voice_confidence:.0%}"
+            cv2.putText(frame, text, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+            cv2.putText(frame, text, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, COLOURS[first.voice_emotion][::-1], thick, cv2.LINE_AA)
+
+
+def summary_row(video: str, status: str, timeline: pd.DataFrame | None = None, error: str = "", seconds: float = 0.0) -> dict:
+    row = dict.fromkeys(SUMMARY_COLUMNS, "")
+    row.update(video=video, status=status, error=error, seconds=round(seconds, 3))
+    if timeline is not None:
+        a = timeline.attrs
+        spans = timeline.drop_duplicates("t_start")
+        row.update(
+            duration_s=a.get("duration_s", float(spans["t_end"].max()) if len(spans) else 0.0),
+            intervals=a.get("intervals", len(spans)),
+            faces=a.get("faces", int(timeline["face_id"].nunique())),
+            speech_s=a.get("speech_s", round(float((spans["t_end"] - spans["t_start"])[spans["voice_active"].astype(bool)].sum()), 3)),
+            dominant_emotion=dominant_emotion(timeline),
+        )  # fmt: skip
+    return row
+
+
+def write_summary(rows: list[dict], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows, columns=SUMMARY_COLUMNS).to_csv(tmp, index=False)

@@ -1,0 +1,152 @@
+"""Export a trained Keras model to one self-describing ONNX file: `emocli export`.
+
+The file carries its own card in ``metadata_props`` (``models.ModelInfo.to_metadata``):
+task, labels, preprocessing and measured metrics, so inference needs nothing else.
+Export checks that onnxruntime reproduces Keras before it writes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+# tf2onnx converts through TensorFlow: Keras must run on the TF backend in this process.
+# A .keras file saved under torch or jax loads fine here; only the runtime backend matters.
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The source cannot be exported, or the ONNX file would not match Keras."""
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _card_metrics(metrics: dict | None) -> dict:
+    """The card's metrics (dataset, split, accuracy, macro_f1) from a run's metrics.json or an evaluation."""
+    if not metrics:
+        return {}
+    measured = metrics.get("validation", metrics)
+    card = {key: measured[key] for key in ("accuracy", "macro_f1", "n") if key in measured}
+    card["dataset"] = metrics.get("dataset") or ", ".join(Path(d).name for d in metrics.get("data", []))
+    split = measured.get("split", "")
+    card["split"] = f"validation: {split}" if "validation" in metrics else split
+    return card
+
+
+def _source_parts(source: Path) -> tuple[Path, dict, dict | None, dict | None]:
+    """(model.keras, config, preprocess, metrics) of a run folder or a bare .keras file."""
+    if source.is_dir():
+        model_file = source / "model.keras"
+        if not model_file.is_file():
+            raise ExportError(f"{source}: no model.keras (is it a training run folder?)")
+        config = _read_json(source / "config.json") or {}
+        return model_file, config, _read_json(source / "preprocess.json"), _read_json(source / "metrics.json")
+    if source.suffix != ".keras" or not source.is_file():
+        raise ExportError(f"{source}: expected a training run folder or a .keras file")
+    return source, {}, None, None
+
+
+def _default_preprocess(task: str) -> dict:
+    from ..features import FeatureSpec
+    from ..models import DEFAULT_FACE_PREPROCESS
+
+    if task == "face":
+        return dict(DEFAULT_FACE_PREPROCESS)
+    warnings.warn("no preprocess.json: the voice model is exported without scaler statistics", stacklevel=3)
+    return FeatureSpec().to_dict()
+
+
+def _parity_inputs(task: str, shape: tuple, preprocess: dict, rng: np.random.Generator) -> list[np.ndarray]:
+    """Random batches in the range the model sees: [0, 1] pixels, or standardised features."""
+    if task == "face":
+        return [rng.uniform(0.0, 1.0, (8, *shape[1:])).astype(np.float32)]
+    from ..features import FeatureSpec
+
+    frames = FeatureSpec.from_dict(preprocess).window_frames
+    n_features = shape[-1]
+    # Two lengths: the trained window and a longer stretch, since the time axis is open.
+    return [rng.standard_normal((8, frames, n_features)).astype(np.float32),
+            rng.standard_normal((2, 3 * frames + 7, n_features)).astype(np.float32)]  # fmt: skip
+
+
+def export_model(
+    source: str | Path,
+    out: str | Path,
+    force: bool = False,
+    metrics_json: str | Path | None = None,
+    opset: int = 17,
+    tolerance: float = PARITY_TOLERANCE,
+    log=print,
+) -> dict:
+    """Convert ``source`` (run folder or .keras) to ``out`` (.onnx); returns a summary.
+
+    Refuses to overwrite ``out`` unless ``force``; raises ExportError when onnxruntime
+    differs from Keras by more than ``tolerance`` on random inputs.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ExportError(f"export needs the TensorFlow backend, but Keras was already imported with {keras.backend.backend()}")
+    import onnx
+    import onnxruntime as ort
+    import tensorflow as tf
+    import tf2onnx
+
+    from .. import __version__
+    from ..labels import LABELS
+    from ..models import ModelInfo
+    from ..outputs import atomic_path
+
+    source, out = Path(source), Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out}: already exists; pass --force to overwrite it")
+    model_file, config, preprocess, metrics = _source_parts(source)
+    model = keras.models.load_model(model_file, compile=False)
+    shape = tuple(model.inputs[0].shape)
+    task = config.get("task") or {4: "face", 3: "voice"}.get(len(shape))
+    if task not in ("face", "voice"):
+        raise ExportError(f"{model_file}: cannot tell the task from an input of shape {shape}")
+    if model.outputs[0].shape[-1] != len(LABELS):
+        raise ExportError(f"{model_file}: {model.outputs[0].shape[-1]} outputs, expected {len(LABELS)} ({', '.join(LABELS)})")
+    if preprocess is None:
+        preprocess = _default_preprocess(task)
+    if metrics_json is not None:
+        metrics = json.loads(Path(metrics_json).read_text())
+    info = ModelInfo(out, task, list(LABELS), preprocess, _card_metrics(metrics), __version__)
+
+    input_name = model.inputs[0].name.split(":")[0]
+    signature = (tf.TensorSpec((None, *shape[1:]), tf.float32, name=input_name),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+    for key, value in info.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        diff = 0.0
+        for x in _parity_inputs(task, shape, preprocess, np.random.default_rng(0)):
+            expected = np.asarray(model(x, training=False))
+            diff = max(diff, float(np.abs(session.run(None, {name: x})[0] - expected).max()))
+        log(f"parity: max |onnxruntime - keras| = {diff:.2e} (tolerance {tolerance:.0e})")
+        if not diff <= tolerance:
+            raise ExportError(f"{model_file}: ONNX output differs from Keras by {diff:.2e} > {tolerance:.0e}; not written")
+    summary = {"path": str(out), "task": task, "size_bytes": out.stat().st_size, "max_abs_diff": diff, "input": input_name,
+               "metadata": info.to_metadata()}  # fmt: skip
+    log(f"wrote {out} ({task}, {summary['size_bytes'] / 1e6:.2f} MB)")
+    return summary
+
+
+if __name__ == "__main__":  # python -m emocli.train.export SOURCE OUT [--force]
+    export_model(sys.argv[1], sys.argv[2], force="--force" in sys.argv)

@@ -1,0 +1,160 @@
+"""What every training run shares: its folder, resumable checkpoints, progress, reports.
+
+A run folder holds ``model.keras`` (the best model, no optimizer), ``checkpoint.keras``
+plus ``state.json`` (the last epoch, with optimizer state, to resume from),
+``history.csv``, ``curves.png``, ``confusion.png``, ``metrics.json`` and ``config.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..metrics import classification_report, plot_confusion  # noqa: F401  (TF-free, shared with evaluate)
+from ..outputs import atomic_path
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def state(self) -> dict:
+        p = self / "state.json"
+        return json.loads(p.read_text()) if p.is_file() else {"epoch": 0, "best": -1.0}
+
+    def write_json(self, name: str, obj) -> None:
+        with atomic_path(self / name) as tmp:
+            tmp.write_text(json.dumps(obj, indent=2))
+
+    def history(self) -> list[dict]:
+        p = self / "history.csv"
+        if not p.is_file():
+            return []
+        with open(p, newline="") as f:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    def resumable(self) -> bool:
+        return (self / "checkpoint.keras").is_file() and self.state["epoch"] > 0
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """After every epoch: history row, resumable checkpoint, best model; all atomic."""
+
+    def __init__(self, run: RunDir, core: keras.Model, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.run, self.core, self.monitor = run, core, monitor
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        state = self.run.state
+        rows = [r for r in self.run.history() if r["epoch"] < epoch + 1] + [{"epoch": epoch + 1, **logs}]
+        keys = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
+        with atomic_path(self.run / "history.csv") as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, keys)
+            w.writeheader()
+            w.writerows(rows)
+        score = float(logs.get(self.monitor, -1.0))
+        if score > state["best"]:
+            state["best"] = score
+            state["best_epoch"] = epoch + 1
+            with atomic_path(self.run / "model.keras") as tmp:
+                self.core.save(tmp)
+        with atomic_path(self.run / "checkpoint.keras") as tmp:
+            self.model.save(tmp)
+        state["epoch"] = epoch + 1
+        self.run.write_json("state.json", state)
+        plot_curves(self.run)
+
+
+class RichProgress(keras.callbacks.Callback):
+    """One rich progress bar per epoch with the running loss and accuracy."""
+
+    def __init__(self, epochs: int, steps: int):
+        super().__init__()
+        self.epochs, self.steps = epochs, steps
+
+    def on_train_begin(self, logs=None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+        )  # fmt: skip
+        self.progress.start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.task = self.progress.add_task(f"epoch {epoch + 1}/{self.epochs}", total=self.steps, info="")
+        self.t0 = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        info = f"loss {logs.get('loss', 0):.3f} acc {logs.get('accuracy', 0):.3f}"
+        self.progress.update(self.task, completed=batch + 1, info=info)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        info = " ".join(f"{k} {v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+        self.progress.update(self.task, completed=self.steps, info=info + f" ({time.time() - self.t0:.0f}s)")
+
+    def on_train_end(self, logs=None):
+        self.progress.stop()
+
+
+def plot_curves(run: RunDir) -> None:
+    """Accuracy and loss against epoch, train and validation (as the seed drew them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = run.history()
+    if not rows:
+        return
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key in zip(axes, ("accuracy", "loss")):
+        for prefix, name in (("", "train"), ("val_", "validation")):
+            if prefix + key in rows[0]:
+                ax.plot(epochs, [r[prefix + key] for r in rows], marker="o", ms=3, label=name)
+        ax.set(xlabel="epoch", ylabel=key, title=f"model {key}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(run / "curves.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def set_seed(seed: int) -> None:
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    keras.utils.set_random_seed(seed)
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): ``fraction`` of every class set aside."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        val.append(idx[: max(1, int(round(len(idx) * fraction)))] if len(idx) > 1 else idx[:0])
+    val = np.sort(np.concatenate(val))
+    return np.setdiff1d(np.arange(len(y)), val), val
+
+
+def class_weights(y: np.ndarray, n_classes: int, power: float = 0.5) -> dict[int, float]:
+    """Inverse-frequency weights tempered by ``power`` (0.5: square root), mean 1 over samples."""
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1) / n_classes) ** power, 0.0)
+    w /= (w[y]).mean()
+    return {i: float(v) for i, v in enumerate(w)}
