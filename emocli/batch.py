@@ -1,4 +1,4 @@
-"""Many videos: discovery, output layout, resume, and the local and Ray engines.
+"""Many videos: discovery, output layout, resume, and the choice of engine.
 
 Each video is tried, reported and left behind: a failure is one line in summary.csv
 and on the console, and the batch goes on. Outputs are written atomically, the CSV
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,16 @@ from .media import VIDEO_EXTS
 from .outputs import AnnotatedVideoWriter, CsvWriter, PlotWriter, summary_row, write_summary
 from .pipeline import AnalyzeOptions, Analyzer
 
+# summary.csv is rewritten as videos finish, at most this often (and once at the end):
+# rewriting it after every video would cost O(videos²) on a large batch.
+SUMMARY_EVERY_S = 2.0
+
 
 @dataclass
 class BatchOptions:
     annotate: bool = False
     plot: bool = True
-    workers: int | None = None
+    workers: int | None = None  # None: the cores of this machine (or of the Ray cluster)
     engine: str = "local"
     ray_address: str | None = None
     overwrite: bool = False
@@ -42,6 +47,15 @@ class Job:
         return str(self.source)
 
 
+def _videos_in(folder: Path) -> list[Path]:
+    """Video files under ``folder``; broken symlinks with a video name too, so they get reported."""
+    found = []
+    for p in folder.rglob("*"):
+        if p.suffix.lower() in VIDEO_EXTS and (p.is_file() or (p.is_symlink() and not p.exists())):
+            found.append(p)
+    return sorted(found)
+
+
 def discover(inputs: list[str | Path], out: str | Path) -> list[Job]:
     """Video files under ``inputs`` (recursively, any-case extensions) and their output stems.
 
@@ -52,7 +66,7 @@ def discover(inputs: list[str | Path], out: str | Path) -> list[Job]:
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
+            files += _videos_in(item)
         elif item.exists() or item.is_symlink():
             files.append(item)
         else:
@@ -88,15 +102,56 @@ def is_complete(job: Job, batch: BatchOptions) -> bool:
     return all(w.path(job.stem).is_file() for w in writers(job, batch))
 
 
+def remove_stale_parts(stem: Path) -> None:
+    """Delete temporaries (``.<stem>.part-<pid><suffix>``) that a killed run left for this stem.
+
+    A temporary whose writer is still alive (another run on the same OUT) is left alone.
+    """
+    if not stem.parent.is_dir():
+        return
+    for part in stem.parent.glob(f".{_glob_escape(stem.name)}.part-*"):
+        pid = part.name[len(stem.name) + len(".part-") + 1 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        try:
+            part.unlink()
+        except OSError:
+            pass  # gone already, or not ours to delete: it never has a final name anyway
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def error_line(e: BaseException) -> str:
+    """One readable line for a failure: the exception's first line, or its type when it says nothing."""
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__
+
+
 def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
-    """Analyse one video and write its outputs; never raises for a bad video."""
+    """Analyse one video and write its outputs; never raises for a bad video.
+
+    Only the summary row comes back: the timeline is written and dropped here, so a
+    worker's memory does not grow with the number of videos it has done.
+    """
     start = time.perf_counter()
     try:
         timeline = analyzer.analyze(job.source)
         for writer in writers(job, batch):
             writer.write(timeline, job.stem)
     except Exception as e:  # one bad file must not stop the batch
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        message = error_line(e)
         if batch.debug:
             message += "\n" + traceback.format_exc()
         return summary_row(job.name, "failed", error=message, seconds=time.perf_counter() - start)
@@ -109,10 +164,32 @@ def skipped_row(job: Job) -> dict:
     return summary_row(job.name, "skipped", timeline)
 
 
+def check_models(options: AnalyzeOptions) -> None:
+    """Fail once, up front, on a missing or wrong model, rather than once per worker or video."""
+    from .models import ModelError, read_info
+    from .pipeline import _model_path
+
+    for task, given in (("face", options.face_model), ("voice", options.voice_model)):
+        info = read_info(_model_path(given, task))
+        if info.task != task:
+            raise ModelError(f"{info.path}: is a {info.task} model, expected a {task} model")
+
+
+def default_workers(batch: BatchOptions, jobs: int) -> int:
+    return max(1, min(batch.workers or os.cpu_count() or 1, jobs or 1))
+
+
 def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions, batch: BatchOptions) -> pd.DataFrame:
     """Process every video under ``inputs`` into ``out``; returns (and writes) the summary."""
     from .progress import BatchProgress
 
+    if batch.engine not in ("local", "ray"):
+        raise ValueError(f"engine must be local or ray, not {batch.engine!r}")
+    if batch.engine == "ray":
+        from .ray_engine import require_ray
+
+        require_ray()  # before any work: without Ray, say how to get it and stop
+    check_models(options)
     out = Path(out)
     jobs = discover(inputs, out)
     rows: dict[Job, dict] = {}
@@ -125,31 +202,42 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
             except Exception:  # an unreadable earlier CSV: do the video again
                 pass
         todo.append(job)
-    workers = max(1, min(batch.workers or os.cpu_count() or 1, len(todo) or 1))
+    for job in todo:
+        remove_stale_parts(job.stem)
+    remove_stale_parts(out / "summary")
+    workers = default_workers(batch, len(todo))
+    saved_at = 0.0
 
-    def save() -> None:
-        write_summary([rows[j] for j in jobs if j in rows], out / "summary.csv")
+    def save(force: bool = False) -> None:
+        nonlocal saved_at
+        if force or time.monotonic() - saved_at >= SUMMARY_EVERY_S:
+            write_summary([rows[j] for j in jobs if j in rows], out / "summary.csv")
+            saved_at = time.monotonic()
 
     with BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:
         if batch.engine == "ray":
             from .ray_engine import run_ray
 
-            results = run_ray(todo, options, batch)
+            results = run_ray(todo, options, batch, progress)
         elif workers == 1:
             results = _run_here(todo, options, batch, progress)
         else:
             from .pool import run_pool
 
             results = run_pool(todo, options, batch, workers, progress)
-        for job, row in results:
-            rows[job] = row
-            progress.finished(job, row)
-            save()
-    save()
+        try:
+            for job, row in results:
+                rows[job] = row
+                progress.finished(job, row)
+                save()
+        finally:  # also on Ctrl-C: what finished is on record for the rerun
+            save(force=True)
+        progress.report(rows.values(), out / "summary.csv")
     return pd.DataFrame([rows[j] for j in jobs], columns=list(next(iter(rows.values())).keys()))
 
 
-def _run_here(jobs: list[Job], options: AnalyzeOptions, batch: BatchOptions, progress):
+def _run_here(jobs: list[Job], options: AnalyzeOptions, batch: BatchOptions, progress) -> Iterator[tuple[Job, dict]]:
+    """One worker: this process, no pool to start."""
     if not jobs:
         return
     with Analyzer(options) as analyzer:

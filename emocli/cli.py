@@ -131,7 +131,7 @@ def train_voice(
     ctx: typer.Context,
     data: Annotated[list[Path], typer.Option(help="Folders/files of RAVDESS, TESS, CREMA-D or <class>/ audio: --data A B ...")],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, history, curves, metrics. Rerun to resume.")],
-    holdout_speakers: Annotated[Optional[list[str]], typer.Option(help="Validation speakers, e.g. ravdess:19 tess:YAF, or bare RAVDESS actors 17 18; default RAVDESS actors 17-20.")] = None,
+    holdout_speakers: Annotated[list[str] | None, typer.Option(help="Validation speakers, e.g. ravdess:19 tess:YAF, or bare RAVDESS actors 17 18; default RAVDESS actors 17-20.")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 40,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule with one warm-up epoch).")] = 2e-3,
@@ -163,7 +163,7 @@ def export(
     source: Annotated[Path, typer.Argument(help="A training run folder, or a .keras model file.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
-    metrics_json: Annotated[Optional[Path], typer.Option(help="Measured metrics to embed (e.g. `emocli evaluate --json` output) instead of the run's validation.")] = None,
+    metrics_json: Annotated[Path | None, typer.Option(help="Measured metrics to embed (e.g. `emocli evaluate --json` output) instead of the run's validation.")] = None,
 ) -> None:
     """Convert a trained model to one self-describing ONNX file (labels, preprocessing, metrics inside)."""
     from .train.export import ExportError, export_model
@@ -179,8 +179,8 @@ def evaluate(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="An exported model (.onnx).", show_default=False)],
     data: Annotated[list[Path], typer.Option(help="Faces: fer2013.csv or an image folder. Voice: audio folders/files: --data A B ...")],
-    split: Annotated[Optional[str], typer.Option(help="Face split to score (default: test if present, else all).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the confusion PNG (default: next to the model).")] = None,
+    split: Annotated[str | None, typer.Option(help="Face split to score (default: test if present, else all).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the confusion PNG (default: next to the model).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help='Print one JSON object: {"accuracy", "macro_f1", "n", "labels", "confusion"}.')] = False,
 ) -> None:
     """Accuracy, macro-F1 and confusion matrix of a model on a labelled dataset."""
@@ -221,7 +221,7 @@ def evaluate(
 
 @app.command("models")
 def models_cmd(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Model files to describe (default: the shipped face and voice models).", show_default=False)] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(help="Model files to describe (default: the shipped face and voice models).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cards as one JSON list.")] = False,
 ) -> None:
     """The models in use, with their cards: task, labels, preprocessing, metrics, size."""

@@ -43,7 +43,11 @@ def clip_windows(features: np.ndarray, frames: int, pad: np.ndarray) -> np.ndarr
 
 
 def clip_probabilities(
-    clips: list[np.ndarray], spec: FeatureSpec, predict: Callable[[np.ndarray], np.ndarray], pad: np.ndarray, chunk: int = 128
+    clips: list[np.ndarray],
+    spec: FeatureSpec,
+    predict: Callable[[np.ndarray], np.ndarray],
+    pad: np.ndarray,
+    chunk: int = 128,
 ) -> np.ndarray:
     """Per-clip probabilities: ``predict`` on every window, averaged within each clip."""
     out = []
@@ -55,7 +59,9 @@ def clip_probabilities(
     return np.stack(out) if out else np.zeros((0, len(LABELS)))
 
 
-def evaluate(model_path: str | Path, data: str | Path | list, split: str | None = None, out: str | Path | None = None) -> dict:
+def evaluate(
+    model_path: str | Path, data: str | Path | list, split: str | None = None, out: str | Path | None = None
+) -> dict:
     """Accuracy, macro-F1 and confusion of a face or voice model on a labelled dataset.
 
     ``data``: for faces fer2013.csv or ``[<split>/]<class>/`` image folders (``split``
@@ -78,7 +84,9 @@ def evaluate(model_path: str | Path, data: str | Path | list, split: str | None 
         report = _evaluate_voice(model_path, sources)
     report = {**report, "model": str(model_path), "task": info.task, "data": [str(s) for s in sources]}
     if out is not None:
-        title = f"{model_path.name}: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f} (n={report['n']})"
+        title = (
+            f"{model_path.name}: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f} (n={report['n']})"
+        )
         report["confusion_png"] = str(Path(out) / f"{model_path.stem}-confusion.png")
         plot_confusion(report, Path(report["confusion_png"]), title)
     return report
@@ -112,8 +120,16 @@ def _evaluate_voice(model_path: Path, sources: list[Path]) -> dict:
     report = classification_report(y, probs.argmax(1))
     datasets = np.asarray([it.dataset for it in items])
     report["per_dataset"] = {
-        name: {k: v for k, v in classification_report(y[datasets == name], probs[datasets == name].argmax(1)).items() if k in ("accuracy", "macro_f1", "n")}
+        name: {
+            k: v
+            for k, v in classification_report(y[datasets == name], probs[datasets == name].argmax(1)).items()
+            if k in ("accuracy", "macro_f1", "n")
+        }
         for name in sorted(set(datasets.tolist()))
     }
-    report["split"] = "clip level, " + ", ".join(sorted({it.speaker for it in items})[:8]) + (" ..." if len({it.speaker for it in items}) > 8 else "")
+    report["split"] = (
+        "clip level, "
+        + ", ".join(sorted({it.speaker for it in items})[:8])
+        + (" ..." if len({it.speaker for it in items}) > 8 else "")
+    )
     return report

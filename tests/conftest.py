@@ -75,12 +75,13 @@ def face_onnx(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def voice_onnx(tmp_path_factory) -> Path:
-    """Loud windows are angry, quiet ones neutral (the mean log-mel level decides)."""
+    """Loud windows are angry, quiet ones neutral: the mean log-mel level decides (-88 dB:
+    a 220 Hz tone at 0.5 full scale gives about -84, at 0.01 about -93)."""
     spec = FeatureSpec()
     w = np.zeros((spec.n_features, len(LABELS)))
     b = np.zeros(len(LABELS))
-    w[spec.n_mfcc :, LABELS.index("angry")] = 0.5 / spec.n_mels
-    w[spec.n_mfcc :, LABELS.index("neutral")] = -0.5 / spec.n_mels
+    w[spec.n_mfcc :, LABELS.index("angry")], b[LABELS.index("angry")] = 1.0 / spec.n_mels, 88.0
+    w[spec.n_mfcc :, LABELS.index("neutral")], b[LABELS.index("neutral")] = -1.0 / spec.n_mels, -88.0
     path = tmp_path_factory.mktemp("models") / "voice.onnx"
     return build_onnx(path, "voice", spec.to_dict(), "features", ["N", "T", spec.n_features], [1], w, b, {"dataset": "synthetic", "accuracy": 0.4, "macro_f1": 0.4})
 

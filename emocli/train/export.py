@@ -96,7 +96,9 @@ def export_model(
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        raise ExportError(f"export needs the TensorFlow backend, but Keras was already imported with {keras.backend.backend()}")
+        raise ExportError(
+            f"export needs the TensorFlow backend, but Keras was already imported with {keras.backend.backend()}"
+        )
     import onnx
     import onnxruntime as ort
     import tensorflow as tf
@@ -117,7 +119,9 @@ def export_model(
     if task not in ("face", "voice"):
         raise ExportError(f"{model_file}: cannot tell the task from an input of shape {shape}")
     if model.outputs[0].shape[-1] != len(LABELS):
-        raise ExportError(f"{model_file}: {model.outputs[0].shape[-1]} outputs, expected {len(LABELS)} ({', '.join(LABELS)})")
+        raise ExportError(
+            f"{model_file}: {model.outputs[0].shape[-1]} outputs, expected {len(LABELS)} ({', '.join(LABELS)})"
+        )
     if preprocess is None:
         preprocess = _default_preprocess(task)
     if metrics_json is not None:
@@ -141,7 +145,9 @@ def export_model(
             diff = max(diff, float(np.abs(session.run(None, {name: x})[0] - expected).max()))
         log(f"parity: max |onnxruntime - keras| = {diff:.2e} (tolerance {tolerance:.0e})")
         if not diff <= tolerance:
-            raise ExportError(f"{model_file}: ONNX output differs from Keras by {diff:.2e} > {tolerance:.0e}; not written")
+            raise ExportError(
+                f"{model_file}: ONNX output differs from Keras by {diff:.2e} > {tolerance:.0e}; not written"
+            )
     summary = {"path": str(out), "task": task, "size_bytes": out.stat().st_size, "max_abs_diff": diff, "input": input_name,
                "metadata": info.to_metadata()}  # fmt: skip
     log(f"wrote {out} ({task}, {summary['size_bytes'] / 1e6:.2f} MB)")

@@ -58,7 +58,8 @@ class Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         state = self.run.state
-        rows = [r for r in self.run.history() if r["epoch"] < epoch + 1] + [{"epoch": epoch + 1, **logs}]
+        rows = [{**r, "epoch": int(r["epoch"])} for r in self.run.history() if r["epoch"] < epoch + 1]
+        rows.append({"epoch": epoch + 1, **logs})
         keys = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
         with atomic_path(self.run / "history.csv") as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, keys)

@@ -45,6 +45,7 @@ class VoiceConfig:
     lr: float = 2e-3
     width: int = 64
     dropout: float = 0.3
+    center: bool = True  # subtract each window's own mean over time first (per-window CMN)
     holdout_speakers: list[str] = field(default_factory=lambda: list(DEFAULT_HOLDOUT))
     calm: str = "neutral"  # RAVDESS "calm" in training: "neutral" or "drop" (validation always scores it as neutral)
     label_smoothing: float = 0.1
@@ -66,14 +67,22 @@ def speaker_id(name: str) -> str:
     return name
 
 
-def build_voice_model(n_features: int, width: int = 64, dropout: float = 0.3, n_classes: int = len(LABELS)) -> keras.Model:
+def build_voice_model(
+    n_features: int, width: int = 64, dropout: float = 0.3, center: bool = True, n_classes: int = len(LABELS)
+) -> keras.Model:
     """Four Conv1D blocks (BN, ReLU, pooling) over time, then global average pooling.
 
     The time axis is left open (``None``), so the same model scores a 2 s window or a
-    whole clip; about 0.35 M parameters (1.4 MB) at width 64.
+    whole clip; about 0.35 M parameters (1.4 MB) at width 64. ``center`` feeds the
+    network each feature's deviation from the window's own mean next to the
+    standardised features: cepstral mean normalisation, which removes much of the
+    speaker's and the microphone's fixed colouring, while the raw half keeps loudness.
     """
     inputs = keras.Input((None, n_features), name="features")
     x = inputs
+    if center:
+        window_mean = layers.GlobalAveragePooling1D(keepdims=True, name="window_mean")(x)
+        x = layers.Concatenate(name="with_centered")([x, layers.Subtract(name="centered")([x, window_mean])])
     for i, mult in enumerate((1, 2, 4, 4)):
         x = layers.Conv1D(width * mult, 5 if i == 0 else 3, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
@@ -161,7 +170,9 @@ class ClipValidation(keras.callbacks.Callback):
         self.core, self.clips, self.y, self.spec, self.pad = core, clips, y, spec, pad
 
     def probabilities(self) -> np.ndarray:
-        return clip_probabilities(self.clips, self.spec, lambda x: self.core.predict(x, batch_size=256, verbose=0), self.pad)
+        return clip_probabilities(
+            self.clips, self.spec, lambda x: self.core.predict(x, batch_size=256, verbose=0), self.pad
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         probs = self.probabilities()
@@ -172,9 +183,15 @@ class ClipValidation(keras.callbacks.Callback):
             logs["val_loss"] = float(-np.log(np.maximum(probs[np.arange(len(self.y)), self.y], 1e-7)).mean())
 
 
-def _select(items: list[AudioItem], clips: list[np.ndarray], keep) -> tuple[list[np.ndarray], np.ndarray, list[AudioItem]]:
+def _select(
+    items: list[AudioItem], clips: list[np.ndarray], keep
+) -> tuple[list[np.ndarray], np.ndarray, list[AudioItem]]:
     chosen = [(c, it) for c, it in zip(clips, items) if keep(it)]
-    return [c for c, _ in chosen], np.asarray([LABELS.index(it.label) for _, it in chosen], np.int64), [it for _, it in chosen]
+    return (
+        [c for c, _ in chosen],
+        np.asarray([LABELS.index(it.label) for _, it in chosen], np.int64),
+        [it for _, it in chosen],
+    )
 
 
 def dataset_name(sources: list[str]) -> str:
@@ -219,9 +236,12 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     if run.resumable():
         model = keras.models.load_model(run / "checkpoint.keras")
     else:
-        model = build_voice_model(spec.n_features, config.width, config.dropout)
+        model = build_voice_model(spec.n_features, config.width, config.dropout, config.center)
         schedule = keras.optimizers.schedules.CosineDecay(
-            config.lr * 0.1, decay_steps=max(1, steps * config.epochs - steps), warmup_target=config.lr, warmup_steps=steps
+            config.lr * 0.1,
+            decay_steps=max(1, steps * config.epochs - steps),
+            warmup_target=config.lr,
+            warmup_steps=steps,
         )
         model.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
@@ -234,7 +254,15 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     validation = ClipValidation(model, val_clips, y_va, spec, batches.pad)
     callbacks = [validation, Checkpoint(run, model)] + ([] if quiet else [RichProgress(config.epochs, steps)])
     if start < config.epochs:
-        model.fit(batches(start), steps_per_epoch=steps, epochs=config.epochs, initial_epoch=start, callbacks=callbacks, verbose=0)
+        model.fit(
+            batches(start),
+            steps_per_epoch=steps,
+            epochs=config.epochs,
+            initial_epoch=start,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=0,
+        )
 
     best = keras.models.load_model(run / "model.keras")
     validation.core = best
@@ -245,7 +273,9 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
         mask = np.asarray([it.dataset == name for it in val_items])
         per_dataset[name] = {"speakers": sorted({it.speaker for it in val_items if it.dataset == name}),
                              **classification_report(y_va[mask], probs[mask].argmax(1))}  # fmt: skip
-    split = f"speakers {', '.join(sorted(holdout & found))} held out; clip level, {spec.window_s:g} s windows, 50% overlap"
+    split = (
+        f"speakers {', '.join(sorted(holdout & found))} held out; clip level, {spec.window_s:g} s windows, 50% overlap"
+    )
     metrics = {
         "task": "voice",
         "dataset": dataset_name(config.data),

@@ -1,0 +1,219 @@
+"""emocli process / emocli.analyze on generated videos: the CSV contract, time, tracking, fallbacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import EXAMPLES, make_video, scene, tone
+from typer.testing import CliRunner
+
+import emocli
+from emocli.cli import app
+from emocli.labels import LABELS
+from emocli.media import probe
+from emocli.pipeline import COLUMNS
+
+P = {m: [f"{m}_p_{label}" for label in LABELS] for m in ("face", "voice", "fused")}
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory, face_image):
+    """Small real videos: a face with a loud tone, two faces, no face, a silent face."""
+    d = tmp_path_factory.mktemp("videos")
+    fps, seconds = 10, 3.5
+    n = int(fps * seconds)
+    return {
+        "talking": make_video(d / "talking.mp4", [scene(face_image, scale=0.8)] * n, fps, tone(seconds, level=0.5)),
+        # two people: the left one walks right, the right one stays; the left is bigger
+        "two": make_video(
+            d / "two.mp4",
+            [scene(face_image, size=(360, 800), at=((40, 20 + 6 * i),), scale=0.9) | 0 for i in range(n)],
+            fps,
+        ),
+        "pair": make_video(d / "pair.mp4", [_pair(face_image, i) for i in range(n)], fps, tone(seconds, level=0.5)),
+        "empty": make_video(d / "empty.mp4", [scene(None)] * n, fps, tone(seconds, level=0.5)),
+        "silent": make_video(d / "silent.mp4", [scene(face_image, scale=0.8)] * n, fps, np.zeros(int(seconds * 16000), np.float32)),
+        "noaudio": make_video(d / "noaudio.mp4", [scene(face_image, scale=0.8)] * n, fps),
+        "bright": make_video(d / "bright.mp4", [scene(face_image, scale=0.8, brightness=1.8)] * 20, fps),
+        "dark": make_video(d / "dark.mp4", [scene(face_image, scale=0.8, brightness=0.35)] * 20, fps),
+    }
+
+
+def _pair(face, i):
+    """Two faces: a big one moving right across frames, a smaller one standing still."""
+    import cv2
+
+    frame = np.full((360, 800, 3), 90, np.uint8)
+    big = cv2.resize(face, None, fx=0.8, fy=0.8)
+    small = cv2.resize(face, None, fx=0.65, fy=0.65)
+    x = 10 + 8 * i
+    frame[30 : 30 + big.shape[0], x : x + big.shape[1]] = big
+    frame[150 : 150 + small.shape[0], 640 : 640 + small.shape[1]] = small
+    return frame
+
+
+def run_cli(*args) -> "CliRunner.invoke":
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_csv_contract_and_summary(videos, models, tmp_path):
+    result = run_cli("process", videos["talking"], "-o", tmp_path, "--face-model", models["face_model"], "--voice-model", models["voice_model"], "--quiet")
+    assert result.exit_code == 0, result.output
+    csv = tmp_path / "talking.csv"
+    text = csv.read_text().splitlines()
+    assert text[0].split(",") == COLUMNS
+    df = pd.read_csv(csv)
+    # 3.5 s at 1 s: four intervals, the last one short; one face in each
+    assert df["t_start"].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert df["t_end"].tolist() == [1.0, 2.0, 3.0, 3.5]
+    assert df["face_id"].tolist() == [0, 0, 0, 0]
+    assert (df["voice_active"] == True).all()  # noqa: E712  (CSV reads "true" as bool)
+    for m in ("face", "voice", "fused"):
+        assert np.allclose(df[P[m]].sum(axis=1), 1.0, atol=2e-3)
+        assert (df[f"{m}_emotion"] == df[P[m]].idxmax(axis=1).str.replace(f"{m}_p_", "")).all()
+    assert (tmp_path / "talking.png").stat().st_size > 10_000
+    assert not (tmp_path / "talking.mp4").exists()
+    summary = pd.read_csv(tmp_path / "summary.csv", keep_default_na=False)
+    assert summary.columns.tolist() == ["video", "status", "error", "duration_s", "intervals", "faces", "speech_s", "dominant_emotion", "seconds"]
+    row = summary.iloc[0]
+    assert row["status"] == "ok" and row["intervals"] == 4 and row["faces"] == 1
+    assert row["duration_s"] == pytest.approx(3.5, abs=0.05)
+    assert row["speech_s"] == pytest.approx(3.5, abs=0.05)
+    assert row["dominant_emotion"] in LABELS
+
+
+def test_interval_and_face_box(videos, models):
+    df = emocli.analyze(videos["talking"], interval=0.5, **models)
+    assert df.columns.tolist() == COLUMNS
+    assert len(df) == 7 and df["t_end"].iloc[-1] == pytest.approx(3.5, abs=0.05)
+    # the pasted face sits at x=60..236, y=40..216 (scale 0.8 of 220 px); the box must be on it
+    box = df.iloc[0][["face_x", "face_y", "face_w", "face_h"]].astype(float)
+    cx, cy = box.face_x + box.face_w / 2, box.face_y + box.face_h / 2
+    assert 60 < cx < 236 and 40 < cy < 216
+    assert 50 < box.face_w < 200
+
+
+def test_tracking_follows_a_moving_face(videos, models):
+    df = emocli.analyze(videos["pair"], interval=0.5, **models)
+    assert df.groupby("t_start").size().eq(2).all(), "both faces in every interval"
+    assert df["face_id"].nunique() == 2
+    for _, g in df.groupby("face_id"):
+        xs = g["face_x"].to_numpy()
+        # one track moves right steadily, the other stays within a few pixels
+        assert (np.diff(xs) > 0).all() or np.ptp(xs) < 15
+    moving = df.groupby("face_id")["face_x"].agg(np.ptp).idxmax()
+    assert df[df["face_id"] == moving]["face_w"].mean() > df[df["face_id"] != moving]["face_w"].mean()
+
+
+def test_max_faces_and_min_face(videos, models):
+    one = emocli.analyze(videos["pair"], max_faces=1, **models)
+    assert one.groupby("t_start").size().eq(1).all()
+    # the small face's box is about 0.18 of the frame's height, the big one's about 0.23
+    big_only = emocli.analyze(videos["pair"], min_face=0.21, **models)
+    assert big_only["face_id"].notna().all() and big_only.groupby("t_start").size().eq(1).all()
+    assert (big_only["face_w"] >= 0.21 * 360).all()
+
+
+def test_no_face_keeps_every_interval_and_fuses_voice(videos, models):
+    df = emocli.analyze(videos["empty"], **models)
+    assert len(df) == 4 and df["face_id"].isna().all() and df["face_emotion"].isna().all()
+    assert df["voice_active"].all()
+    assert np.allclose(df[P["fused"]].to_numpy(), df[P["voice"]].to_numpy())
+    assert (df["fused_emotion"] == df["voice_emotion"]).all()
+
+
+@pytest.mark.parametrize("name", ["silent", "noaudio"])
+def test_no_speech_fuses_face_alone(videos, models, name):
+    df = emocli.analyze(videos[name], **models)
+    assert not df["voice_active"].any()
+    assert df["voice_emotion"].isna().all() and df[P["voice"]].isna().all().all()
+    assert np.allclose(df[P["fused"]].to_numpy(), df[P["face"]].to_numpy())
+    assert df.attrs["speech_s"] == 0.0
+
+
+def test_models_are_really_used(videos, models):
+    """The fixture face model calls bright faces happy and dark ones sad; the voice model calls loud audio angry."""
+    assert set(emocli.analyze(videos["bright"], **models)["face_emotion"]) == {"happy"}
+    assert set(emocli.analyze(videos["dark"], **models)["face_emotion"]) == {"sad"}
+    assert set(emocli.analyze(videos["empty"], **models)["voice_emotion"]) == {"angry"}
+
+
+def test_fusion_modes(videos, models):
+    face_only = emocli.analyze(videos["talking"], fusion="face", **models)
+    assert np.allclose(face_only[P["fused"]].to_numpy(), face_only[P["face"]].to_numpy())
+    voice_only = emocli.analyze(videos["talking"], fusion="voice", **models)
+    assert np.allclose(voice_only[P["fused"]].to_numpy(), voice_only[P["voice"]].to_numpy())
+    half = emocli.analyze(videos["talking"], face_weight=0.25, **models)
+    expected = 0.25 * half[P["face"]].to_numpy() + 0.75 * half[P["voice"]].to_numpy()
+    assert np.allclose(half[P["fused"]].to_numpy(), expected / expected.sum(1, keepdims=True))
+    # without --face-weight the weights come from the models' measured macro-F1 (0.6 vs 0.4)
+    assert emocli.analyze(videos["talking"], **models).attrs["face_weight"] == pytest.approx(0.6)
+
+
+def test_annotated_video_keeps_sound_and_duration(videos, models, tmp_path):
+    result = run_cli("process", videos["talking"], "-o", tmp_path, "--annotate", "--no-plot", "--quiet",
+                     "--face-model", models["face_model"], "--voice-model", models["voice_model"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "talking.mp4"
+    src, ann = probe(videos["talking"]), probe(out)
+    assert ann.has_video and ann.has_audio
+    assert abs(ann.duration - src.duration) <= 0.1
+    assert (ann.width, ann.height) == (src.width, src.height)
+    assert not (tmp_path / "talking.png").exists()
+    import cv2
+
+    ok, frame = cv2.VideoCapture(str(out)).read()
+    ok0, frame0 = cv2.VideoCapture(str(videos["talking"])).read()
+    assert ok and ok0
+    df = pd.read_csv(tmp_path / "talking.csv")
+    x, y, w = int(df.face_x[0]), int(df.face_y[0]), int(df.face_w[0])
+    # the box edge is drawn in the label's colour: pixels along it changed
+    assert np.abs(frame[y + w // 2, x - 1 : x + 2].astype(int) - frame0[y + w // 2, x - 1 : x + 2].astype(int)).max() > 40
+    assert list(out.parent.glob(".*part*")) == []
+
+
+def test_library_and_cli_agree(videos, models, tmp_path):
+    run_cli("process", videos["talking"], "-o", tmp_path, "--no-plot", "--quiet", "--face-model", models["face_model"], "--voice-model", models["voice_model"])
+    csv = pd.read_csv(tmp_path / "talking.csv")
+    lib = emocli.analyze(videos["talking"], **models)
+    assert csv.columns.tolist() == lib.columns.tolist()
+    assert np.allclose(csv[P["fused"]].to_numpy(), lib[P["fused"]].to_numpy(), atol=1e-4)
+
+
+def test_bad_options_and_missing_model(videos, models, tmp_path):
+    assert run_cli("process", videos["talking"], "-o", tmp_path, "--fusion", "loud").exit_code == 2
+    r = run_cli("process", videos["talking"], "-o", tmp_path, "--face-model", tmp_path / "nope.onnx", "--voice-model", models["voice_model"])
+    assert r.exit_code == 1 and "nope.onnx: no such model file" in r.output
+    with pytest.raises(TypeError, match="unknown option"):
+        emocli.analyze(videos["talking"], intervall=2)
+
+
+def test_process_and_help_never_import_training_stack(videos, models, tmp_path):
+    code = f"""
+import sys
+from typer.testing import CliRunner
+from emocli.cli import app
+r = CliRunner().invoke(app, ["--help"])
+assert r.exit_code == 0
+light = [m for m in ("numpy", "onnxruntime", "mediapipe", "cv2", "pandas") if m in sys.modules]
+r = CliRunner().invoke(app, ["process", r"{videos['talking']}", "-o", r"{tmp_path}", "--quiet",
+                             "--face-model", r"{models['face_model']}", "--voice-model", r"{models['voice_model']}"])
+assert r.exit_code == 0, r.output
+heavy = [m for m in ("tensorflow", "keras", "tf2onnx") if m in sys.modules]
+print("light:", light, "heavy:", heavy)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "light: [] heavy: []" in out.stdout, out.stdout
+    assert (tmp_path / "talking.csv").is_file()
+
+
+def test_example_clip_flv_and_demo(models, tmp_path):
+    """The real CREMA-D example clips (FLV and MP4) go through: one face, speech found."""
+    df = emocli.analyze(EXAMPLES / "crema-d" / "1001_DFA_HAP_XX.flv", **models)
+    assert df["face_id"].notna().all() and df["face_id"].nunique() == 1
+    assert df["voice_active"].any()

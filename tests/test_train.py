@@ -1,0 +1,340 @@
+"""Training, export and evaluation, end to end on tiny generated datasets of every layout.
+
+One module-scoped tree holds FER2013 as csv and as folders, RAVDESS (48 kHz wav), TESS,
+CREMA-D and generic <class>/ audio, plus the traps loaders must survive: an unknown
+class ("contempt") and unreadable files. Training runs one or two epochs of very narrow
+networks, so the whole module stays well within a few minutes on two busy cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+sf = pytest.importorskip("soundfile")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from emocli.labels import LABELS  # noqa: E402
+
+RAVDESS_EMOTIONS = {"01": "neutral", "02": "neutral", "03": "happy", "04": "sad", "05": "angry", "06": "fear",
+                    "07": "disgust", "08": "surprise"}  # fmt: skip
+
+
+def _tone(label: str, seconds: float, rate: int, seed: int) -> np.ndarray:
+    """A noisy tone whose pitch depends on the emotion: learnable, but not trivially."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 150.0 + 60.0 * LABELS.index(label)
+    return (0.3 * np.sin(2 * np.pi * f0 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def _write_faces(root: Path, rng: np.random.Generator) -> None:
+    # FER2013 csv: 3 Training + 2 PublicTest rows per class, and one broken row.
+    with open(root / "fer2013.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["emotion", "pixels", "Usage"])
+        for code in range(7):
+            for usage in ["Training"] * 3 + ["PublicTest"] * 2:
+                w.writerow([code, " ".join(map(str, rng.integers(0, 256, 48 * 48))), usage])
+        w.writerow([3, "not pixels", "Training"])
+    # FER folders, train/ and test/, with an unknown class and an unreadable image.
+    import cv2
+
+    for split, n in (("train", 4), ("test", 2)):
+        for label in LABELS:
+            folder = root / "fer" / split / label
+            folder.mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+    (root / "fer" / "train" / "contempt").mkdir()
+    cv2.imwrite(str(root / "fer" / "train" / "contempt" / "0.png"), np.zeros((48, 48), np.uint8))
+    (root / "fer" / "train" / "happy" / "broken.png").write_bytes(b"not a png")
+
+
+def _write_audio(root: Path) -> None:
+    seed = 0
+    # RAVDESS at 48 kHz, published naming; actors 01, 02 train, 17 is held out.
+    for actor in ("01", "02", "17"):
+        folder = root / "ravdess" / f"Actor_{actor}"
+        folder.mkdir(parents=True)
+        for code, label in RAVDESS_EMOTIONS.items():
+            seed += 1
+            sf.write(folder / f"03-01-{code}-01-01-01-{actor}.wav", _tone(label, 1.2, 48_000, seed), 48_000)
+    # TESS at 24.4 kHz, with the ps alias.
+    for folder_name, label in (("OAF_angry", "angry"), ("YAF_ps", "surprise"), ("YAF_sad", "sad")):
+        folder = root / "tess" / folder_name
+        folder.mkdir(parents=True)
+        seed += 1
+        sf.write(folder / f"{folder_name[:3]}_back_{folder_name[4:]}.wav", _tone(label, 1.0, 24_414, seed), 24_414)
+    # CREMA-D names.
+    (root / "crema").mkdir()
+    for code, label in (("ANG", "angry"), ("HAP", "happy"), ("NEU", "neutral")):
+        seed += 1
+        sf.write(root / "crema" / f"1001_DFA_{code}_XX.wav", _tone(label, 1.5, 16_000, seed), 16_000)
+    # Generic <class>/ folders, an unknown class, and an unreadable file.
+    for label in ("happy", "contempt", "sad"):
+        (root / "generic" / label).mkdir(parents=True)
+    sf.write(root / "generic" / "happy" / "a.wav", _tone("happy", 0.8, 22_050, 99), 22_050)
+    sf.write(root / "generic" / "contempt" / "b.wav", _tone("happy", 0.8, 22_050, 98), 22_050)
+    (root / "generic" / "sad" / "broken.wav").write_bytes(b"RIFF but not really a wav file")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train-data")
+    rng = np.random.default_rng(0)
+    _write_faces(root, rng)
+    _write_audio(root)
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory):
+    """Dataset caches go to a temporary folder, never into the user's ~/.cache."""
+    old = os.environ.get("EMOCLI_CACHE")
+    os.environ["EMOCLI_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("EMOCLI_CACHE", None)
+    else:
+        os.environ["EMOCLI_CACHE"] = old
+
+
+def cli(*args: str, ok: bool = True):
+    from emocli.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if ok and result.exit_code != 0:
+        raise AssertionError(
+            f"emocli {' '.join(map(str, args))} exited {result.exit_code}:\n{result.output}\n{result.exception!r}"
+        )
+    return result
+
+
+# ---------------------------------------------------------------- loaders
+
+
+def test_face_layouts_skip_unknown_classes_and_broken_files(data):
+    from emocli.datasets import load_faces
+
+    with pytest.warns(UserWarning, match="unreadable"):
+        from_csv = load_faces(data / "fer2013.csv")
+    assert sorted(from_csv) == ["test", "train"]
+    assert len(from_csv["train"]) == 21 and len(from_csv["test"]) == 14
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folders = load_faces(data / "fer")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.png" in messages
+    assert len(folders["train"]) == 28 and len(folders["test"]) == 14  # contempt and broken.png skipped
+    assert set(folders["train"].counts().values()) == {4}
+
+
+def test_audio_layouts_are_recognised(data):
+    from emocli.datasets import find_audio, load_audio_features
+    from emocli.features import FeatureSpec
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = find_audio([data / "ravdess", data / "tess", data / "crema", data / "generic"])
+        feats, ok = load_audio_features(items, FeatureSpec())
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.wav" in messages  # unreadable: warned, not fatal
+    by_dataset = {d: sum(it.dataset == d for it in ok) for d in ("ravdess", "tess", "crema-d", "folder")}
+    assert by_dataset == {"ravdess": 24, "tess": 3, "crema-d": 3, "folder": 1}  # contempt and broken.wav skipped
+    assert {it.speaker for it in ok if it.dataset == "ravdess"} == {"ravdess:01", "ravdess:02", "ravdess:17"}
+    assert {it.label for it in ok if it.dataset == "tess"} == {"angry", "surprise", "sad"}
+    assert all(f.shape[1] == FeatureSpec().n_features for f in feats)
+
+
+# ---------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def face_run(data, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "face"
+    cli("train", "face", "--data", data / "fer", "--out", run, "--epochs", 1, "--width", 4, "--batch-size", 16, "-q")
+    return run
+
+
+@pytest.fixture(scope="module")
+def voice_run(data, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "voice"
+    cli("train", "voice", "--data", data / "ravdess", data / "tess", data / "crema", "--out", run,
+        "--holdout-speakers", "17", "--epochs", 1, "--width", 8, "--batch-size", 8, "-q")  # fmt: skip
+    return run
+
+
+def test_train_face_writes_a_complete_run(face_run):
+    for name in (
+        "model.keras",
+        "checkpoint.keras",
+        "state.json",
+        "history.csv",
+        "curves.png",
+        "confusion.png",
+        "metrics.json",
+        "config.json",
+    ):
+        assert (face_run / name).is_file(), name
+    metrics = json.loads((face_run / "metrics.json").read_text())
+    assert metrics["task"] == "face" and 0.0 <= metrics["validation"]["accuracy"] <= 1.0
+
+
+def test_train_voice_holds_out_speakers_and_stores_the_scaler(voice_run):
+    from emocli.features import FeatureSpec
+
+    metrics = json.loads((voice_run / "metrics.json").read_text())
+    validation = metrics["validation"]
+    assert validation["n"] == 8  # actor 17's eight clips (calm scored as neutral)
+    assert "ravdess:17" in validation["split"] and validation["per_dataset"]["ravdess"]["speakers"] == ["ravdess:17"]
+    assert metrics["train_clips"] == 16 + 3 + 3
+    spec = FeatureSpec.from_dict(json.loads((voice_run / "preprocess.json").read_text()))
+    assert len(spec.mean) == len(spec.std) == spec.n_features and min(spec.std) > 0
+    assert json.loads((voice_run / "config.json").read_text())["task"] == "voice"
+
+
+def test_train_voice_resumes_where_it_stopped(voice_run, data, tmp_path):
+    import shutil
+
+    run = tmp_path / "voice"
+    shutil.copytree(voice_run, run)  # a one-epoch run, as if stopped there
+    first = (run / "history.csv").read_text().splitlines()
+    cli("train", "voice", "--data", data / "ravdess", data / "tess", data / "crema", "--out", run,
+        "--holdout-speakers", "ravdess:17", "--epochs", 2, "--width", 8, "--batch-size", 8, "-q")  # fmt: skip
+    rows = (run / "history.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[:2] == first  # header, epoch 1 unchanged, epoch 2 added
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
+
+
+def test_train_voice_rejects_absent_holdout_speakers(data, tmp_path):
+    result = cli("train", "voice", "--data", data / "tess", "--out", tmp_path / "r", "--epochs", 1, "-q", ok=False)
+    assert result.exit_code == 1 and "holdout" in result.output
+
+
+# ---------------------------------------------------------------- export
+
+
+def test_export_voice_writes_metadata_and_checks_parity(voice_run, tmp_path):
+    import emocli
+    from emocli.features import FeatureSpec
+    from emocli.models import VoiceModel, read_info
+
+    out = tmp_path / "voice.onnx"
+    result = cli("export", voice_run, "-o", out)
+    assert "parity: max |onnxruntime - keras|" in result.output
+    info = read_info(out)
+    metrics = json.loads((voice_run / "metrics.json").read_text())
+    assert info.task == "voice" and info.labels == list(LABELS) and info.version == emocli.__version__
+    assert info.preprocess == json.loads((voice_run / "preprocess.json").read_text())
+    assert info.metrics["accuracy"] == metrics["validation"]["accuracy"]
+    assert {"dataset", "split", "accuracy", "macro_f1"} <= set(info.metrics)
+    model = VoiceModel(out)
+    assert model.spec == FeatureSpec.from_dict(info.preprocess)
+    probs = model.predict([np.zeros(16_000, np.float32), np.ones(40_000, np.float32) * 0.1])
+    assert probs.shape == (2, len(LABELS)) and np.allclose(probs.sum(1), 1.0)
+
+    refused = cli("export", voice_run, "-o", out, ok=False)
+    assert refused.exit_code == 1 and "--force" in refused.output
+    cli("export", voice_run, "-o", out, "--force")
+
+
+def test_export_face_run_and_bare_keras_file(face_run, voice_run, tmp_path):
+    from emocli.models import DEFAULT_FACE_PREPROCESS, read_info
+
+    face = read_info(cli("export", face_run, "-o", tmp_path / "face.onnx") and tmp_path / "face.onnx")
+    assert face.task == "face" and face.preprocess == DEFAULT_FACE_PREPROCESS  # run has no preprocess.json
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes((voice_run / "model.keras").read_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cli("export", bare, "-o", tmp_path / "bare.onnx")
+    assert read_info(tmp_path / "bare.onnx").task == "voice"  # inferred from the 3-D input
+    assert cli("export", tmp_path / "nothing.keras", "-o", tmp_path / "x.onnx", ok=False).exit_code == 1
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+@pytest.fixture(scope="module")
+def exported(face_run, voice_run, tmp_path_factory) -> dict[str, Path]:
+    from emocli.train.export import export_model
+
+    folder = tmp_path_factory.mktemp("export")
+    for task, run in (("face", face_run), ("voice", voice_run)):
+        export_model(run, folder / f"{task}.onnx", log=lambda _: None)
+    return {"face": folder / "face.onnx", "voice": folder / "voice.onnx"}
+
+
+def test_evaluate_voice_json_matches_a_manual_computation(exported, data):
+    from emocli.features import audio_features, normalize
+    from emocli.media import read_audio
+    from emocli.models import VoiceModel
+
+    result = cli("evaluate", exported["voice"], "--data", data / "ravdess" / "Actor_17", "--json")
+    report = json.loads(result.stdout)
+    assert list(report) == ["accuracy", "macro_f1", "n", "labels", "confusion"]
+
+    # By hand: every clip (1.2 s) is shorter than the 2 s window, so it is one window,
+    # centred and padded with the features of silence.
+    model = VoiceModel(exported["voice"])
+    spec = model.spec
+    silence = normalize(audio_features(np.zeros(spec.n_fft, np.float32), spec), spec)[0]
+    y_true, y_pred = [], []
+    for path in sorted((data / "ravdess" / "Actor_17").glob("*.wav")):
+        feats = normalize(audio_features(read_audio(path), spec), spec)
+        window = np.repeat(silence[None], spec.window_frames, axis=0)
+        start = (spec.window_frames - len(feats)) // 2
+        window[start : start + len(feats)] = feats
+        y_pred.append(int(model.run(window[None]).argmax()))
+        y_true.append(LABELS.index(RAVDESS_EMOTIONS[path.stem.split("-")[2]]))
+    confusion = np.zeros((7, 7), int)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    assert report["n"] == 8 and report["labels"] == list(LABELS)
+    assert report["confusion"] == confusion.tolist()
+    assert report["accuracy"] == pytest.approx(np.trace(confusion) / 8)
+
+
+def test_evaluate_face_csv_defaults_to_the_test_split(exported, data, tmp_path):
+    from emocli.datasets import load_faces
+    from emocli.models import FaceModel
+
+    report = json.loads(cli("evaluate", exported["face"], "--data", data / "fer2013.csv", "--json").stdout)
+    test = load_faces(data / "fer2013.csv")["test"]
+    predicted = FaceModel(exported["face"]).predict(list(test.x)).argmax(1)
+    assert report["n"] == 14
+    assert report["accuracy"] == pytest.approx(float((predicted == test.y).mean()))
+
+    table = cli("evaluate", exported["face"], "--data", data / "fer", "--out", tmp_path)
+    assert "macro-F1" in table.output and (tmp_path / "face-confusion.png").is_file()
+    wrong = cli("evaluate", exported["face"], "--data", data / "fer", "--split", "nope", ok=False)
+    assert wrong.exit_code == 1 and "no split" in wrong.output
+
+
+def test_models_lists_cards(exported):
+    cards = json.loads(cli("models", exported["face"], exported["voice"], "--json").stdout)
+    assert [c["task"] for c in cards] == ["face", "voice"]
+    assert all(c["labels"] == list(LABELS) and c["size_bytes"] > 0 and "accuracy" in c["metrics"] for c in cards)
+    assert "scaler yes" in cards[1]["preprocess_summary"]
+    assert "voice:" in cli("models", exported["voice"]).output
+
+
+def test_inference_side_never_imports_tensorflow():
+    code = (
+        "import sys, emocli.evaluate, emocli.metrics, emocli.models, emocli.datasets\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf2onnx'})\n"
+        "print(heavy); sys.exit(1 if heavy else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
