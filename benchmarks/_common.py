@@ -80,13 +80,15 @@ def long_video(minutes: float, size=(320, 240), fps: int = 10) -> Path:
         return out
     still = CACHE / "face_still.png"
     if not still.is_file():
-        _encode(["-ss", "1", "-i", str(clips()[0]), "-frames:v", "1", "-vf", "crop=220:220:110:40,scale=120:120"], still)
+        _encode(
+            ["-ss", "1", "-i", str(clips()[0]), "-frames:v", "1", "-vf", "crop=220:220:110:40,scale=120:120"], still
+        )
     secs = int(minutes * 60)
     print(f"building {out.name} ...", file=sys.stderr, flush=True)
     return _encode(["-f", "lavfi", "-i", f"color=c=gray:s={w}x{h}:r={fps}:d={secs}", "-loop", "1", "-i", str(still),
                     "-f", "lavfi", "-i", f"sine=frequency=220:sample_rate=16000:duration={secs}",
                     "-f", "lavfi", "-i", f"anoisesrc=color=pink:amplitude=0.05:sample_rate=16000:duration={secs}",
-                    "-filter_complex", f"[0:v][1:v]overlay=x='60+40*sin(t/3)':y=50:shortest=1[v];[2:a][3:a]amix=inputs=2[a]",
+                    "-filter_complex", "[0:v][1:v]overlay=x='60+40*sin(t/3)':y=50:shortest=1[v];[2:a][3:a]amix=inputs=2[a]",
                     "-map", "[v]", "-map", "[a]", "-t", str(secs), "-c:v", "libx264", "-preset", "ultrafast",
                     "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "48k"], out)  # fmt: skip
 
@@ -107,17 +109,34 @@ def _duration(path: Path) -> float:
 # ---------------------------------------------------------------- timing
 
 
-def run_cmd(cmd: list[str], env: dict | None = None, check: bool = True) -> float:
-    """Wall seconds of one command (output discarded)."""
+CPU: dict[str, list[float]] = {}  # CPU seconds (user + system, whole process tree) per label
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_cmd(cmd: list[str], env: dict | None = None, check: bool = True, label: str | None = None) -> float:
+    """Wall seconds of one command (output discarded); its CPU seconds go to ``CPU[label]``.
+
+    CPU time (of the command and every process it waited for, ffmpeg included) moves
+    much less than wall time when other jobs load the machine.
+    """
+    cpu = _children_cpu()
     t = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     wall = time.perf_counter() - t
+    if label:
+        CPU.setdefault(label, []).append(_children_cpu() - cpu)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd[:3]))}... failed: {proc.stderr.decode(errors='replace')[-800:]}")
     return wall
 
 
-def interleaved(subjects: dict[str, Callable[[], float | None]], repeats: int = 3, warmup: bool = True) -> dict[str, list[float]]:
+def interleaved(
+    subjects: dict[str, Callable[[], float | None]], repeats: int = 3, warmup: bool = True
+) -> dict[str, list[float]]:
     """Run every subject once per round, rounds repeated; returns the seconds per subject.
 
     A subject returns its own seconds, or None to be timed from outside.
@@ -134,7 +153,13 @@ def interleaved(subjects: dict[str, Callable[[], float | None]], repeats: int = 
             dt = got if got is not None else time.perf_counter() - t
             if r or not warmup:
                 times[name].append(dt)
-            print(f"  round {r}{' (warm-up)' if warmup and not r else ''}: {name:<28} {dt:7.2f} s", file=sys.stderr, flush=True)
+            elif name in CPU:
+                CPU[name].pop()  # the warm-up round counts for neither
+            print(
+                f"  round {r}{' (warm-up)' if warmup and not r else ''}: {name:<28} {dt:7.2f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     return times
 
 
@@ -142,10 +167,17 @@ def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def report(times: dict[str, list[float]], baseline: str, extra: dict[str, float] | None = None, unit_seconds: float | None = None) -> None:
+def report(
+    times: dict[str, list[float]],
+    baseline: str,
+    extra: dict[str, float] | None = None,
+    unit_seconds: float | None = None,
+) -> None:
     """Print medians, ratios against ``baseline`` and, given the media length, speed."""
     base = med(times[baseline])
-    print(f"{'subject':<30} {'median s':>9} {'min s':>7} {'ratio':>7}" + ("  video-s per wall-s" if unit_seconds else ""))
+    print(
+        f"{'subject':<30} {'median s':>9} {'min s':>7} {'ratio':>7}" + ("  video-s per wall-s" if unit_seconds else "")
+    )
     for name, xs in times.items():
         line = f"{name:<30} {med(xs):9.2f} {min(xs):7.2f} {med(xs) / base:6.2f}x"
         if unit_seconds:
@@ -153,6 +185,11 @@ def report(times: dict[str, list[float]], baseline: str, extra: dict[str, float]
         print(line)
     for k, v in (extra or {}).items():
         print(f"{k}: {v}")
+    if CPU and baseline in CPU:
+        cbase = med(CPU[baseline])
+        print(f"\n{'CPU (user+sys, process tree)':<30} {'median s':>9} {'ratio':>7}")
+        for name, xs in CPU.items():
+            print(f"{name:<30} {med(xs):9.2f} {med(xs) / cbase:6.2f}x")
 
 
 def load_note() -> str:

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from _common import CACHE, ROOT
+
 from emocli.features import FeatureSpec
 from emocli.labels import LABELS
 

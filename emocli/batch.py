@@ -7,6 +7,7 @@ last, so a video whose CSV exists is complete and a rerun skips it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import traceback
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .media import VIDEO_EXTS
+from .media import VIDEO_EXTS, probe
 from .outputs import AnnotatedVideoWriter, CsvWriter, PlotWriter, summary_row, write_summary
 from .pipeline import AnalyzeOptions, Analyzer
 
@@ -87,10 +88,14 @@ def discover(inputs: list[str | Path], out: str | Path) -> list[Job]:
     return jobs
 
 
-def writers(job: Job, batch: BatchOptions) -> list:
-    """The outputs a job needs, the CSV last: its presence marks the job complete."""
+def writers(job: Job, batch: BatchOptions, has_video: bool = True) -> list:
+    """The outputs a job needs, the CSV last: its presence marks the job complete.
+
+    An audio-only source gets no annotated video, even with --annotate: there is
+    nothing to draw on, and its voice timeline is still worth having.
+    """
     ws = []
-    if batch.annotate:
+    if batch.annotate and has_video:
         ws.append(AnnotatedVideoWriter(job.source))
     if batch.plot:
         ws.append(PlotWriter())
@@ -99,7 +104,18 @@ def writers(job: Job, batch: BatchOptions) -> list:
 
 
 def is_complete(job: Job, batch: BatchOptions) -> bool:
-    return all(w.path(job.stem).is_file() for w in writers(job, batch))
+    missing = [w for w in writers(job, batch) if not w.path(job.stem).is_file()]
+    if not missing:
+        return True
+    # Only the annotated video missing: complete if the source has no video to annotate.
+    return all(isinstance(w, AnnotatedVideoWriter) for w in missing) and not _has_video(job.source)
+
+
+def _has_video(source: Path) -> bool:
+    try:
+        return probe(source).has_video
+    except Exception:  # unreadable now: do not count the job as done
+        return True
 
 
 def remove_stale_parts(stem: Path) -> None:
@@ -148,7 +164,7 @@ def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
     start = time.perf_counter()
     try:
         timeline = analyzer.analyze(job.source)
-        for writer in writers(job, batch):
+        for writer in writers(job, batch, has_video=timeline.attrs.get("has_video", True)):
             writer.write(timeline, job.stem)
     except Exception as e:  # one bad file must not stop the batch
         message = error_line(e)
@@ -214,7 +230,12 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
             write_summary([rows[j] for j in jobs if j in rows], out / "summary.csv")
             saved_at = time.monotonic()
 
-    with BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:
+    engine = contextlib.nullcontext()
+    if batch.engine == "ray" and todo:
+        from .ray_engine import ray_session
+
+        engine = ray_session(batch)
+    with engine, BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:
         if batch.engine == "ray":
             from .ray_engine import run_ray
 
@@ -232,7 +253,7 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
                 save()
         finally:  # also on Ctrl-C: what finished is on record for the rerun
             save(force=True)
-        progress.report(rows.values(), out / "summary.csv")
+    progress.report(rows.values(), out / "summary.csv")
     return pd.DataFrame([rows[j] for j in jobs], columns=list(next(iter(rows.values())).keys()))
 
 

@@ -149,7 +149,8 @@ def train_voice(
     speakers = [a for a in extra if holdout_speakers and _looks_like_speaker(a)]
     sources = [str(p) for p in data] + [a for a in extra if a not in speakers]
     holdout = list(holdout_speakers or DEFAULT_HOLDOUT) + speakers
-    config = VoiceConfig(sources, epochs, batch_size, lr, width, dropout, holdout, calm.value, seed=seed)
+    config = VoiceConfig(sources, epochs=epochs, batch_size=batch_size, lr=lr, width=width, dropout=dropout,
+                         holdout_speakers=holdout, calm=calm.value, seed=seed)  # fmt: skip
     try:
         metrics = run(config, out, quiet=quiet)
     except (FileNotFoundError, ValueError) as e:

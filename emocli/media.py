@@ -7,8 +7,12 @@ depends on the interval and window, never on the length of the video.
 
 from __future__ import annotations
 
+import os
+import queue
 import re
 import subprocess
+import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,6 +44,7 @@ class MediaInfo:
     height: int = 0
     fps: float = 0.0
     rotation: int = 0
+    video_start: float = 0.0  # the video stream's start_time (seconds): frame times count from it
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
@@ -47,6 +52,7 @@ _VIDEO = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
 _SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
+_START = re.compile(r"\bstart (-?[\d.]+)")
 # The first line of ffmpeg's complaint that says what is wrong, without its path prefix.
 _ERRORS = ("Invalid data found", "moov atom not found", "does not contain any stream", "Permission denied",
            "No such file", "End of file", "Invalid argument", "could not find codec parameters")  # fmt: skip
@@ -64,11 +70,19 @@ def _ffmpeg_error(path: Path, stderr: str) -> str:
     return lines[-1] if lines else "unreadable"
 
 
+def _not_a_file(path: Path) -> str:
+    if path.is_symlink() and not path.exists():
+        return f"broken symbolic link (to {os.readlink(path)})"
+    return "a folder, not a file" if path.is_dir() else "no such file"
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Streams, size, rate, rotation and duration, from ffmpeg's own reading of the file."""
     path = Path(path)
     if not path.is_file():
-        raise MediaError("no such file")
+        raise MediaError(_not_a_file(path))
+    if not os.access(path, os.R_OK):
+        raise MediaError("permission denied")
     if path.stat().st_size == 0:
         raise MediaError("empty file (0 bytes)")
     proc = subprocess.run([ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True, errors="replace")
@@ -88,7 +102,9 @@ def probe(path: str | Path) -> MediaInfo:
     rotation = int(round(float(rot.group(1)))) % 360 if rot else 0
     if rotation in (90, 270):
         width, height = height, width
-    return MediaInfo(path, duration, True, has_audio, width, height, float(fps.group(1)) if fps else 0.0, rotation)
+    start = _START.search(video[0])
+    return MediaInfo(path, duration, True, has_audio, width, height, float(fps.group(1)) if fps else 0.0, rotation,
+                     float(start.group(1)) if start else 0.0)  # fmt: skip
 
 
 def read_audio(path: str | Path, sample_rate: int = 16_000) -> np.ndarray:
@@ -174,6 +190,17 @@ class AudioStream:
         self.close()
 
 
+def _quiet_opencv(cv2) -> None:
+    """Keep OpenCV's decoder chatter (``[h264 @ 0x..] error while decoding``) off stderr.
+
+    A damaged file is reported once, as one line, by the batch; the decoder would
+    otherwise print a line per bad packet. The ffmpeg level is read at the first
+    capture of the process; a value the user set is kept.
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "0")  # AV_LOG_PANIC
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 class FrameReader:
     """Decoded frames (BGR, rotation applied) at requested times, in one forward pass."""
 
@@ -183,6 +210,7 @@ class FrameReader:
     def __init__(self, path: str | Path):
         import cv2
 
+        _quiet_opencv(cv2)
         self._cv2 = cv2
         self.cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not self.cap.isOpened():
@@ -234,6 +262,138 @@ class FrameReader:
         self.close()
 
 
+class FrameSampler:
+    """``FrameReader.frames_at`` for an evenly spaced grid of times, from one ffmpeg process.
+
+    ffmpeg decodes in its own threads, picks the sampled frames with a ``select``
+    expression that runs FrameReader's rule (per time, the next frame whose timestamp
+    plus half a frame reaches it; at least one new frame per time), converts only those
+    to BGR and pipes them here, where a thread reads ahead while the caller works. The
+    frames are the ones FrameReader picks; decoding costs what ``ffmpeg -i X -f null -``
+    costs, about half of OpenCV's ``grab`` loop, and overlaps with the caller.
+    """
+
+    AHEAD = 2  # decoded frames buffered ahead of the caller
+
+    def __init__(self, path: str | Path, info: MediaInfo, fps: float):
+        self.path, self.info, self.fps = Path(path), info, fps
+        self._proc: subprocess.Popen | None = None
+        self._err = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @staticmethod
+    def grid(times: list[float]) -> tuple[float, float] | None:
+        """``(first, step)`` when ``times[:-1]`` is evenly spaced and the last is not before it."""
+        if len(times) < 2:
+            return (times[0], 1.0) if times else None
+        first, step = times[0], times[1] - times[0]
+        if step <= 0 or times[-1] < times[-2]:
+            return None
+        for k, t in enumerate(times[:-1]):
+            if abs(t - (first + k * step)) > 1e-9 * max(1.0, abs(t)):
+                return None
+        return first, step
+
+    def _select(self, times: list[float]) -> str:
+        first, step = self.grid(times)  # type: ignore[misc]
+        n, half = len(times), 0.5 / self.fps if self.fps > 0 else 0.02
+        # Registers: 0 = index of the next time; 1 = that time; 2 = whether this frame is taken.
+        return (
+            f"st(1,if(lt(ld(0),{n - 1}),{first!r}+ld(0)*{step!r},{times[-1]!r}));"
+            f"st(2,lt(ld(0),{n})*gte(t-({self.info.video_start!r})+{half!r},ld(1)));"
+            "st(0,ld(0)+ld(2));ld(2)"
+        )
+
+    def frames_at(self, times: list[float]) -> Iterator[tuple[float, np.ndarray | None]]:
+        """As ``FrameReader.frames_at``; ``times`` must pass ``grid``."""
+        times = list(times)
+        if not times:
+            return
+        w, h = self.info.width, self.info.height
+        cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-copyts", "-i", str(self.path), "-map", "0:v:0",
+               "-vf", f"select='{self._select(times)}'", "-fps_mode", "passthrough", "-pix_fmt", "bgr24",
+               "-f", "rawvideo", "-"]  # fmt: skip
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err)
+        frames: queue.Queue = queue.Queue(self.AHEAD)
+        self._thread = threading.Thread(target=self._read, args=(self._proc, w, h, len(times), frames), daemon=True)
+        self._thread.start()
+        last, done = None, False
+        for i, t in enumerate(times):
+            frame = None if done else frames.get()
+            if frame is None and i == 0 and self._proc.wait() != 0:
+                # ffmpeg could not decode what OpenCV opened: let OpenCV do it all.
+                with FrameReader(self.path) as reader:
+                    yield from reader.frames_at(times)
+                return
+            if frame is None:  # past the last frame: FrameReader repeats the last one it returned
+                done = True
+                yield t, last
+                continue
+            last = frame
+            yield t, frame
+
+    def _read(self, proc: subprocess.Popen, w: int, h: int, n: int, out: queue.Queue) -> None:
+        size = w * h * 3
+        try:
+            for _ in range(n):
+                frame = np.empty((h, w, 3), np.uint8)
+                view, got = memoryview(frame).cast("B"), 0
+                while got < size:
+                    k = proc.stdout.readinto(view[got:])
+                    if not k:
+                        break
+                    got += k
+                if got < size:
+                    break
+                while not self._stop.is_set():
+                    try:
+                        out.put(frame, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        finally:
+            while not self._stop.is_set():
+                try:
+                    out.put(None, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            self._proc.stdout.close()
+        if self._err is not None:
+            self._err.close()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> FrameSampler:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def frame_sampler(reader: FrameReader, info: MediaInfo, times: list[float]) -> FrameReader | FrameSampler:
+    """The cheaper reader for these times: FrameSampler for an even grid with steps within
+    FrameReader's seek gap, else ``reader`` itself (which seeks across long gaps)."""
+    g = FrameSampler.grid(times)
+    w, h = info.width, info.height
+    # Odd sizes: ffmpeg's and OpenCV's colour conversions differ at chroma edges; keep OpenCV's pixels.
+    if g is None or g[1] > FrameReader.SEEK_GAP_S or w <= 0 or h <= 0 or w % 2 or h % 2 or reader.fps <= 0:
+        return reader
+    reader.close()
+    return FrameSampler(info.path, info, reader.fps)
+
+
 class VideoEncoder:
     """H.264 (yuv420p) from raw BGR frames, muxed with the source's audio in one ffmpeg run."""
 
@@ -262,3 +422,27 @@ class VideoEncoder:
     def abort(self) -> None:
         self._proc.kill()
         self._proc.wait()
+
+
+class OverlayEncoder(VideoEncoder):
+    """The source video with one BGRA overlay per ``step`` seconds blended over it: H.264
+    (yuv420p) with the source's audio, in one ffmpeg run that decodes the source itself.
+
+    Overlay k covers [k * step, (k + 1) * step) of the source's timeline and the last one
+    stays to the end; every source frame is kept, with its timestamp (rotation applied).
+    Nothing but the overlays crosses the pipe, once per step rather than once per frame.
+    """
+
+    def __init__(self, path: str | Path, source: str | Path, width: int, height: int, step: float, audio: bool,
+                 preset: str = "ultrafast", crf: int = 23):  # fmt: skip
+        rate = f"{1.0 / step!r}"
+        cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(source),
+               "-f", "rawvideo", "-pix_fmt", "bgra", "-s", f"{width}x{height}", "-framerate", rate, "-i", "-",
+               "-filter_complex", "[1:v]setpts=PTS-STARTPTS[o];[0:v][o]overlay=eof_action=repeat:format=auto,"
+               "pad=ceil(iw/2)*2:ceil(ih/2)*2[v]", "-map", "[v]"]  # fmt: skip
+        if audio:
+            cmd += ["-map", "0:a:0?", "-c:a", "aac", "-b:a", "128k"]
+        cmd += ["-fps_mode", "passthrough", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
+                "-movflags", "+faststart", "-f", "mp4", str(path)]  # fmt: skip
+        self.path = Path(path)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)

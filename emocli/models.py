@@ -29,6 +29,7 @@ DEFAULT_FACE_PREPROCESS = {
     "mean": 0.0,
     "std": 1.0,
     "crop_margin": 0.15,
+    "flip_average": True,  # also classify the mirrored face and average: faces are symmetric enough
     "output": "probabilities",
 }
 
@@ -120,8 +121,12 @@ class OnnxModel:
         if not path.is_file():
             raise ModelError(f"{path}: no such model file")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        # The models are small and see a few faces or one window at a time: one thread
+        # (threads=0) is fastest, and threads that spin while idle only steal the cores
+        # that decoding and detection need.
+        options.intra_op_num_threads = threads if threads > 0 else 1
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -161,6 +166,7 @@ class FaceModel(OnnxModel):
         self.grayscale = bool(p["grayscale"])
         self.scale, self.mean, self.std = float(p["scale"]), float(p["mean"]), float(p["std"])
         self.crop_margin = float(p["crop_margin"])
+        self.flip_average = bool(p.get("flip_average", False))
 
     def prepare(self, crops: list[np.ndarray]) -> np.ndarray:
         import cv2
@@ -178,7 +184,11 @@ class FaceModel(OnnxModel):
     def predict(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:
             return np.zeros((0, len(LABELS)))
-        return self.run(self.prepare(crops))
+        batch = self.prepare(crops)
+        if not self.flip_average:
+            return self.run(batch)
+        probs = self.run(np.concatenate([batch, batch[:, :, ::-1]]))
+        return (probs[: len(batch)] + probs[len(batch) :]) / 2
 
 
 class VoiceModel(OnnxModel):

@@ -138,34 +138,34 @@ class AnnotatedVideoWriter(Writer):
     def _write(self, timeline: pd.DataFrame, tmp: Path) -> None:
         import cv2
 
-        from .media import FrameReader, VideoEncoder
+        from .media import OverlayEncoder, probe
 
-        with FrameReader(self.source) as frames:
-            fps = frames.fps if frames.fps > 0 else 25.0
-            encoder = None
-            rows = timeline.sort_values("t_start")
-            starts = rows["t_start"].to_numpy()
-            try:
-                for i, frame in enumerate(frames):
-                    if encoder is None:
-                        h, w = frame.shape[:2]
-                        encoder = VideoEncoder(tmp, w, h, fps, self.source if timeline.attrs.get("has_audio", True) else None)
-                    t = i / fps
-                    k = np.searchsorted(starts, t, side="right") - 1
-                    if k >= 0:
-                        self._draw(cv2, frame, rows[rows["t_start"] == starts[k]])
-                    encoder.write(frame)
-            except BaseException:
-                if encoder is not None:
-                    encoder.abort()
-                raise
-            if encoder is None:
-                raise RuntimeError("no frame to annotate")
-            encoder.close()
+        # One ffmpeg decodes the source, blends one transparent overlay per interval over
+        # it and encodes: the frames never come through Python.
+        info = probe(self.source)
+        if not info.has_video or info.width <= 0 or info.height <= 0:
+            raise RuntimeError("no frame to annotate")
+        rows = timeline.sort_values("t_start", kind="stable")
+        starts = rows["t_start"].drop_duplicates().to_numpy()
+        step = float(starts[-1] - starts[0]) / (len(starts) - 1) if len(starts) > 1 else max(float(rows["t_end"].max()), 1e-3)
+        audio = bool(timeline.attrs.get("has_audio", True)) and info.has_audio
+        encoder = OverlayEncoder(tmp, self.source, info.width, info.height, step, audio)
+        canvas = np.zeros((info.height, info.width, 4), np.uint8)
+        try:
+            for _start, group in rows.groupby("t_start", sort=True):
+                canvas[:] = 0
+                self._draw(cv2, canvas, group)
+                encoder.write(canvas)
+        except BaseException:
+            encoder.abort()
+            raise
+        encoder.close()
 
     @staticmethod
     def _draw(cv2, frame: np.ndarray, rows: pd.DataFrame) -> None:
+        """Boxes, ids, labels and the voice line, on a BGR frame or an opaque-ink BGRA overlay."""
         h, w = frame.shape[:2]
+        ink = (lambda c: (*c, 255)) if frame.ndim == 3 and frame.shape[2] == 4 else (lambda c: c)
         scale = max(0.4, min(w, h) / 720)
         thick = max(1, int(round(2 * scale)))
         for r in rows.itertuples():
@@ -173,19 +173,19 @@ class AnnotatedVideoWriter(Writer):
                 continue
             label = r.fused_emotion if isinstance(r.fused_emotion, str) else r.face_emotion
             conf = r.fused_confidence if isinstance(r.fused_emotion, str) else r.face_confidence
-            colour = COLOURS[label][::-1]
+            colour = ink(COLOURS[label][::-1])
             x, y, bw, bh = int(r.face_x), int(r.face_y), int(r.face_w), int(r.face_h)
             cv2.rectangle(frame, (x, y), (x + bw, y + bh), colour, thick)
             text = f"#{int(r.face_id)} {label} {conf:.0%}"
             (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, thick)
             ty = y - 4 if y - th - base - 4 > 0 else y + bh + th + 4
             cv2.rectangle(frame, (x, ty - th - base), (x + tw + 4, ty + base), colour, -1)
-            cv2.putText(frame, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), thick, cv2.LINE_AA)
+            cv2.putText(frame, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, ink((255, 255, 255)), thick, cv2.LINE_AA)
         first = rows.iloc[0]
         if bool(first.voice_active) and isinstance(first.voice_emotion, str):
             text = f"voice: {first.voice_emotion} {first.voice_confidence:.0%}"
-            cv2.putText(frame, text, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-            cv2.putText(frame, text, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, COLOURS[first.voice_emotion][::-1], thick, cv2.LINE_AA)
+            cv2.putText(frame, text, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, ink((0, 0, 0)), thick + 2, cv2.LINE_AA)
+            cv2.putText(frame, text, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, ink(COLOURS[first.voice_emotion][::-1]), thick, cv2.LINE_AA)
 
 
 def summary_row(video: str, status: str, timeline: pd.DataFrame | None = None, error: str = "", seconds: float = 0.0) -> dict:

@@ -19,7 +19,7 @@ from .faces import FaceDetector, FaceTracker, crop_face
 from .features import voice_active
 from .fusion import MODES, default_face_weight, fuse
 from .labels import LABELS
-from .media import AudioStream, FrameReader, MediaError, probe
+from .media import AudioStream, FrameReader, MediaError, frame_sampler, probe
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
 
 FACE_FIELDS = ["face_id", "face_x", "face_y", "face_w", "face_h", "face_score", "face_emotion", "face_confidence"]
@@ -43,7 +43,7 @@ class AnalyzeOptions:
     max_faces: int = 8
     min_face: float = 0.05
     min_face_score: float = 0.5
-    threads: int = 0  # onnxruntime threads per model; 0 lets it choose
+    threads: int = 0  # onnxruntime threads per model; 0: one (the models are small)
 
     def __post_init__(self):
         if self.interval <= 0 or self.window <= 0:
@@ -98,6 +98,8 @@ class Analyzer:
         n = max(1, math.ceil(duration / o.interval - 1e-6))
         spans = [(i * o.interval, min((i + 1) * o.interval, duration)) for i in range(n)]
         centres = [(a + b) / 2 for a, b in spans]
+        if frames is not None:
+            frames = frame_sampler(frames, info, centres)
         audio = AudioStream(path, self.voice_model.sample_rate) if info.has_audio else None
         tracker = FaceTracker()
         rows: list[dict] = []

@@ -53,6 +53,8 @@ class VoiceConfig:
     time_masks: int = 2  # SpecAugment: masks of up to 10% of the frames each
     freq_masks: int = 2  # ... and of up to 8 mel bands each
     gain_db: float = 6.0  # random level change, +- this many dB
+    speed: float = 0.1  # random tempo change, +- this fraction (time axis resampled)
+    warp: float = 0.1  # vocal-tract-length perturbation: mel axis stretched by +- this fraction
     seed: int = 0
 
 
@@ -112,8 +114,10 @@ class CropBatches:
     def __init__(self, clips, y, weights, spec: FeatureSpec, config: VoiceConfig):
         self.clips, self.y, self.weights, self.config = clips, y, weights, config
         self.frames, self.n_mfcc = spec.window_frames, spec.n_mfcc
-        std = np.asarray(spec.std, np.float32)
-        self.pad = (silence_frame(spec) - np.asarray(spec.mean, np.float32)) / std
+        self.mean, self.std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+        std = self.std
+        self.pad = (silence_frame(spec) - self.mean) / std
+        self.dct = _dct_matrix(spec.n_mels, spec.n_mfcc)
         # What +1 dB of level does to a normalised frame: +1 on every log-mel band and,
         # through the orthonormal DCT, a fixed shift of the MFCCs.
         per_db = np.concatenate([_dct_matrix(spec.n_mels, spec.n_mfcc).sum(1), np.ones(spec.n_mels, np.float32)])
@@ -121,6 +125,38 @@ class CropBatches:
 
     def steps(self) -> int:
         return int(np.ceil(len(self.y) / self.config.batch_size))
+
+    @staticmethod
+    def _resample_time(x: np.ndarray, n: int) -> np.ndarray:
+        """Linear interpolation of the frames of ``x`` to ``n`` frames."""
+        pos = np.linspace(0, len(x) - 1, n)
+        i0 = np.floor(pos).astype(int)
+        i1 = np.minimum(i0 + 1, len(x) - 1)
+        frac = (pos - i0).astype(np.float32)[:, None]
+        return x[i0] * (1 - frac) + x[i1] * frac
+
+    def perturb(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Tempo and vocal-tract-length perturbation of a normalised clip.
+
+        Both act on the log-mel half; the MFCC half is recomputed from it through the
+        same DCT as ``features.audio_features``, so the two halves stay consistent.
+        """
+        c = self.config
+        if c.speed > 0:
+            clip = self._resample_time(clip, max(2, round(len(clip) / rng.uniform(1 - c.speed, 1 + c.speed))))
+        if c.warp > 0:
+            m = self.n_mfcc
+            log_mel = clip[:, m:] * self.std[m:] + self.mean[m:]
+            n_mels = log_mel.shape[1]
+            # Band j takes the energy of band j * alpha: alpha > 1 sounds like a shorter vocal tract.
+            pos = np.clip(np.arange(n_mels) * rng.uniform(1 - c.warp, 1 + c.warp), 0, n_mels - 1)
+            i0 = np.floor(pos).astype(int)
+            i1 = np.minimum(i0 + 1, n_mels - 1)
+            frac = (pos - i0).astype(np.float32)
+            log_mel = log_mel[:, i0] * (1 - frac) + log_mel[:, i1] * frac
+            raw = np.concatenate([log_mel @ self.dct.T, log_mel], axis=1)
+            clip = (raw - self.mean) / self.std
+        return clip.astype(np.float32)
 
     def crop(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n, w = len(clip), self.frames
@@ -154,7 +190,7 @@ class CropBatches:
             order = rng.permutation(len(self.y))
             for b in range(0, len(order), bs):
                 idx = order[b : b + bs]
-                x = np.stack([self.augment(self.crop(self.clips[i], rng), rng) for i in idx]).astype(np.float32)
+                x = np.stack([self.augment(self.crop(self.perturb(self.clips[i], rng), rng), rng) for i in idx])
                 yield x, keras.utils.to_categorical(self.y[idx], k), self.weights[idx].astype(np.float32)
             epoch += 1
 

@@ -1,0 +1,184 @@
+"""The Ray engine: the same jobs as the local pool, spread over a Ray cluster.
+
+One actor per worker CPU builds an ``Analyzer`` once and then takes videos one at a
+time, writing each video's outputs itself (so OUT, like the videos, must be at the
+same path on every node: a shared filesystem). Actors never print; the driver alone
+talks to the console. Without ``--ray-address`` a local Ray is started for this run
+and shut down after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import sys
+from collections import deque
+from collections.abc import Iterator
+
+from .batch import BatchOptions, Job, error_line, run_job
+from .outputs import summary_row
+from .pipeline import AnalyzeOptions, Analyzer
+
+INSTALL_HINT = 'the Ray engine needs Ray: pip install "emocli[ray]"'
+
+
+def require_ray():
+    """The ``ray`` module, or an ImportError whose message says how to install it."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+    return ray
+
+
+class VideoWorker:
+    """A Ray actor: the models loaded once, then one video per call."""
+
+    def __init__(self, options: AnalyzeOptions, batch: BatchOptions):
+        import cv2
+
+        # One CPU reserved per actor: keep OpenCV and onnxruntime to one thread each.
+        cv2.setNumThreads(1)
+        options.threads = 1
+        self.batch = batch
+        self.analyzer = None
+        self.load_error = ""
+        try:
+            self.analyzer = Analyzer(options)
+        except Exception as e:  # report it per video, like the local pool does
+            self.load_error = f"cannot load the models: {error_line(e)}"
+
+    def run(self, job: Job) -> dict:
+        if self.analyzer is None:
+            return summary_row(job.name, "failed", error=self.load_error)
+        return run_job(self.analyzer, job, self.batch)
+
+
+class RayConnectError(ValueError):
+    """The cluster at --ray-address cannot be joined; one line (a ValueError, so the CLI prints it)."""
+
+
+def _start(ray, batch: BatchOptions) -> bool:
+    """Join the cluster at ``batch.ray_address``, or start a local one; True if this call did."""
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR, "configure_logging": True}
+    if batch.ray_address:
+        _check_reachable(batch.ray_address)
+        try:
+            with _native_stderr_silenced():  # Ray's C++ client logs every retry to fd 2
+                ray.init(address=batch.ray_address, **quiet)
+        except Exception as e:  # ConnectionError, an auth error, a version mismatch...
+            raise RayConnectError(_connect_error(batch.ray_address, e)) from e
+        return True  # our connection to it, which shutdown() closes; the cluster stays up
+    ray.init(num_cpus=batch.workers or os.cpu_count() or 1, include_dashboard=False, **quiet)
+    return True
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once when nothing listens at HOST:PORT: ray.init would retry for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", "ray://...": let Ray resolve those
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise RayConnectError(
+            f"cannot join the Ray cluster at {address}: {reason.lower()} (is `ray start --head` running there?)"
+        ) from e
+
+
+def _connect_error(address: str, error: BaseException) -> str:
+    """One line for a failed ray.init(address=...), with the fix when it is Ray's token authentication."""
+    first = error_line(error)
+    chain = []
+    while error is not None and len(chain) < 10:
+        chain.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    if any("AuthenticationError" in c or "InvalidAuthToken" in c for c in chain):
+        return (f"cannot join the Ray cluster at {address}: it uses token authentication; set RAY_AUTH_MODE=token "
+                "and give this machine the cluster's token (RAY_AUTH_TOKEN, or ~/.ray/auth_token)")  # fmt: skip
+    return f"cannot join the Ray cluster at {address}: {first}"
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def ray_session(batch: BatchOptions) -> Iterator[None]:
+    """Ray started or joined for the block, and shut down (or left) after it.
+
+    The batch enters this before its progress display, so a cluster that cannot be
+    joined is one line of error and nothing else.
+    """
+    ray = require_ray()
+    started = _start(ray, batch)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_ray(jobs: list[Job], options: AnalyzeOptions, batch: BatchOptions, progress) -> Iterator[tuple[Job, dict]]:
+    """Yield ``(job, summary row)`` as videos finish on the cluster's actors."""
+    if not jobs:
+        return
+    ray = require_ray()
+    started = _start(ray, batch)
+    actors: list = []
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        workers = max(1, min(batch.workers or cpus, len(jobs)))
+        worker_class = ray.remote(num_cpus=1)(VideoWorker)
+        actors = [worker_class.remote(options, batch) for _ in range(workers)]
+        idle = deque(actors)
+        queue = deque(jobs)
+        pending: dict = {}  # object ref -> (actor, job)
+        while queue or pending:
+            while queue and idle:
+                actor, job = idle.popleft(), queue.popleft()
+                pending[actor.run.remote(job)] = (actor, job)
+                progress.started(job)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                actor, job = pending.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except ray.exceptions.RayActorError as e:  # the actor's process died: replace it
+                    row = summary_row(job.name, "failed", error=f"worker crashed: {_ray_error(e)}")
+                    ray.kill(actor)
+                    actors.remove(actor)
+                    actor = worker_class.remote(options, batch)
+                    actors.append(actor)
+                except ray.exceptions.RayError as e:
+                    row = summary_row(job.name, "failed", error=_ray_error(e))
+                idle.append(actor)
+                yield job, row
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+        if started:
+            ray.shutdown()
+
+
+def _ray_error(e: Exception) -> str:
+    """Ray's errors carry tracebacks and banners; keep the first line that says something."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, BaseException):
+        return error_line(cause)
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__

@@ -1,0 +1,278 @@
+"""Batches: discovery and layout, parallel and Ray engines, resume, kills, console and exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pandas as pd
+import pytest
+from media_corpus import clip
+from typer.testing import CliRunner
+
+from emocli import pool
+from emocli.batch import BatchOptions, Job, discover, remove_stale_parts
+from emocli.cli import app
+from emocli.media import probe
+from emocli.pipeline import AnalyzeOptions
+
+SECONDS = 3.0  # each batch video: three intervals of one face and a tone
+
+
+@pytest.fixture(scope="module")
+def batch_dir(tmp_path_factory, face_image) -> Path:
+    """Four small healthy videos, two of them in a subfolder."""
+    d = tmp_path_factory.mktemp("batch")
+    for name in ("v0.mp4", "v1.mp4", "sub/v2.mp4", "sub/v3.mp4"):
+        clip(d / name, face_image, SECONDS)
+    return d
+
+
+def model_args(models) -> list[str]:
+    return ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]
+
+
+def run_cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def emocli_process(*args, **kwargs) -> subprocess.CompletedProcess:
+    """The real command in its own process: what a user's terminal would show, native output included."""
+    cmd = [sys.executable, "-m", "emocli", "process", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def csvs(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.csv")) if p.name != "summary.csv"}
+
+
+def summary(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "summary.csv", keep_default_na=False)
+
+
+# ---------------------------------------------------------------- discovery and layout
+
+
+def test_discover_mirrors_layout_and_keeps_same_names_apart(tmp_path):
+    src = tmp_path / "in"
+    for name in ("a/clip.mp4", "b/clip.mp4", "c/CLIP.MP4", "c/clip.mov", "c/notes.txt", "x.mp4/inner.mkv"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(b"")
+    os.symlink(src / "nowhere.mp4", src / "dangling.mp4")  # reported, not silently dropped
+    jobs = {
+        str(j.source.relative_to(src)): j.stem.relative_to(tmp_path / "out") for j in discover([src], tmp_path / "out")
+    }
+    assert jobs == {
+        "a/clip.mp4": Path("a/clip"),
+        "b/clip.mp4": Path("b/clip"),
+        "c/CLIP.MP4": Path("c/CLIP"),
+        "c/clip.mov": Path("c/clip"),
+        "dangling.mp4": Path("dangling"),
+        "x.mp4/inner.mkv": Path("x.mp4/inner"),  # a folder with a video's name is a folder
+    }
+    # Two inputs with the same stem in one folder keep both, by full name.
+    same = discover([src / "a" / "clip.mp4", src / "a" / "clip.mp4", tmp_path / "in" / "b" / "clip.mp4"], "out")
+    assert [j.stem for j in same] == [Path("out/a/clip"), Path("out/b/clip")]
+    (src / "c" / "clip.mp4").write_bytes(b"")
+    stems = [j.stem.name for j in discover([src / "c"], "out")]
+    assert sorted(stems) == ["CLIP", "clip", "clip.mp4"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no video files"):
+        discover([tmp_path / "empty"], "out")
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        discover([src / "missing.mp4"], "out")
+
+
+def test_remove_stale_parts_keeps_live_writers_and_other_stems(tmp_path):
+    dead = 2**22 + 12345  # above Linux's default pid_max: no such process
+    stale = [
+        tmp_path / f".clip.part-{dead}.csv",
+        tmp_path / f".clip.part-{dead}.mp4",
+        tmp_path / f".clip.part-{os.getpid()}.png",
+    ]
+    kept = [tmp_path / f".clip.part-{os.getppid()}.csv", tmp_path / f".clip.mp4.part-{dead}.csv", tmp_path / "clip.csv"]
+    for p in stale + kept:
+        p.write_text("x")
+    remove_stale_parts(tmp_path / "clip")
+    assert [p.exists() for p in stale] == [False] * 3
+    assert [p.exists() for p in kept] == [True] * 3
+
+
+# ---------------------------------------------------------------- engines
+
+
+@pytest.fixture(scope="module")
+def one_worker(batch_dir, models, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("one-worker")
+    result = run_cli("process", batch_dir, "-o", out, *model_args(models), "--workers", 1, "--no-plot", "--quiet")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_two_workers_give_the_same_csvs_as_one(batch_dir, models, one_worker, tmp_path):
+    result = run_cli("process", batch_dir, "-o", tmp_path, *model_args(models), "--workers", 2, "--no-plot", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert set(csvs(one_worker)) == {"v0.csv", "v1.csv", "sub/v2.csv", "sub/v3.csv"}
+    assert csvs(tmp_path) == csvs(one_worker)
+    assert summary(tmp_path)["status"].tolist() == ["ok"] * 4
+
+
+def test_ray_engine_gives_the_same_csvs_as_local(batch_dir, models, one_worker, tmp_path, capfd):
+    ray = pytest.importorskip("ray")
+    result = run_cli(
+        "process",
+        batch_dir,
+        "-o",
+        tmp_path,
+        *model_args(models),
+        "--engine",
+        "ray",
+        "--workers",
+        2,
+        "--no-plot",
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    native = capfd.readouterr()
+    assert (result.output, native.out, native.err) == (
+        "",
+        "",
+        "",
+    )  # Ray's start-up and worker logs stay off the console
+    assert csvs(tmp_path) == csvs(one_worker)
+    assert summary(tmp_path)["status"].tolist() == ["ok"] * 4
+    assert not ray.is_initialized()  # the local cluster it started is shut down
+
+
+def test_ray_engine_without_ray_says_how_to_install(batch_dir, models, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    result = CliRunner().invoke(
+        app, ["process", str(batch_dir), "-o", str(tmp_path), *model_args(models), "--engine", "ray"]
+    )
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and 'pip install "emocli[ray]"' in lines[0]
+    assert not (tmp_path / "summary.csv").exists()
+
+
+def _crash_on_bomb(job: Job) -> dict:
+    """A worker function that dies the way a segfaulting decoder would, for one video."""
+    if "bomb" in job.source.name:
+        os._exit(139)
+    return pool._work(job)
+
+
+def test_pool_survives_a_crashing_worker(batch_dir, models, tmp_path):
+    jobs = [
+        Job(batch_dir / "v0.mp4", tmp_path / "v0"),
+        Job(batch_dir / "bomb.mp4", tmp_path / "bomb"),
+        Job(batch_dir / "v1.mp4", tmp_path / "v1"),
+    ]
+
+    class Silent:
+        def started(self, job):
+            pass
+
+    options = AnalyzeOptions(face_model=models["face_model"], voice_model=models["voice_model"])
+    rows = dict(pool.run_pool(jobs, options, BatchOptions(plot=False), 1, Silent(), work=_crash_on_bomb))
+    assert {j.stem.name: r["status"] for j, r in rows.items()} == {"v0": "ok", "bomb": "failed", "v1": "ok"}
+    assert rows[jobs[1]]["error"] == pool.CRASHED
+    assert (tmp_path / "v1.csv").is_file()
+
+
+# ---------------------------------------------------------------- resume, kills, console
+
+
+def test_killed_run_leaves_no_partial_outputs_and_rerun_completes_it(batch_dir, models, tmp_path):
+    args = [batch_dir, *model_args(models), "--annotate", "--workers", 1]
+    reference = tmp_path / "reference"
+    done = emocli_process(*args, "-o", reference, "--quiet")
+    # --quiet on an all-ok batch: nothing at all on either stream.
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "emocli", "process", *map(str, args), "-o", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while (
+        not [p for p in out.rglob("*.csv") if p.name != "summary.csv"]
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # mid-batch: the next video is being analysed or written
+    assert proc.wait() == -signal.SIGKILL, "the batch ended before it could be killed"
+
+    finals = [p for p in out.rglob("*") if p.is_file() and ".part-" not in p.name]
+    assert any(p.suffix == ".csv" for p in finals)
+    for path in finals:  # under its final name, every file is whole
+        if path.name == "summary.csv":
+            summary(out)
+        elif path.suffix == ".csv":
+            assert len(pd.read_csv(path)) == round(SECONDS), path
+        elif path.suffix == ".png":
+            assert cv2.imread(str(path)) is not None, path
+        elif path.suffix == ".mp4":
+            assert probe(path).duration == pytest.approx(SECONDS, abs=0.15), path
+            cap = cv2.VideoCapture(str(path))
+            assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == round(SECONDS * 10), path
+
+    rerun = emocli_process(*args, "-o", out, "--quiet")
+    assert (rerun.returncode, rerun.stderr) == (0, ""), rerun.stderr
+    statuses = summary(out).set_index("video")["status"]
+    assert (statuses == "skipped").sum() >= 1 and (statuses == "ok").sum() >= 1 and set(statuses) <= {"ok", "skipped"}
+    assert not list(out.rglob("*.part-*")), "the rerun removes what the killed run left half-written"
+    assert csvs(out) == csvs(reference)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == sorted(
+        p.relative_to(reference) for p in reference.rglob("*")
+    )
+
+
+def test_rerun_skips_done_videos_unless_overwrite(batch_dir, models, one_worker, tmp_path):
+    import shutil
+
+    shutil.copytree(one_worker, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "v1.csv").unlink()  # as if v1 had failed or been killed
+    before = (tmp_path / "v0.csv").stat().st_mtime_ns
+    result = run_cli("process", batch_dir, "-o", tmp_path, *model_args(models), "--no-plot", "--workers", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    s = summary(tmp_path).set_index("video")
+    assert s["status"].to_dict() == {
+        str(batch_dir / n): st
+        for n, st in [("sub/v2.mp4", "skipped"), ("sub/v3.mp4", "skipped"), ("v0.mp4", "skipped"), ("v1.mp4", "ok")]
+    }
+    assert s.loc[str(batch_dir / "v0.mp4"), "intervals"] == 3  # a skipped row still describes its video
+    assert (tmp_path / "v0.csv").stat().st_mtime_ns == before
+    assert csvs(tmp_path) == csvs(one_worker)
+
+    result = run_cli(
+        "process", batch_dir / "v0.mp4", "-o", tmp_path, *model_args(models), "--no-plot", "--overwrite", "--quiet"
+    )
+    assert result.exit_code == 0, result.output
+    assert summary(tmp_path)["status"].tolist() == ["ok"]
+    assert (tmp_path / "v0.csv").stat().st_mtime_ns != before
+
+
+def test_progress_shows_counts_and_a_closing_line(batch_dir, models, one_worker, tmp_path):
+    import shutil
+
+    shutil.copytree(one_worker, tmp_path, dirs_exist_ok=True)
+    result = run_cli("process", batch_dir, "-o", tmp_path, *model_args(models), "--no-plot")
+    assert result.exit_code == 0
+    assert "4/4" in result.output
+    assert f"4 skipped; summary: {tmp_path / 'summary.csv'}" in result.output.replace("\n", "")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--workers", "0"], ["--engine", "spark"], ["--interval", "0"], ["--no-such-option"]],
+)
+def test_bad_usage_exits_2(batch_dir, tmp_path, extra):
+    result = CliRunner().invoke(app, ["process", str(batch_dir), "-o", str(tmp_path), *extra])
+    assert result.exit_code == 2
+    assert not (tmp_path / "summary.csv").exists()

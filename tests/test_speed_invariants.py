@@ -1,0 +1,95 @@
+"""The speed-ups change nothing users see: same sampled frames, boxes within a few pixels.
+
+Timings live in benchmarks/; these tests only pin the behaviour the fast paths must keep.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import CLIPS, make_video, scene, tone
+
+from emocli.media import FrameReader, FrameSampler, frame_sampler, probe
+
+
+def centres(duration: float, interval: float) -> list[float]:
+    n = max(1, math.ceil(duration / interval - 1e-6))
+    return [(i * interval + min((i + 1) * interval, duration)) / 2 for i in range(n)]
+
+
+def both(path, interval: float):
+    info = probe(path)
+    times = centres(info.duration, interval)
+    with FrameReader(path) as reader:
+        fps = reader.fps
+        expected = list(reader.frames_at(times))
+    with FrameSampler(path, info, fps) as sampler:
+        got = list(sampler.frames_at(times))
+    return expected, got
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, face_image):
+    from emocli.media import ffmpeg
+
+    root = tmp_path_factory.mktemp("sampler")
+    clip = CLIPS / "1001_DFA_ANG_XX.mp4"  # starts at 0.033 s: frame times count from the stream's start
+    rotated = root / "rotated.mp4"
+    subprocess.run(
+        [ffmpeg(), "-v", "error", "-display_rotation", "90", "-i", str(clip), "-c", "copy", str(rotated)], check=True
+    )
+    ts = root / "offset.ts"  # MPEG-TS: the stream starts at 1.4 s
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(clip), "-c", "copy", "-f", "mpegts", str(ts)], check=True)
+    vfr = root / "vfr.mp4"  # 10 fps, then one frame every 0.3 s
+    frames = [scene(face_image, scale=0.5, at=((20 + i, 40 + 2 * i),)) for i in range(30)]
+    make_video(
+        vfr, frames, 10, tone(6.0), extra=["-vf", "setpts='if(lt(N,15),N*0.1,1.5+(N-15)*0.3)/TB'", "-fps_mode", "vfr"]
+    )
+    return {"clip": clip, "rotated": rotated, "ts": ts, "vfr": vfr, "flv": CLIPS / "1001_DFA_HAP_XX.flv"}
+
+
+@pytest.mark.parametrize("name", ["clip", "rotated", "ts", "vfr", "flv"])
+@pytest.mark.parametrize("interval", [1.0, 0.3, 0.05])
+def test_sampler_picks_frame_reader_frames(corpus, name, interval):
+    expected, got = both(corpus[name], interval)
+    assert [t for t, _ in got] == [t for t, _ in expected]
+    for (_, a), (_, b) in zip(expected, got, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.shape == b.shape and np.array_equal(a, b)
+
+
+def test_sampler_is_chosen_only_for_even_grids(corpus):
+    info = probe(corpus["clip"])
+    assert isinstance(frame_sampler(FrameReader(corpus["clip"]), info, centres(info.duration, 1.0)), FrameSampler)
+    uneven = frame_sampler(FrameReader(corpus["clip"]), info, [0.1, 0.5, 0.6, 1.5])
+    assert isinstance(uneven, FrameReader)
+    uneven.close()
+    seeking = frame_sampler(FrameReader(corpus["clip"]), info, [3.0, 9.0, 15.0])  # long steps: OpenCV seeks
+    assert isinstance(seeking, FrameReader)
+    seeking.close()
+
+
+def test_downscaled_detection_keeps_boxes(face_image):
+    import cv2
+
+    from emocli.faces import FaceDetector
+
+    frame = cv2.resize(scene(face_image, size=(360, 640), at=((60, 200),)), (1280, 720))
+    with FaceDetector() as det:
+        fast = det.detect(frame)
+        det.DOWNSCALE_ABOVE = 10_000  # full resolution, as before
+        full = det.detect(frame)
+    assert len(fast) == len(full) == 1
+    assert max(abs(a - b) for a, b in zip(fast[0].box, full[0].box, strict=True)) <= 6
+    assert abs(fast[0].score - full[0].score) < 0.08
+
+
+def test_mediapipe_import_leaves_matplotlib_alone():
+    code = ("import sys; from emocli.faces import _import_mediapipe; mp, vision, _ = _import_mediapipe(); "
+            "assert 'matplotlib' not in sys.modules; vision.drawing_utils.DrawingSpec; assert 'matplotlib.pyplot' in sys.modules")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
