@@ -109,7 +109,8 @@ def _duration(path: Path) -> float:
 # ---------------------------------------------------------------- timing
 
 
-CPU: dict[str, list[float]] = {}  # CPU seconds (user + system, whole process tree) per label
+CPU: dict[str, list[float]] = {}  # CPU seconds (user + system, whole process tree) per subject
+_SUBJECT: list[str | None] = [None]  # the subject `interleaved` is running
 
 
 def _children_cpu() -> float:
@@ -127,6 +128,7 @@ def run_cmd(cmd: list[str], env: dict | None = None, check: bool = True, label: 
     t = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     wall = time.perf_counter() - t
+    label = label or _SUBJECT[0]
     if label:
         CPU.setdefault(label, []).append(_children_cpu() - cpu)
     if check and proc.returncode != 0:
@@ -148,8 +150,10 @@ def interleaved(
         if r % 2:
             order.reverse()  # neither side always runs right after the other
         for name, fn in order:
+            _SUBJECT[0] = name
             t = time.perf_counter()
             got = fn()
+            _SUBJECT[0] = None
             dt = got if got is not None else time.perf_counter() - t
             if r or not warmup:
                 times[name].append(dt)

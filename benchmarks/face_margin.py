@@ -35,7 +35,9 @@ def place(face48: np.ndarray, side: int = 192, frame=(360, 640)) -> tuple[np.nda
     h, w = frame
     canvas = np.full((h, w), 110, np.uint8)
     y0, x0 = (h - ext.shape[0]) // 2, (w - ext.shape[1]) // 2
-    canvas[max(0, y0) : y0 + ext.shape[0], max(0, x0) : x0 + ext.shape[1]] = ext[max(0, -y0) : h - y0, max(0, -x0) : w - x0]
+    canvas[max(0, y0) : y0 + ext.shape[0], max(0, x0) : x0 + ext.shape[1]] = ext[
+        max(0, -y0) : h - y0, max(0, -x0) : w - x0
+    ]
     return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR), (x0 + pad, y0 + pad, side, side)
 
 

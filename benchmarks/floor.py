@@ -40,7 +40,10 @@ from _models import pick  # noqa: E402
 
 
 def ref_tree(ref: str) -> Path:
-    """The emocli package of git ``ref``, exported (git archive) into the cache."""
+    """The emocli package of git ``ref``, exported (git archive) into the cache; or ``ref``
+    itself when it is a folder that holds an ``emocli`` package."""
+    if (Path(ref) / "emocli" / "__init__.py").is_file():
+        return Path(ref).resolve()
     sha = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", ref], capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -58,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--annotate", action="store_true", help="also time --annotate (target <= 2.25x decode)")
-    ap.add_argument("--ref", help="also time the code of this git ref (e.g. HEAD) for a before/after ratio")
+    ap.add_argument("--ref", help="also time the code of this git ref (or a folder holding an emocli package) for a before/after ratio")
     ap.add_argument("--video", type=Path, help="another video instead of the generated one")
     a = ap.parse_args()
     video = a.video or talking_video()
@@ -105,9 +108,9 @@ def main() -> None:
         subjects["process --annotate"] = process("--annotate")
     if a.ref:
         env = {**os.environ, "PYTHONPATH": str(ref_tree(a.ref))}
-        subjects[f"process @{a.ref}"] = process(env=env, cmd=[PY, "-m", "emocli"])
+        subjects[f"process @{a.ref}"] = process(env=env, cmd=[PY, "-P", "-m", "emocli"])
         if a.annotate:
-            subjects[f"process --annotate @{a.ref}"] = process("--annotate", env=env, cmd=[PY, "-m", "emocli"])
+            subjects[f"process --annotate @{a.ref}"] = process("--annotate", env=env, cmd=[PY, "-P", "-m", "emocli"])
     times = interleaved(subjects, a.repeats)
     print()
     report(times, "decode (ffmpeg -f null)", unit_seconds=seconds)

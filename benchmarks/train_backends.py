@@ -51,8 +51,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict | str:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return f"failed ({tail})"
+        # TensorFlow and XLA log at INFO level to stderr; the useful line is the last other one.
+        errors = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith(("I0000", "W0000"))]
+        return f"failed (exit {done.returncode}: {errors[-1] if errors else 'no error message'})"
     return json.loads(lines[-1])
 
 

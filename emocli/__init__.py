@@ -1,7 +1,7 @@
 """emocli: a fused audio-visual emotion timeline from videos.
 
-    import emocli
-    timeline = emocli.analyze("interview.mp4")   # a pandas DataFrame, one row per interval and face
+import emocli
+timeline = emocli.analyze("interview.mp4")   # a pandas DataFrame, one row per interval and face
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ imported inside the commands, so `emocli --help` answers at once.
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,12 +25,12 @@ train_app = typer.Typer(help="Train a face or voice model (Keras); then `emocli 
 app.add_typer(train_app, name="train")
 
 
-class Engine(str, Enum):
+class Engine(StrEnum):
     local = "local"
     ray = "ray"
 
 
-class Fusion(str, Enum):
+class Fusion(StrEnum):
     weighted = "weighted"
     face = "face"
     voice = "voice"
@@ -43,22 +43,47 @@ def _fail(message: str, code: int = 1) -> None:
 
 @app.command()
 def process(
-    inputs: Annotated[list[Path], typer.Argument(help="Video files and/or folders (searched recursively).", show_default=False)],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Video files and/or folders (searched recursively).", show_default=False)
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; mirrors the inputs' layout.")],
-    interval: Annotated[float, typer.Option(help="Seconds between samples: one timeline row per interval and face.", min=0.05)] = 1.0,
-    window: Annotated[float, typer.Option(help="Seconds of audio, centred on each interval, that the voice model hears.", min=0.2)] = 2.0,
-    annotate: Annotated[bool, typer.Option("--annotate", help="Also write <stem>.mp4 with boxes, ids and labels, and the original sound.")] = False,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between samples: one timeline row per interval and face.", min=0.05)
+    ] = 1.0,
+    window: Annotated[
+        float, typer.Option(help="Seconds of audio, centred on each interval, that the voice model hears.", min=0.2)
+    ] = 2.0,
+    annotate: Annotated[
+        bool,
+        typer.Option("--annotate", help="Also write <stem>.mp4 with boxes, ids and labels, and the original sound."),
+    ] = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write <stem>.png, the emotion over time.")] = True,
-    workers: Annotated[Optional[int], typer.Option(help="Videos processed in parallel (default: the number of cores).", min=1)] = None,
-    engine: Annotated[Engine, typer.Option(help="local: a process pool on this machine; ray: a Ray cluster.")] = Engine.local,
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster to join (e.g. 10.0.0.5:6379); default starts a local one.")] = None,
-    face_model: Annotated[Optional[Path], typer.Option(help="Face model (.onnx); default: the shipped one.")] = None,
-    voice_model: Annotated[Optional[Path], typer.Option(help="Voice model (.onnx); default: the shipped one.")] = None,
-    fusion: Annotated[Fusion, typer.Option(help="weighted: combine both; face or voice: that modality alone.")] = Fusion.weighted,
-    face_weight: Annotated[Optional[float], typer.Option(help="Weight of the face in [0, 1] (default: from the models' measured F1).", min=0.0, max=1.0)] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Videos processed in parallel (default: the number of cores).", min=1)
+    ] = None,
+    engine: Annotated[
+        Engine, typer.Option(help="local: a process pool on this machine; ray: a Ray cluster.")
+    ] = Engine.local,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (e.g. 10.0.0.5:6379); default starts a local one.")
+    ] = None,
+    face_model: Annotated[Path | None, typer.Option(help="Face model (.onnx); default: the shipped one.")] = None,
+    voice_model: Annotated[Path | None, typer.Option(help="Voice model (.onnx); default: the shipped one.")] = None,
+    fusion: Annotated[
+        Fusion, typer.Option(help="weighted: combine both; face or voice: that modality alone.")
+    ] = Fusion.weighted,
+    face_weight: Annotated[
+        float | None,
+        typer.Option(help="Weight of the face in [0, 1] (default: from the models' measured F1).", min=0.0, max=1.0),
+    ] = None,
     max_faces: Annotated[int, typer.Option(help="At most this many faces per frame, largest first.", min=1)] = 8,
-    min_face: Annotated[float, typer.Option(help="Ignore faces smaller than this fraction of the frame's shorter side.", min=0.0, max=1.0)] = 0.05,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist (default: skip them).")] = False,
+    min_face: Annotated[
+        float,
+        typer.Option(help="Ignore faces smaller than this fraction of the frame's shorter side.", min=0.0, max=1.0),
+    ] = 0.05,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist (default: skip them).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; errors only.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for failed videos.")] = False,
 ) -> None:
@@ -93,7 +118,9 @@ def train_face(
     epochs: Annotated[int, typer.Option(min=1)] = 40,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule with one warm-up epoch).")] = 2e-3,
-    width: Annotated[int, typer.Option(help="Filters of the first layer; the network doubles them three times.", min=4)] = 32,
+    width: Annotated[
+        int, typer.Option(help="Filters of the first layer; the network doubles them three times.", min=4)
+    ] = 32,
     val_fraction: Annotated[float, typer.Option(help="Share of the training faces set aside for validation.")] = 0.1,
     seed: Annotated[int, typer.Option()] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -107,8 +134,7 @@ def train_face(
     typer.echo(f"validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}")
 
 
-
-class Calm(str, Enum):
+class Calm(StrEnum):
     neutral = "neutral"
     drop = "drop"
 
@@ -129,15 +155,27 @@ def _looks_like_speaker(arg: str) -> bool:
 @train_app.command("voice", context_settings={"allow_extra_args": True})
 def train_voice(
     ctx: typer.Context,
-    data: Annotated[list[Path], typer.Option(help="Folders/files of RAVDESS, TESS, CREMA-D or <class>/ audio: --data A B ...")],
+    data: Annotated[
+        list[Path], typer.Option(help="Folders/files of RAVDESS, TESS, CREMA-D or <class>/ audio: --data A B ...")
+    ],
     out: Annotated[Path, typer.Option(help="Run folder: checkpoints, history, curves, metrics. Rerun to resume.")],
-    holdout_speakers: Annotated[list[str] | None, typer.Option(help="Validation speakers, e.g. ravdess:19 tess:YAF, or bare RAVDESS actors 17 18; default RAVDESS actors 17-20.")] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    holdout_speakers: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Validation speakers, e.g. ravdess:19 tess:YAF, or bare RAVDESS actors 17 18; default RAVDESS actors 17-20."
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 60,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule with one warm-up epoch).")] = 2e-3,
-    width: Annotated[int, typer.Option(help="Filters of the first Conv1D block; later blocks have 2x and 4x.", min=4)] = 64,
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.3,
-    calm: Annotated[Calm, typer.Option(help="RAVDESS calm in training: count as neutral, or drop (validation scores it as neutral).")] = Calm.neutral,
+    width: Annotated[
+        int, typer.Option(help="Filters of the first Conv1D block; later blocks have 2x and 4x.", min=4)
+    ] = 64,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.4,
+    calm: Annotated[
+        Calm,
+        typer.Option(help="RAVDESS calm in training: count as neutral, or drop (validation scores it as neutral)."),
+    ] = Calm.neutral,
     seed: Annotated[int, typer.Option()] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -156,7 +194,9 @@ def train_voice(
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     v = metrics["validation"]
-    typer.echo(f"held-out speakers: clip accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}")
+    typer.echo(
+        f"held-out speakers: clip accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}"
+    )
 
 
 @app.command("export")
@@ -164,7 +204,12 @@ def export(
     source: Annotated[Path, typer.Argument(help="A training run folder, or a .keras model file.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
-    metrics_json: Annotated[Path | None, typer.Option(help="Measured metrics to embed (e.g. `emocli evaluate --json` output) instead of the run's validation.")] = None,
+    metrics_json: Annotated[
+        Path | None,
+        typer.Option(
+            help="Measured metrics to embed (e.g. `emocli evaluate --json` output) instead of the run's validation."
+        ),
+    ] = None,
 ) -> None:
     """Convert a trained model to one self-describing ONNX file (labels, preprocessing, metrics inside)."""
     from .train.export import ExportError, export_model
@@ -179,25 +224,27 @@ def export(
 def evaluate(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="An exported model (.onnx).", show_default=False)],
-    data: Annotated[list[Path], typer.Option(help="Faces: fer2013.csv or an image folder. Voice: audio folders/files: --data A B ...")],
+    data: Annotated[
+        list[Path],
+        typer.Option(help="Faces: fer2013.csv or an image folder. Voice: audio folders/files: --data A B ..."),
+    ],
     split: Annotated[str | None, typer.Option(help="Face split to score (default: test if present, else all).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the confusion PNG (default: next to the model).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help='Print one JSON object: {"accuracy", "macro_f1", "n", "labels", "confusion"}.')] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help='Print one JSON object: {"accuracy", "macro_f1", "n", "labels", "confusion"}.'),
+    ] = False,
 ) -> None:
     """Accuracy, macro-F1 and confusion matrix of a model on a labelled dataset."""
     import json
-    import warnings
 
     from .evaluate import JSON_KEYS
     from .evaluate import evaluate as run
     from .models import ModelError
 
     sources = list(data) + [Path(a) for a in _extra_args(ctx)]
-    try:
-        with warnings.catch_warnings():
-            if as_json:  # stdout carries the JSON only; warnings still go to stderr
-                warnings.simplefilter("default")
-            report = run(model, sources, split=split, out=None if as_json else (out or model.parent))
+    try:  # with --json, stdout carries the JSON object only (warnings go to stderr)
+        report = run(model, sources, split=split, out=None if as_json else (out or model.parent))
     except (ModelError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     if as_json:
@@ -211,18 +258,25 @@ def evaluate(
     for label in report["labels"]:
         table.add_column(label[:8], justify="right")
     table.add_column("F1", justify="right")
-    for label, row in zip(report["labels"], report["confusion"]):
+    for label, row in zip(report["labels"], report["confusion"], strict=True):
         f1 = report["per_class_f1"].get(label)
         table.add_row(label, *map(str, row), "" if f1 is None else f"{f1:.3f}")
     console = Console()
     console.print(table)
-    console.print(f"accuracy [bold]{report['accuracy']:.4f}[/], macro-F1 [bold]{report['macro_f1']:.4f}[/], n={report['n']}")
+    console.print(
+        f"accuracy [bold]{report['accuracy']:.4f}[/], macro-F1 [bold]{report['macro_f1']:.4f}[/], n={report['n']}"
+    )
     console.print(f"confusion matrix: {report['confusion_png']}")
 
 
 @app.command("models")
 def models_cmd(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Model files to describe (default: the shipped face and voice models).", show_default=False)] = None,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Model files to describe (default: the shipped face and voice models).", show_default=False
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cards as one JSON list.")] = False,
 ) -> None:
     """The models in use, with their cards: task, labels, preprocessing, metrics, size."""
@@ -251,10 +305,15 @@ def models_cmd(
     for card in cards:
         m = card["metrics"]
         score = ", ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "macro_f1") if isinstance(m.get(k), (int, float)))
-        typer.echo(f"{card['task']}: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, emocli {card['version'] or '?'})")
+        typer.echo(
+            f"{card['task']}: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, emocli {card['version'] or '?'})"
+        )
         typer.echo(f"  labels: {', '.join(card['labels'])}")
         typer.echo(f"  preprocess: {card['preprocess_summary']}")
-        typer.echo(f"  metrics: {score or 'none recorded'}" + (f" on {m.get('dataset')} ({m.get('split')})" if m.get("dataset") else ""))
+        typer.echo(
+            f"  metrics: {score or 'none recorded'}"
+            + (f" on {m.get('dataset')} ({m.get('split')})" if m.get("dataset") else "")
+        )
 
 
 def _model_card(info) -> dict:

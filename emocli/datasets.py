@@ -218,7 +218,9 @@ def load_audio_features(items: list[AudioItem], spec, workers: int = 4) -> tuple
     from .features import audio_features
     from .media import MediaError, read_audio
 
-    key = _fingerprint([i.path for i in items], repr(sorted((k, v) for k, v in spec.to_dict().items() if k not in ("mean", "std"))))
+    key = _fingerprint(
+        [i.path for i in items], repr(sorted((k, v) for k, v in spec.to_dict().items() if k not in ("mean", "std")))
+    )
     cache = cache_dir() / f"voice-{key}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:

@@ -18,7 +18,9 @@ def default_face_weight(face: ModelInfo | None, voice: ModelInfo | None) -> floa
     return f / (f + v)
 
 
-def fuse(face: np.ndarray | None, voice: np.ndarray | None, mode: str = "weighted", face_weight: float = 0.5) -> np.ndarray | None:
+def fuse(
+    face: np.ndarray | None, voice: np.ndarray | None, mode: str = "weighted", face_weight: float = 0.5
+) -> np.ndarray | None:
     """Weighted mean of the two distributions; a missing modality falls back to the other.
 
     ``mode="face"``/``"voice"`` uses that modality alone (None when it is missing).

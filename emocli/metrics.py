@@ -30,7 +30,7 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels=LABELS)
         "n": int(confusion.sum()),
         "labels": list(labels),
         "confusion": confusion.tolist(),
-        "per_class_f1": {label: round(float(v), 4) for label, v, p in zip(labels, f1, present) if p},
+        "per_class_f1": {label: round(float(v), 4) for label, v, p in zip(labels, f1, present, strict=True) if p},
     }
 
 

@@ -52,7 +52,9 @@ def build_onnx(path: Path, task: str, preprocess: dict, input_name: str, input_s
         "emocli.task": task,
         "emocli.labels": json.dumps(list(LABELS)),
         "emocli.preprocess": json.dumps(preprocess),
-        "emocli.metrics": json.dumps(metrics or {"dataset": "synthetic", "split": "none", "accuracy": 0.5, "macro_f1": 0.5}),
+        "emocli.metrics": json.dumps(
+            metrics or {"dataset": "synthetic", "split": "none", "accuracy": 0.5, "macro_f1": 0.5}
+        ),
         "emocli.version": "test",
     }
     helper.set_model_props(model, meta)
@@ -68,9 +70,26 @@ def face_onnx(tmp_path_factory) -> Path:
     b = np.zeros(len(LABELS))
     w[0, LABELS.index("happy")], b[LABELS.index("happy")] = 20.0, -10.0
     w[0, LABELS.index("sad")], b[LABELS.index("sad")] = -20.0, 10.0
-    preprocess = {"input_size": [48, 48], "grayscale": True, "scale": 1 / 255, "mean": 0.0, "std": 1.0, "crop_margin": 0.15}
+    preprocess = {
+        "input_size": [48, 48],
+        "grayscale": True,
+        "scale": 1 / 255,
+        "mean": 0.0,
+        "std": 1.0,
+        "crop_margin": 0.15,
+    }
     path = tmp_path_factory.mktemp("models") / "face.onnx"
-    return build_onnx(path, "face", preprocess, "image", ["N", 48, 48, 1], [1, 2, 3], w, b, {"dataset": "synthetic", "accuracy": 0.6, "macro_f1": 0.6})
+    return build_onnx(
+        path,
+        "face",
+        preprocess,
+        "image",
+        ["N", 48, 48, 1],
+        [1, 2, 3],
+        w,
+        b,
+        {"dataset": "synthetic", "accuracy": 0.6, "macro_f1": 0.6},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +102,17 @@ def voice_onnx(tmp_path_factory) -> Path:
     w[spec.n_mfcc :, LABELS.index("angry")], b[LABELS.index("angry")] = 1.0 / spec.n_mels, 88.0
     w[spec.n_mfcc :, LABELS.index("neutral")], b[LABELS.index("neutral")] = -1.0 / spec.n_mels, -88.0
     path = tmp_path_factory.mktemp("models") / "voice.onnx"
-    return build_onnx(path, "voice", spec.to_dict(), "features", ["N", "T", spec.n_features], [1], w, b, {"dataset": "synthetic", "accuracy": 0.4, "macro_f1": 0.4})
+    return build_onnx(
+        path,
+        "voice",
+        spec.to_dict(),
+        "features",
+        ["N", "T", spec.n_features],
+        [1],
+        w,
+        b,
+        {"dataset": "synthetic", "accuracy": 0.4, "macro_f1": 0.4},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -114,7 +143,23 @@ def make_video(path: Path, frames, fps: float = 10.0, audio: np.ndarray | None =
     """Encode BGR frames (same size) with the bundled ffmpeg, with an optional mono 16 kHz track."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
-    cmd = [ffmpeg(), "-hide_banner", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-"]
+    cmd = [
+        ffmpeg(),
+        "-hide_banner",
+        "-v",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        str(fps),
+        "-i",
+        "-",
+    ]
     if audio is not None:
         wav = write_wav(path.with_suffix(".src.wav"), audio)
         cmd += ["-i", str(wav), "-map", "0:v", "-map", "1:a", "-c:a", "aac"]
@@ -138,7 +183,9 @@ def face_image() -> np.ndarray:
     return frame[40:260, 110:330].copy()
 
 
-def scene(face: np.ndarray | None, size=(360, 640), at=((40, 60),), scale: float = 1.0, brightness: float = 1.0) -> np.ndarray:
+def scene(
+    face: np.ndarray | None, size=(360, 640), at=((40, 60),), scale: float = 1.0, brightness: float = 1.0
+) -> np.ndarray:
     """A grey frame with the face pasted at each top-left ``at`` position."""
     import cv2
 

@@ -36,7 +36,9 @@ def videos(tmp_path_factory, face_image):
         ),
         "pair": make_video(d / "pair.mp4", [_pair(face_image, i) for i in range(n)], fps, tone(seconds, level=0.5)),
         "empty": make_video(d / "empty.mp4", [scene(None)] * n, fps, tone(seconds, level=0.5)),
-        "silent": make_video(d / "silent.mp4", [scene(face_image, scale=0.8)] * n, fps, np.zeros(int(seconds * 16000), np.float32)),
+        "silent": make_video(
+            d / "silent.mp4", [scene(face_image, scale=0.8)] * n, fps, np.zeros(int(seconds * 16000), np.float32)
+        ),
         "noaudio": make_video(d / "noaudio.mp4", [scene(face_image, scale=0.8)] * n, fps),
         "bright": make_video(d / "bright.mp4", [scene(face_image, scale=0.8, brightness=1.8)] * 20, fps),
         "dark": make_video(d / "dark.mp4", [scene(face_image, scale=0.8, brightness=0.35)] * 20, fps),
@@ -56,12 +58,22 @@ def _pair(face, i):
     return frame
 
 
-def run_cli(*args) -> "CliRunner.invoke":
+def run_cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_csv_contract_and_summary(videos, models, tmp_path):
-    result = run_cli("process", videos["talking"], "-o", tmp_path, "--face-model", models["face_model"], "--voice-model", models["voice_model"], "--quiet")
+    result = run_cli(
+        "process",
+        videos["talking"],
+        "-o",
+        tmp_path,
+        "--face-model",
+        models["face_model"],
+        "--voice-model",
+        models["voice_model"],
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     csv = tmp_path / "talking.csv"
     text = csv.read_text().splitlines()
@@ -78,7 +90,17 @@ def test_csv_contract_and_summary(videos, models, tmp_path):
     assert (tmp_path / "talking.png").stat().st_size > 10_000
     assert not (tmp_path / "talking.mp4").exists()
     summary = pd.read_csv(tmp_path / "summary.csv", keep_default_na=False)
-    assert summary.columns.tolist() == ["video", "status", "error", "duration_s", "intervals", "faces", "speech_s", "dominant_emotion", "seconds"]
+    assert summary.columns.tolist() == [
+        "video",
+        "status",
+        "error",
+        "duration_s",
+        "intervals",
+        "faces",
+        "speech_s",
+        "dominant_emotion",
+        "seconds",
+    ]
     row = summary.iloc[0]
     assert row["status"] == "ok" and row["intervals"] == 4 and row["faces"] == 1
     assert row["duration_s"] == pytest.approx(3.5, abs=0.05)
@@ -172,12 +194,25 @@ def test_annotated_video_keeps_sound_and_duration(videos, models, tmp_path):
     df = pd.read_csv(tmp_path / "talking.csv")
     x, y, w = int(df.face_x[0]), int(df.face_y[0]), int(df.face_w[0])
     # the box edge is drawn in the label's colour: pixels along it changed
-    assert np.abs(frame[y + w // 2, x - 1 : x + 2].astype(int) - frame0[y + w // 2, x - 1 : x + 2].astype(int)).max() > 40
+    assert (
+        np.abs(frame[y + w // 2, x - 1 : x + 2].astype(int) - frame0[y + w // 2, x - 1 : x + 2].astype(int)).max() > 40
+    )
     assert list(out.parent.glob(".*part*")) == []
 
 
 def test_library_and_cli_agree(videos, models, tmp_path):
-    run_cli("process", videos["talking"], "-o", tmp_path, "--no-plot", "--quiet", "--face-model", models["face_model"], "--voice-model", models["voice_model"])
+    run_cli(
+        "process",
+        videos["talking"],
+        "-o",
+        tmp_path,
+        "--no-plot",
+        "--quiet",
+        "--face-model",
+        models["face_model"],
+        "--voice-model",
+        models["voice_model"],
+    )
     csv = pd.read_csv(tmp_path / "talking.csv")
     lib = emocli.analyze(videos["talking"], **models)
     assert csv.columns.tolist() == lib.columns.tolist()
@@ -186,13 +221,24 @@ def test_library_and_cli_agree(videos, models, tmp_path):
 
 def test_bad_options_and_missing_model(videos, models, tmp_path):
     assert run_cli("process", videos["talking"], "-o", tmp_path, "--fusion", "loud").exit_code == 2
-    r = run_cli("process", videos["talking"], "-o", tmp_path, "--face-model", tmp_path / "nope.onnx", "--voice-model", models["voice_model"])
+    r = run_cli(
+        "process",
+        videos["talking"],
+        "-o",
+        tmp_path,
+        "--face-model",
+        tmp_path / "nope.onnx",
+        "--voice-model",
+        models["voice_model"],
+    )
     assert r.exit_code == 1 and "nope.onnx: no such model file" in r.output
     with pytest.raises(TypeError, match="unknown option"):
         emocli.analyze(videos["talking"], intervall=2)
 
 
 def test_process_and_help_never_import_training_stack(videos, models, tmp_path):
+    args = ["process", str(videos["talking"]), "-o", str(tmp_path), "--quiet"]
+    args += ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]
     code = f"""
 import sys
 from typer.testing import CliRunner
@@ -200,8 +246,7 @@ from emocli.cli import app
 r = CliRunner().invoke(app, ["--help"])
 assert r.exit_code == 0
 light = [m for m in ("numpy", "onnxruntime", "mediapipe", "cv2", "pandas") if m in sys.modules]
-r = CliRunner().invoke(app, ["process", r"{videos['talking']}", "-o", r"{tmp_path}", "--quiet",
-                             "--face-model", r"{models['face_model']}", "--voice-model", r"{models['voice_model']}"])
+r = CliRunner().invoke(app, {args!r})
 assert r.exit_code == 0, r.output
 heavy = [m for m in ("tensorflow", "keras", "tf2onnx") if m in sys.modules]
 print("light:", light, "heavy:", heavy)

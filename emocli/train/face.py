@@ -110,7 +110,10 @@ def train_face(config: FaceConfig, out: str | Path, quiet: bool = False) -> dict
         core = build_face_model(train.x.shape[1], config.width)
         model = keras.Sequential([keras.Input(core.input_shape[1:]), augmentation(), core], name="train_face")
         schedule = keras.optimizers.schedules.CosineDecay(
-            config.lr * 0.1, decay_steps=max(1, steps * config.epochs - steps), warmup_target=config.lr, warmup_steps=steps
+            config.lr * 0.1,
+            decay_steps=max(1, steps * config.epochs - steps),
+            warmup_target=config.lr,
+            warmup_steps=steps,
         )
         model.compile(
             optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
@@ -130,7 +133,11 @@ def train_face(config: FaceConfig, out: str | Path, quiet: bool = False) -> dict
     metrics = {"task": "face", "dataset": Path(config.data).name, "epochs": run.state["epoch"]}
     report = classification_report(y_va, best.predict(x_va, batch_size=256, verbose=0).argmax(1))
     metrics["validation"] = {"split": f"{config.val_fraction:.0%} of train, stratified, seed {config.seed}", **report}
-    plot_confusion(report, run / "confusion.png", f"validation: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}")
+    plot_confusion(
+        report,
+        run / "confusion.png",
+        f"validation: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f}",
+    )
     plot_curves(run)
     run.write_json("metrics.json", metrics)
     return metrics
@@ -139,4 +146,9 @@ def train_face(config: FaceConfig, out: str | Path, quiet: bool = False) -> dict
 if __name__ == "__main__":  # a resumable run without the CLI: python -m emocli.train.face DATA OUT [EPOCHS]
     import sys
 
-    print(json.dumps(train_face(FaceConfig(sys.argv[1], epochs=int(sys.argv[3]) if len(sys.argv) > 3 else 40), sys.argv[2]), indent=1)[:2000])
+    print(
+        json.dumps(
+            train_face(FaceConfig(sys.argv[1], epochs=int(sys.argv[3]) if len(sys.argv) > 3 else 40), sys.argv[2]),
+            indent=1,
+        )[:2000]
+    )

@@ -86,7 +86,14 @@ class RichProgress(keras.callbacks.Callback):
         self.epochs, self.steps = epochs, steps
 
     def on_train_begin(self, logs=None):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -105,7 +112,9 @@ class RichProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        info = " ".join(f"{k} {v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+        info = " ".join(
+            f"{k} {v:.3f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")
+        )
         self.progress.update(self.task, completed=self.steps, info=info + f" ({time.time() - self.t0:.0f}s)")
 
     def on_train_end(self, logs=None):
