@@ -61,7 +61,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--annotate", action="store_true", help="also time --annotate (target <= 2.25x decode)")
-    ap.add_argument("--ref", help="also time the code of this git ref (or a folder holding an emocli package) for a before/after ratio")
+    ap.add_argument(
+        "--ref",
+        help="also time the code of this git ref (or a folder holding an emocli package) for a before/after ratio",
+    )
     ap.add_argument("--video", type=Path, help="another video instead of the generated one")
     a = ap.parse_args()
     video = a.video or talking_video()

@@ -68,7 +68,7 @@ def _import_mediapipe():
 
 
 @contextlib.contextmanager
-def _native_stderr_silenced():
+def native_stderr_silenced():
     """mediapipe's C++ core logs INFO lines straight to fd 2; no setting turns them off."""
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -113,7 +113,7 @@ class FaceDetector:
             running_mode=vision.RunningMode.IMAGE,
             min_detection_confidence=min_score,
         )
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._detector = vision.FaceDetector.create_from_options(options)
         self.max_faces, self.min_face = max_faces, min_face
 
@@ -129,7 +129,7 @@ class FaceDetector:
         rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
         faces = []
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             detections = self._detector.detect(image).detections
         for d in detections:
             b = d.bounding_box
@@ -143,7 +143,7 @@ class FaceDetector:
         return faces[: self.max_faces]
 
     def close(self) -> None:
-        with _native_stderr_silenced():
+        with native_stderr_silenced():
             self._detector.close()
 
     def __enter__(self) -> FaceDetector:

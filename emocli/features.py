@@ -60,7 +60,7 @@ def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np
 
 
 @lru_cache(maxsize=8)
-def _dct_matrix(n_mels: int, n_mfcc: int) -> np.ndarray:
+def dct_matrix(n_mels: int, n_mfcc: int) -> np.ndarray:
     # Orthonormal DCT-II, as librosa.feature.mfcc(norm="ortho").
     n = np.arange(n_mels)
     k = np.arange(n_mfcc)[:, None]
@@ -88,7 +88,7 @@ def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.
     power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
     mel = power.astype(np.float32) @ _mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax).T
     log_mel = 10.0 * np.log10(np.maximum(mel, 1e-10))
-    mfcc = log_mel @ _dct_matrix(spec.n_mels, spec.n_mfcc).T
+    mfcc = log_mel @ dct_matrix(spec.n_mels, spec.n_mfcc).T
     return np.concatenate([mfcc, log_mel], axis=1).astype(np.float32)
 
 

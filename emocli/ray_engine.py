@@ -13,11 +13,11 @@ import contextlib
 import logging
 import os
 import socket
-import sys
 from collections import deque
 from collections.abc import Iterator
 
 from .batch import BatchOptions, Job, error_line, run_job
+from .faces import native_stderr_silenced
 from .outputs import summary_row
 from .pipeline import AnalyzeOptions, Analyzer
 
@@ -68,7 +68,7 @@ def _start(ray, batch: BatchOptions) -> bool:
     if batch.ray_address:
         _check_reachable(batch.ray_address)
         try:
-            with _native_stderr_silenced():  # Ray's C++ client logs every retry to fd 2
+            with native_stderr_silenced():  # Ray's C++ client logs every retry to fd 2
                 ray.init(address=batch.ray_address, **quiet)
         except Exception as e:  # ConnectionError, an auth error, a version mismatch...
             raise RayConnectError(_connect_error(batch.ray_address, e)) from e
@@ -102,19 +102,6 @@ def _connect_error(address: str, error: BaseException) -> str:
         return (f"cannot join the Ray cluster at {address}: it uses token authentication; set RAY_AUTH_MODE=token "
                 "and give this machine the cluster's token (RAY_AUTH_TOKEN, or ~/.ray/auth_token)")  # fmt: skip
     return f"cannot join the Ray cluster at {address}: {first}"
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from .run import (
     RunDir,
     class_weights,
     classification_report,
+    compile_for_training,
     plot_confusion,
     plot_curves,
     set_seed,
@@ -109,17 +110,7 @@ def train_face(config: FaceConfig, out: str | Path, quiet: bool = False) -> dict
     else:
         core = build_face_model(train.x.shape[1], config.width)
         model = keras.Sequential([keras.Input(core.input_shape[1:]), augmentation(), core], name="train_face")
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.lr * 0.1,
-            decay_steps=max(1, steps * config.epochs - steps),
-            warmup_target=config.lr,
-            warmup_steps=steps,
-        )
-        model.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=["accuracy"],
-        )
+        compile_for_training(model, config.lr, config.epochs, steps, config.label_smoothing)
     run.write_json("config.json", {"task": "face", **asdict(config), "backend": keras.backend.backend()})
     start = run.state["epoch"]
     callbacks = [Checkpoint(run, core)] + ([] if quiet else [RichProgress(config.epochs, steps)])

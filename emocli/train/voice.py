@@ -21,7 +21,7 @@ from keras import layers
 
 from ..datasets import AudioItem, find_audio, load_audio_features
 from ..evaluate import clip_probabilities, silence_frame
-from ..features import FeatureSpec, _dct_matrix, normalize
+from ..features import FeatureSpec, dct_matrix, normalize
 from ..labels import LABELS
 from .run import (
     Checkpoint,
@@ -29,6 +29,7 @@ from .run import (
     RunDir,
     class_weights,
     classification_report,
+    compile_for_training,
     plot_confusion,
     plot_curves,
     set_seed,
@@ -119,10 +120,10 @@ class CropBatches:
         self.mean, self.std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
         std = self.std
         self.pad = (silence_frame(spec) - self.mean) / std
-        self.dct = _dct_matrix(spec.n_mels, spec.n_mfcc)
+        self.dct = dct_matrix(spec.n_mels, spec.n_mfcc)
         # What +1 dB of level does to a normalised frame: +1 on every log-mel band and,
         # through the orthonormal DCT, a fixed shift of the MFCCs.
-        per_db = np.concatenate([_dct_matrix(spec.n_mels, spec.n_mfcc).sum(1), np.ones(spec.n_mels, np.float32)])
+        per_db = np.concatenate([dct_matrix(spec.n_mels, spec.n_mfcc).sum(1), np.ones(spec.n_mels, np.float32)])
         self.gain_direction = (per_db / std).astype(np.float32)
 
     def steps(self) -> int:
@@ -275,17 +276,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
         model = keras.models.load_model(run / "checkpoint.keras")
     else:
         model = build_voice_model(spec.n_features, config.width, config.dropout, config.center)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            config.lr * 0.1,
-            decay_steps=max(1, steps * config.epochs - steps),
-            warmup_target=config.lr,
-            warmup_steps=steps,
-        )
-        model.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=["accuracy"],
-        )
+        compile_for_training(model, config.lr, config.epochs, steps, config.label_smoothing)
     run.write_json("config.json", {"task": "voice", **asdict(config), "backend": keras.backend.backend()})
     run.write_json("preprocess.json", spec.to_dict())
     start = run.state["epoch"]
