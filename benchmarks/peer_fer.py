@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "emocli" / "fer-venv")
     ap.add_argument("--no-defaults", action="store_true", help="skip the every-frame comparison")
+    ap.add_argument("--timeout", type=int, default=600, help="seconds before a fer run is stopped (then a lower bound)")
     a = ap.parse_args()
     py = fer_python(a.venv)
     if py is None:
@@ -94,9 +95,19 @@ def main() -> None:
         def go() -> float:
             out = fresh_dir(tmp / "fer")
             t = time.perf_counter()
-            proc = subprocess.run(
-                [str(py), str(runner), str(path), str(frequency), str(out)], capture_output=True, text=True
-            )
+            try:
+                proc = subprocess.run(
+                    [str(py), str(runner), str(path), str(frequency), str(out)],
+                    capture_output=True,
+                    text=True,
+                    timeout=a.timeout,
+                )
+            except subprocess.TimeoutExpired:
+                print(
+                    f"  fer did not finish within {a.timeout} s: counted as {a.timeout} s (a lower bound)", flush=True
+                )
+                fer_stats.append({"setup_s": float("nan"), "analyze_s": float(a.timeout), "rows": 0})
+                return float(a.timeout)
             wall = time.perf_counter() - t
             if proc.returncode != 0:
                 raise RuntimeError(proc.stderr[-1500:])

@@ -52,11 +52,35 @@ class FeatureSpec:
         return cls(**known)
 
 
-@lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    import librosa  # filter design only: no numba-compiled path, so no first-call stall
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    # Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above.
+    hz = np.asarray(hz, np.float64)
+    mel = hz / (200.0 / 3)
+    log = hz >= 1000.0
+    return np.where(log, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), mel)
 
-    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax).astype(np.float32)
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (mel - 15.0)), mel * (200.0 / 3))
+
+
+@lru_cache(maxsize=8)
+def mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Triangular mel filters, Slaney-normalised: ``librosa.filters.mel`` to float32 precision.
+
+    Written out in numpy because importing librosa costs 1-2 s per process, most of a
+    short video's processing time; tests/test_features.py checks it against librosa.
+    """
+    fft_hz = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights.astype(np.float32)
 
 
 @lru_cache(maxsize=8)
@@ -86,7 +110,7 @@ def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.
     )
     window = np.hanning(spec.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
     power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    mel = power.astype(np.float32) @ _mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax).T
+    mel = power.astype(np.float32) @ mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax).T
     log_mel = 10.0 * np.log10(np.maximum(mel, 1e-10))
     mfcc = log_mel @ dct_matrix(spec.n_mels, spec.n_mfcc).T
     return np.concatenate([mfcc, log_mel], axis=1).astype(np.float32)
