@@ -220,8 +220,8 @@ class FrameReader:
     def frames_at(self, times: list[float]) -> Iterator[tuple[float, np.ndarray | None]]:
         """Yield ``(t, frame)`` for each time: the first frame shown at or after ``t``.
 
-        A time past the last frame yields the last decoded frame once more, or None when
-        nothing could be decoded at all.
+        The first time past the last frame yields the last decoded frame once more;
+        later ones yield None (a truncated file has no faces where it has no frames).
         """
         cv2 = self._cv2
         half_frame = 0.5 / self.fps if self.fps > 0 else 0.02
@@ -241,7 +241,10 @@ class FrameReader:
                         last_frame = frame
                     break
             if frame is None:
+                # Past the end: the last frame stands for the first such time only (the
+                # final, partial interval); later ones (a truncated file) get no frame.
                 yield t, last_frame
+                last_frame = None
             else:
                 yield t, frame
 
@@ -327,9 +330,10 @@ class FrameSampler:
                 with FrameReader(self.path) as reader:
                     yield from reader.frames_at(times)
                 return
-            if frame is None:  # past the last frame: FrameReader repeats the last one it returned
+            if frame is None:  # past the last frame: as FrameReader, the last one once, then none
                 done = True
                 yield t, last
+                last = None
                 continue
             last = frame
             yield t, frame

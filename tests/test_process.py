@@ -262,3 +262,17 @@ def test_example_clip_flv_and_demo(models, tmp_path):
     df = emocli.analyze(EXAMPLES / "crema-d" / "1001_DFA_HAP_XX.flv", **models)
     assert df["face_id"].notna().all() and df["face_id"].nunique() == 1
     assert df["voice_active"].any()
+
+
+def test_frames_past_the_end_are_not_invented(tmp_path, face_image):
+    """The last frame stands for the first time past the end only (a final partial interval)."""
+    from emocli.media import FrameReader, FrameSampler
+
+    video = make_video(tmp_path / "one_second.mp4", [scene(face_image, scale=0.5)] * 10, 10)
+    times = [0.25, 0.75, 1.25, 1.75, 2.25]
+    with FrameReader(video) as reader:
+        got = [f is not None for _, f in reader.frames_at(times)]
+    assert got == [True, True, True, False, False]
+    sampler = FrameSampler(video, probe(video), 10.0)
+    assert [f is not None for _, f in sampler.frames_at(times)] == got
+    sampler.close()
