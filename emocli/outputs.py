@@ -166,26 +166,31 @@ class AnnotatedVideoWriter(Writer):
         """Boxes, ids, labels and the voice line, on a BGR frame or an opaque-ink BGRA overlay."""
         h, w = frame.shape[:2]
         ink = (lambda c: (*c, 255)) if frame.ndim == 3 and frame.shape[2] == 4 else (lambda c: c)
-        scale = max(0.4, min(w, h) / 720)
-        thick = max(1, int(round(2 * scale)))
+        font = max(0.45, min(w, h) / 700)
+        thick = max(1, int(round(2 * font)))
+
+        def tag(text: str, label: str, x: int, y: int) -> None:
+            """``text`` on a filled box of the label's colour, its bottom-left at (x, y)."""
+            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+            r, g, b = COLOURS[label]
+            dark_text = 0.299 * r + 0.587 * g + 0.114 * b > 150  # black on light colours, white on dark
+            cv2.rectangle(frame, (x, y - th - base - 4), (x + tw + 8, y + 2), ink((b, g, r)), -1)
+            cv2.putText(frame, text, (x + 4, y - base), cv2.FONT_HERSHEY_SIMPLEX, font,
+                        ink((0, 0, 0) if dark_text else (255, 255, 255)), thick, cv2.LINE_AA)  # fmt: skip
+
         for r in rows.itertuples():
             if pd.isna(r.face_id):
                 continue
             label = r.fused_emotion if isinstance(r.fused_emotion, str) else r.face_emotion
             conf = r.fused_confidence if isinstance(r.fused_emotion, str) else r.face_confidence
-            colour = ink(COLOURS[label][::-1])
             x, y, bw, bh = int(r.face_x), int(r.face_y), int(r.face_w), int(r.face_h)
-            cv2.rectangle(frame, (x, y), (x + bw, y + bh), colour, thick)
+            cv2.rectangle(frame, (x, y), (x + bw, y + bh), ink(COLOURS[label][::-1]), thick + 1)
             text = f"#{int(r.face_id)} {label} {conf:.0%}"
-            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, thick)
-            ty = y - 4 if y - th - base - 4 > 0 else y + bh + th + 4
-            cv2.rectangle(frame, (x, ty - th - base), (x + tw + 4, ty + base), colour, -1)
-            cv2.putText(frame, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, ink((255, 255, 255)), thick, cv2.LINE_AA)
+            th = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)[0][1]
+            tag(text, label, x, y - 2 if y - th - 12 > 0 else y + bh + th + 12)
         first = rows.iloc[0]
         if bool(first.voice_active) and isinstance(first.voice_emotion, str):
-            text = f"voice: {first.voice_emotion} {first.voice_confidence:.0%}"
-            cv2.putText(frame, text, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, ink((0, 0, 0)), thick + 2, cv2.LINE_AA)
-            cv2.putText(frame, text, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, ink(COLOURS[first.voice_emotion][::-1]), thick, cv2.LINE_AA)
+            tag(f"voice: {first.voice_emotion} {first.voice_confidence:.0%}", first.voice_emotion, 6, h - 6)
 
 
 def summary_row(video: str, status: str, timeline: pd.DataFrame | None = None, error: str = "", seconds: float = 0.0) -> dict:
