@@ -45,7 +45,11 @@ class Job:
 
     @property
     def name(self) -> str:
-        return str(self.source)
+        """The video as the user knows it: relative to the working folder when inside it."""
+        try:
+            return str(self.source.relative_to(Path.cwd()))
+        except ValueError:
+            return str(self.source)
 
 
 def _videos_in(folder: Path) -> list[Path]:
@@ -164,6 +168,7 @@ def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
     start = time.perf_counter()
     try:
         timeline = analyzer.analyze(job.source)
+        timeline["video"] = job.name
         for writer in writers(job, batch, has_video=timeline.attrs.get("has_video", True)):
             writer.write(timeline, job.stem)
     except Exception as e:  # one bad file must not stop the batch

@@ -44,7 +44,17 @@ COLOURS = {
     "surprise": (23, 190, 207),
     "neutral": (150, 150, 150),
 }
-SUMMARY_COLUMNS = ["video", "status", "error", "duration_s", "intervals", "faces", "speech_s", "dominant_emotion", "seconds"]
+SUMMARY_COLUMNS = [
+    "video",
+    "status",
+    "error",
+    "duration_s",
+    "intervals",
+    "faces",
+    "speech_s",
+    "dominant_emotion",
+    "seconds",
+]
 
 
 def dominant_emotion(timeline: pd.DataFrame) -> str:
@@ -121,7 +131,13 @@ class PlotWriter(Writer):
                 if probs.notna().all():
                     strip.barh(row, b - a, left=a, color=colours[probs.idxmax()], height=0.8)
         strip.set(yticks=[0, 1], yticklabels=["voice", "face"], xlabel="time (s)", ylim=(-0.5, 1.5))
-        fig.legend(handles=[Patch(color=colours[k], label=k) for k in LABELS], loc="upper right", ncols=7, fontsize=8, frameon=False)
+        fig.legend(
+            handles=[Patch(color=colours[k], label=k) for k in LABELS],
+            loc="upper right",
+            ncols=7,
+            fontsize=8,
+            frameon=False,
+        )
         fig.tight_layout(rect=(0, 0, 1, 0.95))
         fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
@@ -147,7 +163,11 @@ class AnnotatedVideoWriter(Writer):
             raise RuntimeError("no frame to annotate")
         rows = timeline.sort_values("t_start", kind="stable")
         starts = rows["t_start"].drop_duplicates().to_numpy()
-        step = float(starts[-1] - starts[0]) / (len(starts) - 1) if len(starts) > 1 else max(float(rows["t_end"].max()), 1e-3)
+        step = (
+            float(starts[-1] - starts[0]) / (len(starts) - 1)
+            if len(starts) > 1
+            else max(float(rows["t_end"].max()), 1e-3)
+        )
         audio = bool(timeline.attrs.get("has_audio", True)) and info.has_audio
         encoder = OverlayEncoder(tmp, self.source, info.width, info.height, step, audio)
         canvas = np.zeros((info.height, info.width, 4), np.uint8)
@@ -193,7 +213,9 @@ class AnnotatedVideoWriter(Writer):
             tag(f"voice: {first.voice_emotion} {first.voice_confidence:.0%}", first.voice_emotion, 6, h - 6)
 
 
-def summary_row(video: str, status: str, timeline: pd.DataFrame | None = None, error: str = "", seconds: float = 0.0) -> dict:
+def summary_row(
+    video: str, status: str, timeline: pd.DataFrame | None = None, error: str = "", seconds: float = 0.0
+) -> dict:
     row = dict.fromkeys(SUMMARY_COLUMNS, "")
     row.update(video=video, status=status, error=error, seconds=round(seconds, 3))
     if timeline is not None:

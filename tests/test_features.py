@@ -12,7 +12,9 @@ from conftest import tone
 from emocli.features import FeatureSpec, audio_features, fit_window, mel_basis, voice_active
 
 
-@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(16000, 512, 64, 20.0, 8000.0), (22050, 1024, 128, 0.0, 11025.0)])
+@pytest.mark.parametrize(
+    "sr,n_fft,n_mels,fmin,fmax", [(16000, 512, 64, 20.0, 8000.0), (22050, 1024, 128, 0.0, 11025.0)]
+)
 def test_mel_basis_matches_librosa(sr, n_fft, n_mels, fmin, fmax):
     librosa = pytest.importorskip("librosa")
     ours = mel_basis(sr, n_fft, n_mels, fmin, fmax)
@@ -38,7 +40,10 @@ def test_features_match_librosa_mfcc_and_logmel():
 
 def test_frames_follow_the_hop_and_window():
     spec = FeatureSpec()
-    assert audio_features(np.zeros(spec.window_samples, np.float32), spec).shape == (spec.window_frames, spec.n_features)
+    assert audio_features(np.zeros(spec.window_samples, np.float32), spec).shape == (
+        spec.window_frames,
+        spec.n_features,
+    )
     assert len(fit_window(np.ones(10, np.float32), 20)) == 20 and len(fit_window(np.ones(30, np.float32), 20)) == 20
 
 
