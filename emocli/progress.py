@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -73,7 +72,3 @@ class BatchProgress:
     def print(self, message: str) -> None:
         if not self.quiet:
             self.console.print(message, highlight=False, markup=False, soft_wrap=True)
-
-
-def stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()
