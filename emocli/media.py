@@ -107,11 +107,15 @@ def probe(path: str | Path) -> MediaInfo:
                      float(start.group(1)) if start else 0.0)  # fmt: skip
 
 
+def _audio_command(path: str | Path, sample_rate: int) -> list[str]:
+    """ffmpeg: the first audio track, mono float32 at ``sample_rate``, on stdout."""
+    return [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
+            "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]  # fmt: skip
+
+
 def read_audio(path: str | Path, sample_rate: int = 16_000) -> np.ndarray:
     """The whole first audio track as mono float32 at ``sample_rate`` (for short clips)."""
-    cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
-           "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True)
+    proc = subprocess.run(_audio_command(path, sample_rate), capture_output=True)
     if proc.returncode != 0:
         raise MediaError(_ffmpeg_error(Path(path), proc.stderr.decode(errors="replace")))
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
@@ -128,9 +132,7 @@ class AudioStream:
 
     def __init__(self, path: str | Path, sample_rate: int = 16_000):
         self.sample_rate = sample_rate
-        cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
-               "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]  # fmt: skip
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(_audio_command(path, sample_rate), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._buf = np.zeros(0, np.float32)
         self._start = 0  # sample index of _buf[0]
         self._eof = False
@@ -351,21 +353,20 @@ class FrameSampler:
                     got += k
                 if got < size:
                     break
-                while not self._stop.is_set():
-                    try:
-                        out.put(frame, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                if not self._put(out, frame):
                     return
         finally:
-            while not self._stop.is_set():
-                try:
-                    out.put(None, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
+            self._put(out, None)
+
+    def _put(self, out: queue.Queue, item) -> bool:
+        """Hand ``item`` to the caller unless ``close`` comes first; False when it did."""
+        while not self._stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def close(self) -> None:
         self._stop.set()
