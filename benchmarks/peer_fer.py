@@ -6,8 +6,9 @@ Installs fer into a SEPARATE virtualenv (once): `pip install --no-deps fer==25.1
 what its Haar path imports (tensorflow-cpu, opencv-contrib-python, pandas, requests,
 tqdm, moviepy<2, ffmpeg-python, Pillow, matplotlib, setuptools<81); skips with a
 message when that is impossible (no network, no wheels). Then times, interleaved:
-  fer @1 fps      fer's Video.analyze(frequency = round(fps)), i.e. one frame per second
-                  like emocli's 1 s interval, on floor.py's 64 s 720p video
+  fer @1 fps      fer's Video.analyze(frequency = round(fps), max_results = frames /
+                  frequency), i.e. one frame per second like emocli's 1 s interval, on
+                  floor.py's 64 s 720p video
   emocli          `emocli process --no-plot --workers 1` on the same video (target: fer /
                   emocli >= 3)
 and, once, both at their own defaults on a 20 s cut (fer analyses every frame).
@@ -42,13 +43,20 @@ from fer.fer import FER
 from fer.classes import Video
 video, frequency, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 cascade = glob.glob(os.path.join(os.path.dirname(fer.__file__), "**", "haarcascade_frontalface_default.xml"), recursive=True)[0]
+import cv2
 detector = FER(cascade_file=cascade, mtcnn=False)
 t1 = time.perf_counter()
 os.chdir(out)
+# fer seeks to every frequency-th frame, but once a seek lands past the end OpenCV keeps
+# reading the frames after its last position, so without max_results it goes on over
+# the tail of the video frame by frame; max_results stops it after the intended samples.
+length = int(cv2.VideoCapture(video).get(cv2.CAP_PROP_FRAME_COUNT))
+samples = -(-length // frequency)
 raw = Video(video, outdir=out).analyze(detector, display=False, frequency=frequency, save_frames=False,
-                                       save_video=False, annotate_frames=False, zip_images=False)
+                                       save_video=False, annotate_frames=False, zip_images=False,
+                                       max_results=samples if frequency > 1 else None)
 t2 = time.perf_counter()
-print(json.dumps({"setup_s": t1 - t0, "analyze_s": t2 - t1, "rows": len(raw)}))
+print(json.dumps({"setup_s": t1 - t0, "analyze_s": t2 - t1, "rows": len(raw), "samples": samples}))
 """
 
 
@@ -132,6 +140,9 @@ def main() -> None:
     speed = med(times[f"fer @1 fps (frequency={freq})"]) / med(times["emocli (1 s interval)"])
     print(f"fer / emocli at the same sampling: {speed:.2f}x (target >= 3x); fer analyze() alone: "
           f"{med([s['analyze_s'] for s in fer_stats]):.2f} s, its setup (imports, model): {med([s['setup_s'] for s in fer_stats]):.2f} s")  # fmt: skip
+    last = fer_stats[-1]
+    print(f"fer sampled {last.get('samples', '?')} frames and returned {last['rows']} with a face; "
+          f"emocli sampled {int(-(-info.duration // 1))} intervals")  # fmt: skip
     if not a.no_defaults:
         short = cut(video, 20, "talking_20s.mp4")
         fer_stats.clear()

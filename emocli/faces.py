@@ -105,7 +105,9 @@ class FaceDetector:
     DETECT_SIDE = 360
     DOWNSCALE_ABOVE = 480
 
-    def __init__(self, min_score: float = 0.5, max_faces: int = 8, min_face: float = 0.05, model: Path = DETECTOR_MODEL):
+    def __init__(
+        self, min_score: float = 0.5, max_faces: int = 8, min_face: float = 0.05, model: Path = DETECTOR_MODEL
+    ):
         mp, vision, base_options = _import_mediapipe()
         self._mp = mp
         options = vision.FaceDetectorOptions(

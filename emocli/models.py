@@ -2,7 +2,8 @@
 
 Every key a model carries lives in ``metadata_props`` (see DESIGN.md, "Models"):
 ``emocli.task``, ``emocli.labels``, ``emocli.preprocess``, ``emocli.metrics``,
-``emocli.version``. Inference reads them here and nowhere else.
+``emocli.version``, and ``emocli.precision`` (float32, or int8 for a quantized export).
+Inference reads them here and nowhere else.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class ModelInfo:
     preprocess: dict
     metrics: dict = field(default_factory=dict)
     version: str = ""
+    precision: str = "float32"
 
     def to_metadata(self) -> dict[str, str]:
         return {
@@ -54,6 +56,7 @@ class ModelInfo:
             "emocli.preprocess": json.dumps(self.preprocess),
             "emocli.metrics": json.dumps(self.metrics),
             "emocli.version": self.version,
+            "emocli.precision": self.precision,
         }
 
     @classmethod
@@ -68,6 +71,7 @@ class ModelInfo:
                 preprocess=json.loads(meta.get("emocli.preprocess", "{}")),
                 metrics=json.loads(meta.get("emocli.metrics", "{}") or "{}"),
                 version=meta.get("emocli.version", ""),
+                precision=meta.get("emocli.precision", "float32"),
             )
         except (KeyError, json.JSONDecodeError) as e:
             raise ModelError(f"{path}: broken emocli metadata ({e})") from e

@@ -144,7 +144,11 @@ class PlotWriter(Writer):
 
 
 class AnnotatedVideoWriter(Writer):
-    """The source video, every frame, with boxes, ids and labels drawn; its audio kept."""
+    """The source video, every frame, with boxes, ids and labels drawn; its audio kept.
+
+    One ffmpeg decodes, draws and encodes: a box and a tag per face slot and a voice tag,
+    switched once per interval by a ``sendcmd`` script, so no frame comes through Python.
+    """
 
     suffix = ".mp4"
 
@@ -152,65 +156,89 @@ class AnnotatedVideoWriter(Writer):
         self.source = Path(source)
 
     def _write(self, timeline: pd.DataFrame, tmp: Path) -> None:
-        import cv2
+        from .media import filter_arg, probe, render_filtered
 
-        from .media import OverlayEncoder, probe
-
-        # One ffmpeg decodes the source, blends one transparent overlay per interval over
-        # it and encodes: the frames never come through Python.
         info = probe(self.source)
         if not info.has_video or info.width <= 0 or info.height <= 0:
             raise RuntimeError("no frame to annotate")
+        style = _TagStyle(info.width, info.height)
         rows = timeline.sort_values("t_start", kind="stable")
-        starts = rows["t_start"].drop_duplicates().to_numpy()
-        step = (
-            float(starts[-1] - starts[0]) / (len(starts) - 1)
-            if len(starts) > 1
-            else max(float(rows["t_end"].max()), 1e-3)
-        )
+        faces = rows[rows["face_id"].notna()]
+        slots = int(faces.groupby("t_start").size().max()) if len(faces) else 0
+        font = filter_arg(str(_font_file()))
+        filters = []
+        for k in range(slots):
+            filters.append(f"drawbox@box{k}=enable=0:t={style.thick + 1}")
+            filters.append(f"drawtext@tag{k}=enable=0:{style.text_options(font)}")
+        filters.append(f"drawtext@voice=enable=0:{style.text_options(font)}")
+        commands = [f"{start!r} [enter] " + ", ".join(self._commands(group, slots, style)) + ";"
+                    for start, group in rows.groupby("t_start", sort=True)]  # fmt: skip
         audio = bool(timeline.attrs.get("has_audio", True)) and info.has_audio
-        encoder = OverlayEncoder(tmp, self.source, info.width, info.height, step, audio)
-        canvas = np.zeros((info.height, info.width, 4), np.uint8)
-        try:
-            for _start, group in rows.groupby("t_start", sort=True):
-                canvas[:] = 0
-                self._draw(cv2, canvas, group)
-                encoder.write(canvas)
-        except BaseException:
-            encoder.abort()
-            raise
-        encoder.close()
+        render_filtered(self.source, tmp, filters, "\n".join(commands), audio)
 
     @staticmethod
-    def _draw(cv2, frame: np.ndarray, rows: pd.DataFrame) -> None:
-        """Boxes, ids, labels and the voice line, on a BGR frame or an opaque-ink BGRA overlay."""
-        h, w = frame.shape[:2]
-        ink = (lambda c: (*c, 255)) if frame.ndim == 3 and frame.shape[2] == 4 else (lambda c: c)
-        font = max(0.45, min(w, h) / 700)
-        thick = max(1, int(round(2 * font)))
-
-        def tag(text: str, label: str, x: int, y: int) -> None:
-            """``text`` on a filled box of the label's colour, its bottom-left at (x, y)."""
-            (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
-            r, g, b = COLOURS[label]
-            dark_text = 0.299 * r + 0.587 * g + 0.114 * b > 150  # black on light colours, white on dark
-            cv2.rectangle(frame, (x, y - th - base - 4), (x + tw + 8, y + 2), ink((b, g, r)), -1)
-            cv2.putText(frame, text, (x + 4, y - base), cv2.FONT_HERSHEY_SIMPLEX, font,
-                        ink((0, 0, 0) if dark_text else (255, 255, 255)), thick, cv2.LINE_AA)  # fmt: skip
-
-        for r in rows.itertuples():
-            if pd.isna(r.face_id):
+    def _commands(rows: pd.DataFrame, slots: int, style: _TagStyle) -> list[str]:
+        """The sendcmd commands that draw one interval's faces and voice."""
+        out = []
+        faces = [r for r in rows.itertuples() if not pd.isna(r.face_id)]
+        for k in range(slots):
+            if k >= len(faces):
+                out += [f"drawbox@box{k} enable 0", f"drawtext@tag{k} enable 0"]
                 continue
-            label = r.fused_emotion if isinstance(r.fused_emotion, str) else r.face_emotion
-            conf = r.fused_confidence if isinstance(r.fused_emotion, str) else r.face_confidence
-            x, y, bw, bh = int(r.face_x), int(r.face_y), int(r.face_w), int(r.face_h)
-            cv2.rectangle(frame, (x, y), (x + bw, y + bh), ink(COLOURS[label][::-1]), thick + 1)
-            text = f"#{int(r.face_id)} {label} {conf:.0%}"
-            th = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)[0][1]
-            tag(text, label, x, y - 2 if y - th - 12 > 0 else y + bh + th + 12)
+            r = faces[k]
+            fused = isinstance(r.fused_emotion, str)
+            label = r.fused_emotion if fused else r.face_emotion
+            conf = r.fused_confidence if fused else r.face_confidence
+            x, y, w, h = int(r.face_x), int(r.face_y), int(r.face_w), int(r.face_h)
+            out += [f"drawbox@box{k} {key} {value}" for key, value in
+                    (("x", x), ("y", y), ("w", w), ("h", h), ("color", style.hex(label)), ("enable", 1))]  # fmt: skip
+            above = y - style.thick - style.pad - 2
+            top = above if above - style.height - style.pad > 0 else y + h + style.height + style.pad + 4
+            out += [style.tag(f"tag{k}", f"#{int(r.face_id)} {label} {conf:.0%}", label, x + style.pad, top)]
         first = rows.iloc[0]
         if bool(first.voice_active) and isinstance(first.voice_emotion, str):
-            tag(f"voice: {first.voice_emotion} {first.voice_confidence:.0%}", first.voice_emotion, 6, h - 6)
+            text = f"voice {first.voice_emotion} {first.voice_confidence:.0%}"
+            out.append(style.tag("voice", text, first.voice_emotion, 6 + style.pad, style.frame_h - 6 - style.pad))
+        else:
+            out.append("drawtext@voice enable 0")
+        return out
+
+
+class _TagStyle:
+    """Sizes that scale with the frame, and drawtext tags: text on a box of the label's colour."""
+
+    def __init__(self, width: int, height: int):
+        scale = max(0.45, min(width, height) / 700)
+        self.frame_h = height
+        self.thick = max(1, int(round(2 * scale)))
+        self.size = max(10, int(round(26 * scale)))
+        self.height = int(round(self.size * 0.75))  # cap height of DejaVu Sans Bold, in pixels
+        self.pad = max(3, int(round(4 * scale)))
+
+    def text_options(self, font: str) -> str:
+        return f"fontfile={font}:expansion=none:fontsize={self.size}:box=1:boxborderw={self.pad}:text=."
+
+    @staticmethod
+    def hex(label: str) -> str:
+        r, g, b = COLOURS[label]
+        return f"0x{r:02X}{g:02X}{b:02X}"
+
+    def tag(self, name: str, text: str, label: str, x: int, bottom: int) -> str:
+        """A reinit command: ``text`` with its baseline box bottom-left at (x, bottom)."""
+        r, g, b = COLOURS[label]
+        ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "white"  # legible on light and dark colours
+        options = f"text={text}:x={x}:y={bottom}-th:fontcolor={ink}:boxcolor={self.hex(label)}"
+        return f"drawtext@{name} reinit '{options}', drawtext@{name} enable 1"
+
+
+def _font_file() -> Path:
+    """DejaVu Sans Bold from matplotlib (a dependency already): ffmpeg's drawtext needs a
+    font file, and a fresh machine may have no system fonts."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return root / "mpl-data" / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
 
 
 def summary_row(

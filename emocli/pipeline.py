@@ -71,7 +71,11 @@ class Analyzer:
         o = self.options
         self.face_model = FaceModel(_model_path(o.face_model, "face"), o.threads)
         self.voice_model = VoiceModel(_model_path(o.voice_model, "voice"), o.threads)
-        self.face_weight = o.face_weight if o.face_weight is not None else default_face_weight(self.face_model.info, self.voice_model.info)
+        self.face_weight = (
+            o.face_weight
+            if o.face_weight is not None
+            else default_face_weight(self.face_model.info, self.voice_model.info)
+        )
         self.detector = FaceDetector(o.min_face_score, o.max_faces, o.min_face)
 
     def close(self) -> None:
@@ -127,7 +131,16 @@ class Analyzer:
             if audio is not None:
                 audio.close()
         timeline = pd.DataFrame(rows, columns=COLUMNS)
-        timeline = timeline.astype({"face_id": "Int64", "face_x": "Int64", "face_y": "Int64", "face_w": "Int64", "face_h": "Int64", "voice_active": bool})
+        timeline = timeline.astype(
+            {
+                "face_id": "Int64",
+                "face_x": "Int64",
+                "face_y": "Int64",
+                "face_w": "Int64",
+                "face_h": "Int64",
+                "voice_active": bool,
+            }
+        )
         active_spans = timeline.drop_duplicates("t_start")
         timeline.attrs.update(
             video=str(path), duration_s=round(duration, 3), has_video=info.has_video, has_audio=info.has_audio,

@@ -21,13 +21,13 @@ def centres(duration: float, interval: float) -> list[float]:
     return [(i * interval + min((i + 1) * interval, duration)) / 2 for i in range(n)]
 
 
-def both(path, interval: float):
+def both(path, interval: float, skip: str = "none"):
     info = probe(path)
     times = centres(info.duration, interval)
     with FrameReader(path) as reader:
         fps = reader.fps
         expected = list(reader.frames_at(times))
-    with FrameSampler(path, info, fps) as sampler:
+    with FrameSampler(path, info, fps, skip=skip) as sampler:
         got = list(sampler.frames_at(times))
     return expected, got
 
@@ -49,7 +49,11 @@ def corpus(tmp_path_factory, face_image):
     make_video(
         vfr, frames, 10, tone(6.0), extra=["-vf", "setpts='if(lt(N,15),N*0.1,1.5+(N-15)*0.3)/TB'", "-fps_mode", "vfr"]
     )
-    return {"clip": clip, "rotated": rotated, "ts": ts, "vfr": vfr, "flv": CLIPS / "1001_DFA_HAP_XX.flv"}
+    b_frames = root / "b_frames.mp4"  # x264 with 3 B-frames and no B-pyramid: most frames unreferenced
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(clip), "-c:v", "libx264", "-bf", "3", "-x264-params",
+                    "b-pyramid=none", "-an", str(b_frames)], check=True)  # fmt: skip
+    return {"clip": clip, "rotated": rotated, "ts": ts, "vfr": vfr, "flv": CLIPS / "1001_DFA_HAP_XX.flv",
+            "b_frames": b_frames}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["clip", "rotated", "ts", "vfr", "flv"])
@@ -61,6 +65,31 @@ def test_sampler_picks_frame_reader_frames(corpus, name, interval):
         assert (a is None) == (b is None)
         if a is not None:
             assert a.shape == b.shape and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["clip", "b_frames"])
+def test_skipping_unreferenced_frames_samples_a_frame_at_most_a_few_later(corpus, name):
+    """The default sampler does not decode frames nothing refers to: each sampled frame
+    is FrameReader's or one of the next three, and the frames taken are never repeated."""
+    path = corpus[name]
+    info = probe(path)
+    times = centres(info.duration, 0.5)
+    with FrameReader(path) as reader:
+        fps = reader.fps
+    candidates = []
+    for k in range(4):
+        with FrameReader(path) as reader:
+            candidates.append([f for _, f in reader.frames_at([t + k / fps for t in times])])
+    with FrameSampler(path, info, fps) as sampler:
+        got = [f for _, f in sampler.frames_at(times)]
+    assert len(got) == len(times)
+    exact = 0
+    for i, frame in enumerate(got[:-1]):  # the last time may fall past the end
+        matches = [k for k in range(4) if candidates[k][i] is not None and np.array_equal(candidates[k][i], frame)]
+        assert matches, f"frame {i} at {times[i]:.2f} s is none of the four next frames"
+        exact += matches[0] == 0
+    if name == "b_frames":  # unreferenced B-frames exist here, so some samples moved
+        assert exact < len(got) - 1
 
 
 def test_sampler_is_chosen_only_for_even_grids(corpus):

@@ -269,6 +269,30 @@ def test_export_face_run_and_bare_keras_file(face_run, voice_run, tmp_path):
     assert cli("export", tmp_path / "nothing.keras", "-o", tmp_path / "x.onnx", ok=False).exit_code == 1
 
 
+def test_export_face_int8_is_measured_before_it_is_written(face_run, data, tmp_path, monkeypatch):
+    import emocli.train.export as export
+    from emocli.models import FaceModel, read_info
+
+    lines: list[str] = []
+    with pytest.raises(export.ExportError, match="agrees with Keras on only"):
+        monkeypatch.setattr(export, "INT8_AGREEMENT", 1.01)  # unreachable: the export must refuse
+        export.export_model(face_run, tmp_path / "refused.onnx", int8=True, log=lines.append)
+    assert not (tmp_path / "refused.onnx").exists() and list(tmp_path.iterdir()) == []
+
+    monkeypatch.setattr(export, "INT8_AGREEMENT", 0.0)  # a one-epoch net's near-uniform outputs flip easily
+    lines.clear()
+    export.export_model(face_run, tmp_path / "f32.onnx", log=lines.append)
+    export.export_model(face_run, tmp_path / "int8.onnx", int8=True, calibration=data / "fer", log=lines.append)
+    assert any(line.startswith("int8: top-1 agreement with keras") for line in lines)
+    assert read_info(tmp_path / "int8.onnx").precision.startswith("int8")
+    assert read_info(tmp_path / "f32.onnx").precision == "float32"
+    faces = [np.full((60, 50), v, np.uint8) for v in (30, 120, 220)]
+    p32, p8 = FaceModel(tmp_path / "f32.onnx").predict(faces), FaceModel(tmp_path / "int8.onnx").predict(faces)
+    assert np.allclose(p8.sum(1), 1.0) and np.abs(p8 - p32).max() < 0.1
+    failed = cli("export", face_run, "-o", tmp_path / "x.onnx", "--int8", "--calibration", data / "nothing", ok=False)
+    assert failed.exit_code == 1 and "nothing" in failed.output and not (tmp_path / "x.onnx").exists()
+
+
 # ---------------------------------------------------------------- evaluate
 
 

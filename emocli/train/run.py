@@ -159,6 +159,19 @@ def compile_for_training(model: keras.Model, lr: float, epochs: int, steps: int,
     )
 
 
+def resolve_precision(precision: str) -> str:
+    """``auto``: bfloat16 compute where the CPU has native bfloat16 (AVX512-BF16/AMX), which
+    roughly doubles convolution throughput here; float32 elsewhere. Weights stay float32."""
+    if precision != "auto":
+        return precision
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    return "mixed_bfloat16" if native and keras.backend.backend() == "tensorflow" else "float32"
+
+
 def set_seed(seed: int) -> None:
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     keras.utils.set_random_seed(seed)

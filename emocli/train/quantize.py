@@ -1,0 +1,62 @@
+"""Int8 post-training quantization of an exported face model: `emocli export --int8`.
+
+Static quantization (onnxruntime, QDQ, per-channel weights) calibrated on training faces:
+the convolutions then run on the CPU's int8 dot-product units, about 3x faster than
+float32 here, in a file a quarter the size. Export measures what it costs in agreement
+with the float32 model before it writes anything.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+PRECISION = "int8 (onnxruntime static QDQ, per-channel weights)"
+
+
+def sample_faces(data: str | Path, preprocess: dict, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` training faces of ``data`` (stratified by class), prepared as the model sees them."""
+    from ..datasets import load_faces
+
+    splits = load_faces(data)
+    train = splits.get("train") or splits.get("all")
+    if train is None:
+        raise ValueError(f"{data}: no training faces to calibrate on")
+    rng = np.random.default_rng(seed)
+    per_class = max(1, n // max(1, len(np.unique(train.y))))
+    idx = np.concatenate([rng.permutation(np.flatnonzero(train.y == c))[:per_class] for c in np.unique(train.y)])
+    x = train.x[rng.permutation(idx)].astype(np.float32)
+    return ((x * float(preprocess["scale"]) - float(preprocess["mean"])) / float(preprocess["std"]))[..., None]
+
+
+def quantize(source: Path, out: Path, calibration: np.ndarray, batch: int = 32) -> None:
+    """Write ``source`` (float32 ONNX) to ``out`` as int8, calibrated on ``calibration``."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calibration[i : i + batch] for i in range(0, len(calibration), batch))
+
+        def get_next(self):
+            x = next(self.batches, None)
+            return None if x is None else {name: x}
+
+    with tempfile.TemporaryDirectory(prefix="emocli-int8-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared))
+        quantize_static(
+            str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        )  # fmt: skip
+
+
+def agreement(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(share of equal top-1 labels, largest probability difference) between two outputs."""
+    same = float((reference.argmax(1) == candidate.argmax(1)).mean())
+    return same, float(np.abs(reference - candidate).max())
