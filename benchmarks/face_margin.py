@@ -7,18 +7,22 @@ with their edges extended so a wider crop sees plausible surroundings rather tha
 flat background), detects them with emocli's detector, crops at several margins and
 reports the model's accuracy at each, beside its accuracy on the original 48x48 crops.
 
-    python benchmarks/face_margin.py --model export/face.onnx --data ../shared/data/fer2013/test
+    python benchmarks/face_margin.py --model export/face.onnx --run runs/face
+
+``--run`` takes the faces the run set aside for validation (its seed and fraction), so
+the margin is chosen without looking at a test split; ``--data`` scores any other set.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from emocli.datasets import load_faces
+from emocli.datasets import load_faces, stratified_split
 from emocli.faces import FaceDetector, crop_face
 from emocli.models import FaceModel
 
@@ -44,16 +48,24 @@ def place(face48: np.ndarray, side: int = 192, frame=(360, 640)) -> tuple[np.nda
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="export/face.onnx")
+    ap.add_argument("--run", help="training run folder: use its validation faces (recommended)")
     ap.add_argument("--data", default="../shared/data/fer2013/test", help="FER2013 folder or csv (a held-out split)")
     ap.add_argument("--split", default=None)
     ap.add_argument("--per-class", type=int, default=60, help="faces per class (disgust has fewer)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    splits = load_faces(args.data)
-    data = splits[args.split] if args.split else (splits.get("test") or next(iter(splits.values())))
+    if args.run:
+        config = json.loads((Path(args.run) / "config.json").read_text())
+        splits = load_faces(config["data"])
+        data = splits.get("train") or splits["all"]
+        pool = stratified_split(data.y, config["val_fraction"], config["seed"])[1]
+    else:
+        splits = load_faces(args.data)
+        data = splits[args.split] if args.split else (splits.get("test") or next(iter(splits.values())))
+        pool = np.arange(len(data.y))
     rng = np.random.default_rng(0)
-    idx = np.concatenate([rng.permutation(np.flatnonzero(data.y == c))[: args.per_class] for c in np.unique(data.y)])
+    idx = np.concatenate([rng.permutation(pool[data.y[pool] == c])[: args.per_class] for c in np.unique(data.y[pool])])
     model = FaceModel(args.model)
     direct = float((model.predict(list(data.x[idx])).argmax(1) == data.y[idx]).mean())
 

@@ -6,6 +6,9 @@ Builds (once, cached in benchmarks/.cache) a 64 s 1280x720 H.264 talking-face vi
 from the CREMA-D clips, then times, interleaved and repeated (medians):
   decode        `ffmpeg -i X -f null -` with the bundled ffmpeg (the floor; its own threads)
   decode -threads 1 / -skip_frame nokey   (a single-threaded floor; a keyframes-only bound)
+  decode -skip_frame noref      what emocli's frame sampler decodes (frames others refer to)
+  transcode (x264 ultrafast)    decode + the cheapest H.264 encode, nothing drawn: the floor
+                                of any annotated video (with --annotate)
   process       `emocli process X -o OUT --no-plot --workers 1` (CSV, 1 s interval)
   annotate      the same with --annotate (with --annotate)
   process@REF   the code of git REF (e.g. HEAD) on the same video, for before/after
@@ -105,9 +108,29 @@ def main() -> None:
         "decode -skip_frame nokey": lambda: run_cmd(
             [ff, "-v", "error", "-skip_frame", "nokey", "-i", str(video), "-an", "-f", "null", "-"]
         ),
+        "decode -skip_frame noref": lambda: run_cmd(
+            [ff, "-v", "error", "-skip_frame", "noref", "-i", str(video), "-an", "-f", "null", "-"]
+        ),
         "process (CSV)": process(),
     }
     if a.annotate:
+        subjects["transcode (x264 ultrafast)"] = lambda: run_cmd(
+            [
+                ff,
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(video),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-c:a",
+                "aac",
+                str(tmp / "transcoded.mp4"),
+            ]  # fmt: skip
+        )
         subjects["process --annotate"] = process("--annotate")
     if a.ref:
         env = {**os.environ, "PYTHONPATH": str(ref_tree(a.ref))}

@@ -251,3 +251,14 @@ def load_audio_features(items: list[AudioItem], spec, workers: int = 4) -> tuple
         _save_npz(cache, features=np.concatenate(feats).astype(np.float16), offsets=offsets,
                   paths=np.asarray([str(i.path) for i in ok]))  # fmt: skip
     return feats, ok
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): ``fraction`` of every class set aside."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        val.append(idx[: max(1, int(round(len(idx) * fraction)))] if len(idx) > 1 else idx[:0])
+    val = np.sort(np.concatenate(val))
+    return np.setdiff1d(np.arange(len(y)), val), val

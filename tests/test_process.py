@@ -276,3 +276,42 @@ def test_frames_past_the_end_are_not_invented(tmp_path, face_image):
     sampler = FrameSampler(video, probe(video), 10.0)
     assert [f is not None for _, f in sampler.frames_at(times)] == got
     sampler.close()
+
+
+def test_annotation_follows_the_timeline_interval_by_interval(tmp_path):
+    """Boxes move, appear and vanish with their interval; the voice tag shows only while speech is heard."""
+    import cv2
+
+    from emocli.outputs import COLOURS, AnnotatedVideoWriter
+
+    src = make_video(tmp_path / "grey.mp4", [np.full((240, 320, 3), 90, np.uint8)] * 30, 10, tone(3.0))
+    rows = []
+    for start, boxes, voice in ((0.0, [(40, 60, 80)], None), (1.0, [(150, 60, 80), (40, 140, 60)], "angry"),
+                                (2.0, [], None)):  # fmt: skip
+        base = {"video": "grey.mp4", "t_start": start, "t_end": start + 1.0, "voice_active": voice is not None,
+                "voice_emotion": voice, "voice_confidence": 0.9 if voice else None}  # fmt: skip
+        for k, (x, y, s) in enumerate(boxes):
+            rows.append({**base, "face_id": k, "face_x": x, "face_y": y, "face_w": s, "face_h": s,
+                         "fused_emotion": "happy", "fused_confidence": 0.8})  # fmt: skip
+        if not boxes:
+            rows.append(base)
+    timeline = pd.DataFrame(rows, columns=COLUMNS)
+    timeline.attrs["has_audio"] = True
+    out = AnnotatedVideoWriter(src).write(timeline, tmp_path / "annotated")
+    assert out == tmp_path / "annotated.mp4" and probe(out).has_audio
+
+    cap = cv2.VideoCapture(str(out))
+    frames = [cap.read()[1] for _ in range(30)]
+    happy = np.array(COLOURS["happy"][::-1])  # BGR
+
+    def box_edge_is_drawn(frame, x, y, s) -> bool:
+        return np.abs(frame[y + s // 2, x + 1].astype(int) - happy).max() < 60
+
+    def voice_tag_is_drawn(frame) -> bool:
+        return np.abs(frame[226:236, 8:40].astype(int) - 90).max() > 60
+
+    assert box_edge_is_drawn(frames[5], 40, 60, 80) and not box_edge_is_drawn(frames[5], 150, 60, 80)
+    assert box_edge_is_drawn(frames[15], 150, 60, 80) and box_edge_is_drawn(frames[15], 40, 140, 60)
+    assert not box_edge_is_drawn(frames[15], 40, 60, 80)
+    assert not voice_tag_is_drawn(frames[5]) and voice_tag_is_drawn(frames[15]) and not voice_tag_is_drawn(frames[25])
+    assert np.abs(frames[25].astype(int) - 90).max() < 20  # nothing left drawn after the faces are gone

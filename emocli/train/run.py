@@ -16,6 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ..datasets import stratified_split  # noqa: F401  (TF-free: benchmarks use it too)
 from ..metrics import classification_report, plot_confusion  # noqa: F401  (TF-free, shared with evaluate)
 from ..outputs import atomic_path
 
@@ -175,17 +176,6 @@ def resolve_precision(precision: str) -> str:
 def set_seed(seed: int) -> None:
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     keras.utils.set_random_seed(seed)
-
-
-def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, validation): ``fraction`` of every class set aside."""
-    rng = np.random.default_rng(seed)
-    val = []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        val.append(idx[: max(1, int(round(len(idx) * fraction)))] if len(idx) > 1 else idx[:0])
-    val = np.sort(np.concatenate(val))
-    return np.setdiff1d(np.arange(len(y)), val), val
 
 
 def class_weights(y: np.ndarray, n_classes: int, power: float = 0.5) -> dict[int, float]:
