@@ -197,7 +197,9 @@ def check_models(options: AnalyzeOptions) -> None:
 
 
 def default_workers(batch: BatchOptions, jobs: int) -> int:
-    return max(1, min(batch.workers or os.cpu_count() or 1, jobs or 1))
+    """``--workers``, else one per two cores: each video's ffmpeg decodes on two threads, so
+    one worker per core oversubscribes (benchmarks/scale.py: 2 workers on 2 cores, 0.86x)."""
+    return max(1, min(batch.workers or (os.cpu_count() or 2) // 2, jobs or 1))
 
 
 def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions, batch: BatchOptions) -> pd.DataFrame:

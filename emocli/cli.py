@@ -59,7 +59,10 @@ def process(
     ] = False,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Write <stem>.png, the emotion over time.")] = True,
     workers: Annotated[
-        int | None, typer.Option(help="Videos processed in parallel (default: the number of cores).", min=1)
+        int | None,
+        typer.Option(
+            help="Videos processed in parallel (default: half the cores; each video's decoder uses two).", min=1
+        ),
     ] = None,
     engine: Annotated[
         Engine, typer.Option(help="local: a process pool on this machine; ray: a Ray cluster.")
