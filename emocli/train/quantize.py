@@ -49,7 +49,8 @@ def quantize(source: Path, out: Path, calibration: np.ndarray, batch: int = 32) 
 
     with tempfile.TemporaryDirectory(prefix="emocli-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared))
+        # ONNX shape inference is enough for a fixed-size image net; the symbolic pass needs sympy.
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
