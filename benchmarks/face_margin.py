@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emocli.datasets import load_faces, stratified_split
+from emocli.datasets import load_faces, stratified_split, training_faces
 from emocli.faces import FaceDetector, crop_face
 from emocli.models import FaceModel
 
@@ -57,8 +57,7 @@ def main() -> None:
 
     if args.run:
         config = json.loads((Path(args.run) / "config.json").read_text())
-        splits = load_faces(config["data"])
-        data = splits.get("train") or splits["all"]
+        data = training_faces(config["data"])
         pool = stratified_split(data.y, config["val_fraction"], config["seed"])[1]
     else:
         splits = load_faces(args.data)

@@ -114,6 +114,13 @@ def process(
         raise typer.Exit(1)
 
 
+class Precision(StrEnum):
+    auto = "auto"
+    float32 = "float32"
+    mixed_bfloat16 = "mixed_bfloat16"
+    mixed_float16 = "mixed_float16"
+
+
 @train_app.command("face")
 def train_face(
     data: Annotated[Path, typer.Option(help="FER2013: fer2013.csv, or a folder of [<split>/]<class>/*.jpg.")],
@@ -126,12 +133,12 @@ def train_face(
     ] = 32,
     val_fraction: Annotated[float, typer.Option(help="Share of the training faces set aside for validation.")] = 0.1,
     precision: Annotated[
-        str,
+        Precision,
         typer.Option(
-            help="Keras dtype policy: auto (mixed_bfloat16 on CPUs with native bfloat16, else float32), "
-            "float32, mixed_bfloat16 or mixed_float16 (GPUs)."
+            help="Keras dtype policy. auto: mixed_bfloat16 on CPUs with native bfloat16, else float32; "
+            "mixed_float16 is for GPUs."
         ),
-    ] = "auto",
+    ] = Precision.auto,
     seed: Annotated[int, typer.Option()] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -139,9 +146,7 @@ def train_face(
     from .train.face import FaceConfig
     from .train.face import train_face as run
 
-    if precision not in ("auto", "float32", "mixed_bfloat16", "mixed_float16"):
-        _fail(f"--precision must be auto, float32, mixed_bfloat16 or mixed_float16, not {precision!r}")
-    config = FaceConfig(str(data), epochs, batch_size, lr, width, val_fraction, precision=precision, seed=seed)
+    config = FaceConfig(str(data), epochs, batch_size, lr, width, val_fraction, precision=precision.value, seed=seed)
     metrics = run(config, out, quiet=quiet)
     v = metrics["validation"]
     typer.echo(f"validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}")

@@ -101,6 +101,15 @@ def load_faces(source: str | Path, size: int = 48) -> dict[str, ImageSet]:
     raise FileNotFoundError(f"{source}: expected fer2013.csv or a folder of <class>/ images")
 
 
+def training_faces(source: str | Path, size: int = 48) -> ImageSet:
+    """The training split of a face dataset (``train``, else the whole of an unsplit one)."""
+    splits = load_faces(source, size)
+    train = splits.get("train") or splits.get("all")
+    if train is None:
+        raise ValueError(f"{source}: no training split (expected train/ or Training rows)")
+    return train
+
+
 def _cached(source: Path, files: list[Path], size: int, reader) -> dict[str, ImageSet]:
     cache = cache_dir() / f"faces-{source.name}-{_fingerprint(files, f'{source.resolve()}|{size}')}.npz"
     if cache.is_file():

@@ -35,6 +35,12 @@ DEFAULT_FACE_PREPROCESS = {
 }
 
 
+def normalize_faces(pixels: np.ndarray, preprocess: dict) -> np.ndarray:
+    """uint8 (or float) face pixels as a face model's float32 input, per its preprocess."""
+    p = {**DEFAULT_FACE_PREPROCESS, **preprocess}
+    return (pixels.astype(np.float32) * float(p["scale"]) - float(p["mean"])) / float(p["std"])
+
+
 class ModelError(ValueError):
     """A model file that is missing, unreadable or not an emocli model."""
 
@@ -168,7 +174,7 @@ class FaceModel(OnnxModel):
         p = {**DEFAULT_FACE_PREPROCESS, **self.info.preprocess}
         self.size = tuple(int(v) for v in p["input_size"])  # (height, width)
         self.grayscale = bool(p["grayscale"])
-        self.scale, self.mean, self.std = float(p["scale"]), float(p["mean"]), float(p["std"])
+        self.preprocess = p
         self.crop_margin = float(p["crop_margin"])
         self.flip_average = bool(p.get("flip_average", False))
 
@@ -183,7 +189,7 @@ class FaceModel(OnnxModel):
                 crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
             crop = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)
             batch[i] = crop.reshape(h, w, channels)
-        return (batch * self.scale - self.mean) / self.std
+        return normalize_faces(batch, self.preprocess)
 
     def predict(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:

@@ -162,9 +162,7 @@ def export_model(
     input_name = model.inputs[0].name.split(":")[0]
     signature = (tf.TensorSpec((None, *shape[1:]), tf.float32, name=input_name),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
-    for key, value in info.to_metadata().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    _set_metadata(proto, info)
 
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
@@ -187,6 +185,14 @@ def export_model(
     return summary
 
 
+def _set_metadata(proto, info) -> None:
+    """The model card into ``metadata_props``, replacing whatever was there."""
+    del proto.metadata_props[:]
+    for key, value in info.to_metadata().items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
 def _quantize_in_place(path: Path, model, info, calibration, log) -> None:
     """Replace the checked float32 file at ``path`` by its int8 version, measured first."""
     import onnx
@@ -204,10 +210,7 @@ def _quantize_in_place(path: Path, model, info, calibration, log) -> None:
         fp32.unlink()
     info.precision = PRECISION
     proto = onnx.load(str(path))
-    del proto.metadata_props[:]
-    for key, value in info.to_metadata().items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    _set_metadata(proto, info)
     onnx.save(proto, str(path))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: check})[0]

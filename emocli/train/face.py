@@ -10,9 +10,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from ..datasets import load_faces
+from ..datasets import stratified_split, training_faces
 from ..labels import LABELS
-from ..models import DEFAULT_FACE_PREPROCESS
+from ..models import DEFAULT_FACE_PREPROCESS, normalize_faces
 from .run import (
     Checkpoint,
     RichProgress,
@@ -20,11 +20,11 @@ from .run import (
     class_weights,
     classification_report,
     compile_for_training,
+    dtype_policy,
     plot_confusion,
     plot_curves,
     resolve_precision,
     set_seed,
-    stratified_split,
 )
 
 
@@ -90,19 +90,18 @@ def augmentation() -> keras.Sequential:
 
 
 def _prepare(x: np.ndarray) -> np.ndarray:
-    p = DEFAULT_FACE_PREPROCESS
-    return ((x.astype(np.float32) * p["scale"] - p["mean"]) / p["std"])[..., None]
+    return normalize_faces(x, DEFAULT_FACE_PREPROCESS)[..., None]
 
 
 def train_face(config: FaceConfig, out: str | Path, quiet: bool = False) -> dict:
     """Train (or resume) a face run in ``out``; returns its metrics."""
-    run = RunDir(out)
+    with dtype_policy(resolve_precision(config.precision)):
+        return _train(config, RunDir(out), quiet)
+
+
+def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
     set_seed(config.seed)
-    keras.mixed_precision.set_global_policy(resolve_precision(config.precision))
-    splits = load_faces(config.data)
-    train = splits.get("train") or splits.get("all")
-    if train is None:
-        raise ValueError(f"{config.data}: no training split (expected train/ or Training rows)")
+    train = training_faces(config.data)
     tr, va = stratified_split(train.y, config.val_fraction, config.seed)
     x_tr, y_tr = _prepare(train.x[tr]), train.y[tr]
     x_va, y_va = _prepare(train.x[va]), train.y[va]

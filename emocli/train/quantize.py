@@ -18,17 +18,14 @@ PRECISION = "int8 (onnxruntime static QDQ, per-channel weights)"
 
 def sample_faces(data: str | Path, preprocess: dict, n: int, seed: int = 0) -> np.ndarray:
     """``n`` training faces of ``data`` (stratified by class), prepared as the model sees them."""
-    from ..datasets import load_faces
+    from ..datasets import training_faces
+    from ..models import normalize_faces
 
-    splits = load_faces(data)
-    train = splits.get("train") or splits.get("all")
-    if train is None:
-        raise ValueError(f"{data}: no training faces to calibrate on")
+    train = training_faces(data)
     rng = np.random.default_rng(seed)
     per_class = max(1, n // max(1, len(np.unique(train.y))))
     idx = np.concatenate([rng.permutation(np.flatnonzero(train.y == c))[:per_class] for c in np.unique(train.y)])
-    x = train.x[rng.permutation(idx)].astype(np.float32)
-    return ((x * float(preprocess["scale"]) - float(preprocess["mean"])) / float(preprocess["std"]))[..., None]
+    return normalize_faces(train.x[rng.permutation(idx)], preprocess)[..., None]
 
 
 def quantize(source: Path, out: Path, calibration: np.ndarray, batch: int = 32) -> None:

@@ -7,6 +7,7 @@ plus ``state.json`` (the last epoch, with optimizer state, to resume from),
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -16,7 +17,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ..datasets import stratified_split  # noqa: F401  (TF-free: benchmarks use it too)
 from ..metrics import classification_report, plot_confusion  # noqa: F401  (TF-free, shared with evaluate)
 from ..outputs import atomic_path
 
@@ -171,6 +171,18 @@ def resolve_precision(precision: str) -> str:
         flags = ""
     native = "avx512_bf16" in flags or "amx_bf16" in flags
     return "mixed_bfloat16" if native and keras.backend.backend() == "tensorflow" else "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras's global dtype policy set to ``name`` for the block, then put back, so one
+    run's precision never leaks into the next run in the same process."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def set_seed(seed: int) -> None:

@@ -243,7 +243,6 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
         raise ValueError(f"calm must be 'neutral' or 'drop', not {config.calm!r}")
     run = RunDir(out)
     set_seed(config.seed)
-    keras.mixed_precision.set_global_policy("float32")  # a face run in the same process may have changed it
     holdout = {speaker_id(s) for s in config.holdout_speakers}
     # Features are cached per set of files: load them with calm kept, and drop calm afterwards.
     items = find_audio(config.data, calm="neutral")
