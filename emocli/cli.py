@@ -140,14 +140,36 @@ def train_face(
         ),
     ] = Precision.auto,
     seed: Annotated[int, typer.Option()] = 0,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from this model's weights (an earlier run's model.keras, same --width): "
+            "a warm restart with a new learning-rate cycle.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train the face CNN on 48x48 grayscale faces (FER2013 layout)."""
     from .train.face import FaceConfig
     from .train.face import train_face as run
 
-    config = FaceConfig(str(data), epochs, batch_size, lr, width, val_fraction, precision=precision.value, seed=seed)
-    metrics = run(config, out, quiet=quiet)
+    config = FaceConfig(
+        str(data),
+        epochs,
+        batch_size,
+        lr,
+        width,
+        val_fraction,
+        precision=precision.value,
+        seed=seed,
+        init=str(init) if init else None,
+    )
+    try:
+        metrics = run(config, out, quiet=quiet)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
     v = metrics["validation"]
     typer.echo(f"validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}")
 
@@ -219,7 +241,14 @@ def train_voice(
 
 @app.command("export")
 def export(
-    source: Annotated[Path, typer.Argument(help="A training run folder, or a .keras model file.", show_default=False)],
+    sources: Annotated[
+        list[Path],
+        typer.Argument(
+            help="A training run folder or a .keras model file; several (same task) export one model "
+            "that averages their probabilities.",
+            show_default=False,
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     metrics_json: Annotated[
@@ -240,11 +269,11 @@ def export(
         typer.Option(help="Faces to calibrate --int8 on (FER layout; default: the run's training data)."),
     ] = None,
 ) -> None:
-    """Convert a trained model to one self-describing ONNX file (labels, preprocessing, metrics inside)."""
+    """Convert a trained model (or several, averaged) to one self-describing ONNX file: labels, preprocessing, metrics inside."""
     from .train.export import ExportError, export_model
 
     try:
-        export_model(source, out, force=force, metrics_json=metrics_json, int8=int8, calibration=calibration,
+        export_model(sources, out, force=force, metrics_json=metrics_json, int8=int8, calibration=calibration,
                      log=typer.echo)  # fmt: skip
     except (ExportError, FileExistsError, FileNotFoundError, ValueError) as e:
         _fail(str(e))

@@ -293,6 +293,29 @@ def test_export_face_int8_is_measured_before_it_is_written(face_run, data, tmp_p
     assert failed.exit_code == 1 and "nothing" in failed.output and not (tmp_path / "x.onnx").exists()
 
 
+def test_warm_restart_and_ensemble_export_average_the_runs(face_run, voice_run, data, tmp_path):
+    from emocli.models import FaceModel, read_info
+
+    warm = tmp_path / "warm"
+    cli("train", "face", "--data", data / "fer", "--out", warm, "--epochs", 1, "--width", 4, "--batch-size", 16,
+        "--init", face_run / "model.keras", "--seed", 1, "-q")  # fmt: skip
+    assert json.loads((warm / "config.json").read_text())["init"] == str(face_run / "model.keras")
+    wrong = cli("train", "face", "--data", data / "fer", "--out", tmp_path / "wrong", "--epochs", 1, "--width", 8,
+                "--init", face_run / "model.keras", "-q", ok=False)  # fmt: skip
+    assert wrong.exit_code == 1 and "not a width-8 face model" in wrong.output
+
+    for name, sources in (("a", [face_run]), ("b", [warm]), ("ab", [face_run, warm])):
+        result = cli("export", *sources, "-o", tmp_path / f"{name}.onnx")
+    assert "card carries no metrics" in result.output and read_info(tmp_path / "ab.onnx").metrics == {}
+    faces = [np.random.default_rng(i).integers(0, 255, (60, 50), np.uint8) for i in range(4)]
+    a, b, ab = (FaceModel(tmp_path / f"{n}.onnx").predict(faces) for n in ("a", "b", "ab"))
+    assert np.abs(a - b).max() > 1e-4  # two different nets ...
+    assert np.allclose(ab, (a + b) / 2, atol=1e-5)  # ... averaged in one file
+
+    mixed = cli("export", face_run, voice_run, "-o", tmp_path / "mixed.onnx", ok=False)
+    assert mixed.exit_code == 1 and "different inputs" in mixed.output and not (tmp_path / "mixed.onnx").exists()
+
+
 # ---------------------------------------------------------------- evaluate
 
 

@@ -99,8 +99,41 @@ def _float32(model):
     return copy
 
 
+def _average(members: list):
+    """One model whose output is the mean of the members' probabilities: an ensemble in one file."""
+    import keras
+
+    for i, member in enumerate(members):
+        member.name = f"member_{i}"  # nested models need distinct names
+    inputs = keras.Input(tuple(members[0].inputs[0].shape[1:]), name=members[0].inputs[0].name.split(":")[0])
+    outputs = keras.layers.Average(name="probabilities")([member(inputs) for member in members])
+    return keras.Model(inputs, outputs, name=f"ensemble_of_{len(members)}")
+
+
+def _load_sources(sources: list[Path], metrics_json, log) -> tuple:
+    """(model, config, preprocess, metrics) of one source, or of several averaged into one model."""
+    import keras
+
+    parts = [_source_parts(source) for source in sources]
+    model_file, config, preprocess, metrics = parts[0]
+    models = [_float32(keras.models.load_model(part[0], compile=False)) for part in parts]
+    if len(models) == 1:
+        return models[0], model_file, config, preprocess, metrics
+    shapes = {tuple(m.inputs[0].shape[1:]) for m in models}
+    if len(shapes) > 1:
+        raise ExportError(f"cannot average models with different inputs: {', '.join(sorted(map(str, shapes)))}")
+    preprocesses = {json.dumps(part[2], sort_keys=True) for part in parts if part[2] is not None}
+    if len(preprocesses) > 1:
+        raise ExportError("cannot average models whose runs differ in preprocess.json: " + "; ".join(preprocesses))
+    if metrics_json is None:
+        log(
+            "note: no --metrics-json, so the card carries no metrics (a run's validation figures are not the ensemble's)"
+        )
+    return _average(models), model_file, config, preprocess, None
+
+
 def export_model(
-    source: str | Path,
+    source: str | Path | list,
     out: str | Path,
     force: bool = False,
     metrics_json: str | Path | None = None,
@@ -111,6 +144,9 @@ def export_model(
     log=print,
 ) -> dict:
     """Convert ``source`` (run folder or .keras) to ``out`` (.onnx); returns a summary.
+
+    A list of sources (runs of the same task) becomes one model that averages their
+    probabilities: an ensemble, checked and quantized like a single model.
 
     Refuses to overwrite ``out`` unless ``force``; raises ExportError when onnxruntime
     differs from Keras by more than ``tolerance`` on random inputs. ``int8`` (face models)
@@ -134,11 +170,13 @@ def export_model(
     from ..models import ModelInfo
     from ..outputs import atomic_path
 
-    source, out = Path(source), Path(out)
+    sources = [Path(p) for p in ([source] if isinstance(source, (str, Path)) else source)]
+    out = Path(out)
+    if not sources:
+        raise ExportError("nothing to export: pass a run folder or a .keras file")
     if out.exists() and not force:
         raise FileExistsError(f"{out}: already exists; pass --force to overwrite it")
-    model_file, config, preprocess, metrics = _source_parts(source)
-    model = _float32(keras.models.load_model(model_file, compile=False))
+    model, model_file, config, preprocess, metrics = _load_sources(sources, metrics_json, log)
     shape = tuple(model.inputs[0].shape)
     task = config.get("task") or {4: "face", 3: "voice"}.get(len(shape))
     if task not in ("face", "voice"):
