@@ -380,7 +380,11 @@ def _model_card(info) -> dict:
     p = info.preprocess
     if info.task == "face":
         size = "x".join(map(str, p.get("input_size", [])))
-        summary = f"{size} {'grayscale' if p.get('grayscale') else 'BGR'}, crop margin {p.get('crop_margin')}"
+        zooms = p.get("zooms") or [1.0]
+        views = len(zooms) * (2 if p.get("flip_average") else 1)
+        summary = (f"{size} {'grayscale' if p.get('grayscale') else 'BGR'}, crop margin {p.get('crop_margin')}, "
+                   f"{views} view{'s' * (views > 1)} averaged (zooms {', '.join(map(str, zooms))}"
+                   f"{', mirrored' if p.get('flip_average') else ''})")  # fmt: skip
     else:
         summary = (f"{p.get('sample_rate')} Hz, {p.get('window_s')} s windows, {p.get('n_mfcc')} MFCC + {p.get('n_mels')} log-mel, "
                    f"hop {p.get('hop')}, scaler {'yes' if p.get('mean') else 'no'}")  # fmt: skip
