@@ -84,6 +84,14 @@ def process(
         float,
         typer.Option(help="Ignore faces smaller than this fraction of the frame's shorter side.", min=0.0, max=1.0),
     ] = 0.05,
+    face_views: Annotated[
+        bool,
+        typer.Option(
+            "--face-views/--one-face-view",
+            help="Average the face model's views of each face (zooms x mirror, from its metadata; +3 points of "
+            "accuracy on FER2013 for the shipped model), or classify the crop once: 6x less face-model time.",
+        ),
+    ] = True,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist (default: skip them).")
     ] = False,
@@ -100,7 +108,7 @@ def process(
 
     options = AnalyzeOptions(
         interval=interval, window=window, face_model=face_model, voice_model=voice_model, fusion=fusion.value,
-        face_weight=face_weight, max_faces=max_faces, min_face=min_face,
+        face_weight=face_weight, max_faces=max_faces, min_face=min_face, face_views=face_views,
     )  # fmt: skip
     batch = BatchOptions(
         annotate=annotate, plot=plot, workers=workers, engine=engine.value, ray_address=ray_address,

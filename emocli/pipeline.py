@@ -44,6 +44,7 @@ class AnalyzeOptions:
     max_faces: int = 8
     min_face: float = 0.05
     min_face_score: float = 0.5
+    face_views: bool = True  # average the face model's views (zooms x mirror); False: the crop once
     threads: int = 0  # onnxruntime threads per model; 0: one (the models are small)
 
     def __post_init__(self):
@@ -71,6 +72,8 @@ class Analyzer:
         self.options = options or AnalyzeOptions(**kwargs)
         o = self.options
         self.face_model = FaceModel(_model_path(o.face_model, "face"), o.threads)
+        if not o.face_views:
+            self.face_model.zooms, self.face_model.flip_average = (1.0,), False
         self.voice_model = VoiceModel(_model_path(o.voice_model, "voice"), o.threads)
         self.face_weight = (
             o.face_weight
@@ -182,7 +185,7 @@ def analyze(path: str | Path, **options) -> pd.DataFrame:
     """The emotion timeline of one video as a DataFrame (columns: ``pipeline.COLUMNS``).
 
     Options are ``AnalyzeOptions`` fields: interval, window, face_model, voice_model,
-    fusion, face_weight, max_faces, min_face. Video-level facts (duration, speech
+    fusion, face_weight, max_faces, min_face, face_views. Video-level facts (duration, speech
     seconds, distinct faces) are in ``DataFrame.attrs``. For many videos, build one
     ``Analyzer`` and call its ``analyze`` so the models load once.
     """

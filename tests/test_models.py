@@ -48,3 +48,16 @@ def test_face_model_averages_the_zooms_in_its_metadata(face_onnx, tmp_path):
 def test_face_model_rejects_meaningless_zooms(face_onnx, tmp_path):
     with pytest.raises(ModelError, match="zooms must be positive"):
         FaceModel(with_preprocess(face_onnx, tmp_path / "bad.onnx", zooms=[1.0, 0.0]))
+
+
+def test_analyzer_can_classify_each_face_once(face_onnx, voice_onnx, tmp_path):
+    from emocli.pipeline import Analyzer
+
+    views = with_preprocess(face_onnx, tmp_path / "views.onnx", zooms=[1.0, 2.0], flip_average=True)
+    crop = np.zeros((60, 60, 3), np.uint8)
+    with Analyzer(face_model=views, voice_model=voice_onnx) as every:
+        assert every.face_model.zooms == (1.0, 2.0) and every.face_model.flip_average
+        assert every.face_model.prepare([crop]).shape[0] == 2
+    with Analyzer(face_model=views, voice_model=voice_onnx, face_views=False) as once:
+        assert once.face_model.zooms == (1.0,) and not once.face_model.flip_average
+        assert once.face_model.prepare([crop]).shape[0] == 1
