@@ -9,7 +9,8 @@ from the CREMA-D clips, then times, interleaved and repeated (medians):
   decode -skip_frame noref      what emocli's frame sampler decodes (frames others refer to)
   transcode (x264 ultrafast)    decode + the cheapest H.264 encode, nothing drawn: the floor
                                 of any annotated video (with --annotate)
-  process       `emocli process X -o OUT --no-plot --workers 1` (CSV, 1 s interval)
+  process       `emocli process X -o OUT --no-plot --workers 1` (CSV, 1 s interval), and
+                the same with --one-face-view (each face classified once, not per view)
   annotate      the same with --annotate (with --annotate)
   process@REF   the code of git REF (e.g. HEAD) on the same video, for before/after
 Targets: process <= 1.25x decode, annotate <= 2.25x decode.
@@ -112,6 +113,8 @@ def main() -> None:
             [ff, "-v", "error", "-skip_frame", "noref", "-i", str(video), "-an", "-f", "null", "-"]
         ),
         "process (CSV)": process(),
+        # The face model's views (zooms x mirror) averaged or not: accuracy against time.
+        "process (CSV) --one-face-view": process("--one-face-view"),
     }
     if a.annotate:
         subjects["transcode (x264 ultrafast)"] = lambda: run_cmd(

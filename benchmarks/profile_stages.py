@@ -33,7 +33,7 @@ STAGES = [
     ("detect", ("FaceDetector.detect",)),
     ("face classify", ("FaceModel.", "crop_face")),
     ("voice features", ("audio_features", "voice_active", "normalize")),
-    ("voice classify", ("VoiceModel.", "OnnxModel.run")),
+    ("voice classify", ("VoiceModel.",)),  # OnnxModel.run is shared: its caller (Face/VoiceModel) decides
     ("tracking+rows", ("FaceTracker", "Analyzer._row", "_summary", "fuse")),
     ("dataframe", ("DataFrame", "astype")),
     ("write outputs", ("Writer.write", "CsvWriter", "PlotWriter", "AnnotatedVideoWriter", "write_summary")),

@@ -198,7 +198,7 @@ def check_models(options: AnalyzeOptions) -> None:
 
 def default_workers(batch: BatchOptions, jobs: int) -> int:
     """``--workers``, else one per two cores: each video's ffmpeg decodes on two threads, so
-    one worker per core oversubscribes (benchmarks/scale.py: 2 workers on 2 cores, 0.86x)."""
+    one worker per core oversubscribes (benchmarks/scale.py: 2 workers on 2 cores, 0.94x)."""
     return max(1, min(batch.workers or (os.cpu_count() or 2) // 2, jobs or 1))
 
 
