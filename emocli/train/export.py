@@ -111,7 +111,8 @@ def _average(members: list):
 
 
 def _load_sources(sources: list[Path], metrics_json, log) -> tuple:
-    """(model, config, preprocess, metrics) of one source, or of several averaged into one model."""
+    """(model, model file, config, preprocess, metrics) of one source, or of several averaged into one model
+    (the first source's file and config; the preprocess they share; no metrics unless measured)."""
     import keras
 
     parts = [_source_parts(source) for source in sources]
@@ -125,6 +126,7 @@ def _load_sources(sources: list[Path], metrics_json, log) -> tuple:
     preprocesses = {json.dumps(part[2], sort_keys=True) for part in parts if part[2] is not None}
     if len(preprocesses) > 1:
         raise ExportError("cannot average models whose runs differ in preprocess.json: " + "; ".join(preprocesses))
+    preprocess = next((part[2] for part in parts if part[2] is not None), None)
     if metrics_json is None:
         log(
             "note: no --metrics-json, so the card carries no metrics (a run's validation figures are not the ensemble's)"
