@@ -62,8 +62,7 @@ def main() -> None:
         if face_path.parent.name == "export":
             face_models["export"] = FaceModel(face_path)
             # The same net on one view (no zooms, no mirror): what each of its views costs.
-            face_models["export 1 view"] = single = FaceModel(face_path)
-            single.zooms, single.flip_average = (1.0,), False
+            face_models["export 1 view"] = FaceModel(face_path, views=False)
         voice = VoiceModel(voice_path if voice_path.parent.name == "export" else tiny_voice())
         subjects = {}
         for name, m in face_models.items():

@@ -278,7 +278,10 @@ def export(
         typer.Option(help="Faces to calibrate --int8 on (FER layout; default: the run's training data)."),
     ] = None,
 ) -> None:
-    """Convert a trained model (or several, averaged) to one self-describing ONNX file: labels, preprocessing, metrics inside."""
+    """Convert a trained model (or several, averaged) to one self-describing ONNX file.
+
+    Labels, preprocessing and metrics travel inside it.
+    """
     from .train.export import ExportError, export_model
 
     try:
@@ -386,14 +389,16 @@ def models_cmd(
 
 
 def _model_card(info) -> dict:
+    from .models import face_views
+
     p = info.preprocess
     if info.task == "face":
         size = "x".join(map(str, p.get("input_size", [])))
-        zooms = p.get("zooms") or [1.0]
-        views = len(zooms) * (2 if p.get("flip_average") else 1)
+        zooms, mirrored = face_views(p)
+        views = len(zooms) * (2 if mirrored else 1)
         summary = (f"{size} {'grayscale' if p.get('grayscale') else 'BGR'}, crop margin {p.get('crop_margin')}, "
                    f"{views} view{'s' * (views > 1)} averaged (zooms {', '.join(map(str, zooms))}"
-                   f"{', mirrored' if p.get('flip_average') else ''})")  # fmt: skip
+                   f"{', mirrored' if mirrored else ''})")  # fmt: skip
     else:
         summary = (f"{p.get('sample_rate')} Hz, {p.get('window_s')} s windows, {p.get('n_mfcc')} MFCC + {p.get('n_mels')} log-mel, "
                    f"hop {p.get('hop')}, scaler {'yes' if p.get('mean') else 'no'}")  # fmt: skip

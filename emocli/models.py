@@ -45,6 +45,16 @@ def normalize_faces(pixels: np.ndarray, preprocess: dict) -> np.ndarray:
     return (pixels.astype(np.float32) * float(p["scale"]) - float(p["mean"])) / float(p["std"])
 
 
+def face_views(preprocess: dict) -> tuple[tuple[float, ...], bool]:
+    """(zooms, mirrored): the views a face model's predictions are averaged over.
+
+    A model exported before zooms existed was measured on the crop alone, so a missing
+    ``zooms`` means one zoom, not the export default.
+    """
+    zooms = tuple(float(z) for z in preprocess.get("zooms") or [1.0])
+    return zooms, bool(preprocess.get("flip_average", DEFAULT_FACE_PREPROCESS["flip_average"]))
+
+
 class ModelError(ValueError):
     """A model file that is missing, unreadable or not an emocli model."""
 
@@ -171,18 +181,17 @@ class OnnxModel:
 class FaceModel(OnnxModel):
     """Classifies face crops (any size, BGR or gray uint8) into emotion probabilities."""
 
-    def __init__(self, path: str | Path, threads: int = 0):
+    def __init__(self, path: str | Path, threads: int = 0, views: bool = True):
+        """``views=False`` classifies each crop once, ignoring the model's zooms and mirror."""
         super().__init__(path, threads)
         if self.task != "face":
             raise ModelError(f"{path}: is a {self.task} model, expected a face model")
-        p = {**DEFAULT_FACE_PREPROCESS, **self.info.preprocess}
+        self.preprocess = self.info.preprocess
+        p = {**DEFAULT_FACE_PREPROCESS, **self.preprocess}
         self.size = tuple(int(v) for v in p["input_size"])  # (height, width)
         self.grayscale = bool(p["grayscale"])
-        self.preprocess = p
         self.crop_margin = float(p["crop_margin"])
-        self.flip_average = bool(p.get("flip_average", False))
-        # A model exported before zooms existed was measured on the crop alone.
-        self.zooms = tuple(float(z) for z in self.info.preprocess.get("zooms") or [1.0])
+        self.zooms, self.flip_average = face_views(self.preprocess) if views else ((1.0,), False)
         if any(z <= 0 for z in self.zooms):
             raise ModelError(f"{path}: zooms must be positive, not {list(self.zooms)}")
 

@@ -71,9 +71,7 @@ class Analyzer:
     def __init__(self, options: AnalyzeOptions | None = None, **kwargs):
         self.options = options or AnalyzeOptions(**kwargs)
         o = self.options
-        self.face_model = FaceModel(_model_path(o.face_model, "face"), o.threads)
-        if not o.face_views:
-            self.face_model.zooms, self.face_model.flip_average = (1.0,), False
+        self.face_model = FaceModel(_model_path(o.face_model, "face"), o.threads, views=o.face_views)
         self.voice_model = VoiceModel(_model_path(o.voice_model, "voice"), o.threads)
         self.face_weight = (
             o.face_weight
