@@ -286,12 +286,17 @@ class FrameSampler:
     exactly. ``bidir`` (every B-frame skipped, 0.35x) is not offered: x264 with B-pyramid
     lets P-frames refer to B-frames, and the demo video's I/P-frames then differ by up to
     200 grey levels.
+
+    ``threads`` is ffmpeg's decoding threads (0: its own choice, one per core and more).
+    The caller's analysis needs a core too: decoding threads beyond the cores left to them
+    only take turns with it (benchmarks/floor.py: one thread on two cores, 1.13x decode
+    against 1.35x).
     """
 
     AHEAD = 2  # decoded frames buffered ahead of the caller
 
-    def __init__(self, path: str | Path, info: MediaInfo, fps: float, skip: str = "noref"):
-        self.path, self.info, self.fps, self.skip = Path(path), info, fps, skip
+    def __init__(self, path: str | Path, info: MediaInfo, fps: float, skip: str = "noref", threads: int = 0):
+        self.path, self.info, self.fps, self.skip, self.threads = Path(path), info, fps, skip, threads
         self._proc: subprocess.Popen | None = None
         self._err = None
         self._thread: threading.Thread | None = None
@@ -326,7 +331,8 @@ class FrameSampler:
         if not times:
             return
         w, h = self.info.width, self.info.height
-        cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-copyts", "-skip_frame:v", self.skip,
+        threads = ["-threads", str(self.threads)] if self.threads > 0 else []
+        cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-copyts", "-skip_frame:v", self.skip, *threads,
                "-i", str(self.path), "-map", "0:v:0",
                "-vf", f"select='{self._select(times)}'", "-fps_mode", "passthrough", "-pix_fmt", "bgr24",
                "-f", "rawvideo", "-"]  # fmt: skip
@@ -398,16 +404,30 @@ class FrameSampler:
         self.close()
 
 
-def frame_sampler(reader: FrameReader, info: MediaInfo, times: list[float]) -> FrameReader | FrameSampler:
-    """The cheaper reader for these times: FrameSampler for an even grid with steps within
-    FrameReader's seek gap, else ``reader`` itself (which seeks across long gaps)."""
+def frame_sampler(info: MediaInfo, times: list[float], threads: int = 0) -> FrameReader | FrameSampler:
+    """The cheaper reader of ``info.path`` for these times: FrameSampler (decoding on
+    ``threads``) for an even grid with steps within FrameReader's seek gap, else
+    FrameReader (which seeks across long gaps)."""
     g = FrameSampler.grid(times)
     w, h = info.width, info.height
     # Odd sizes: ffmpeg's and OpenCV's colour conversions differ at chroma edges; keep OpenCV's pixels.
-    if g is None or g[1] > FrameReader.SEEK_GAP_S or w <= 0 or h <= 0 or w % 2 or h % 2 or reader.fps <= 0:
+    if g is None or g[1] > FrameReader.SEEK_GAP_S or w <= 0 or h <= 0 or w % 2 or h % 2:
+        return FrameReader(info.path)
+    if info.fps > 0:
+        return FrameSampler(info.path, info, info.fps, threads=threads)
+    reader = FrameReader(info.path)  # ffmpeg did not print a rate: OpenCV's reading of it
+    if reader.fps <= 0:
         return reader
     reader.close()
-    return FrameSampler(info.path, info, reader.fps)
+    return FrameSampler(info.path, info, reader.fps, threads=threads)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def filter_arg(value: str) -> str:

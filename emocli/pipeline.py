@@ -20,7 +20,7 @@ from .faces import FaceDetector, FaceTracker, crop_face
 from .features import voice_active
 from .fusion import MODES, default_face_weight, fuse
 from .labels import LABELS
-from .media import AudioStream, FrameReader, MediaError, frame_sampler, probe
+from .media import AudioStream, FrameReader, MediaError, frame_sampler, probe, usable_cores
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
 
 FACE_FIELDS = ["face_id", "face_x", "face_y", "face_w", "face_h", "face_score", "face_emotion", "face_confidence"]
@@ -46,6 +46,7 @@ class AnalyzeOptions:
     min_face_score: float = 0.5
     face_views: bool = True  # average the face model's views (zooms x mirror); False: the crop once
     threads: int = 0  # onnxruntime threads per model; 0: one (the models are small)
+    decode_threads: int = 0  # ffmpeg threads decoding the frames; 0: the usable cores less one for the analysis
 
     def __post_init__(self):
         if self.interval <= 0 or self.window <= 0:
@@ -101,16 +102,18 @@ class Analyzer:
             raise MediaError("no video or audio stream")
         o = self.options
         duration = info.duration
-        frames = FrameReader(path) if info.has_video else None
-        if frames is not None and duration <= 0 and frames.fps > 0:
-            duration = frames.cap.get(7) / frames.fps  # CAP_PROP_FRAME_COUNT
+        if info.has_video and duration <= 0:  # the container does not say: OpenCV counts the frames
+            with FrameReader(path) as reader:
+                if reader.fps > 0:
+                    duration = reader.cap.get(7) / reader.fps  # CAP_PROP_FRAME_COUNT
         if duration <= 0:
             raise MediaError("cannot tell the duration (no readable frames or samples)")
         n = max(1, math.ceil(duration / o.interval - 1e-6))
         spans = [(i * o.interval, min((i + 1) * o.interval, duration)) for i in range(n)]
         centres = [(a + b) / 2 for a, b in spans]
-        if frames is not None:
-            frames = frame_sampler(frames, info, centres)
+        frames = (
+            frame_sampler(info, centres, o.decode_threads or max(1, usable_cores() - 1)) if info.has_video else None
+        )
         audio = AudioStream(path, self.voice_model.sample_rate) if info.has_audio else None
         tracker = FaceTracker()
         rows: list[dict] = []

@@ -34,6 +34,7 @@ def _init_worker(options: AnalyzeOptions, batch: BatchOptions, threads: int) -> 
 
     cv2.setNumThreads(threads)
     options.threads = threads  # a copy: spawn pickles the options for each worker
+    options.decode_threads = options.decode_threads or max(1, threads - 1)  # its share of cores, less the analysis
     _batch = batch
     try:
         _analyzer = Analyzer(options)

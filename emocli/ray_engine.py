@@ -39,9 +39,10 @@ class VideoWorker:
     def __init__(self, options: AnalyzeOptions, batch: BatchOptions):
         import cv2
 
-        # One CPU reserved per actor: keep OpenCV and onnxruntime to one thread each.
+        # One CPU reserved per actor: keep OpenCV, onnxruntime and the decoder to one thread each.
         cv2.setNumThreads(1)
         options.threads = 1
+        options.decode_threads = options.decode_threads or 1
         self.batch = batch
         self.analyzer = None
         self.load_error = ""

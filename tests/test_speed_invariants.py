@@ -94,11 +94,11 @@ def test_skipping_unreferenced_frames_samples_a_frame_at_most_a_few_later(corpus
 
 def test_sampler_is_chosen_only_for_even_grids(corpus):
     info = probe(corpus["clip"])
-    assert isinstance(frame_sampler(FrameReader(corpus["clip"]), info, centres(info.duration, 1.0)), FrameSampler)
-    uneven = frame_sampler(FrameReader(corpus["clip"]), info, [0.1, 0.5, 0.6, 1.5])
+    assert isinstance(frame_sampler(info, centres(info.duration, 1.0)), FrameSampler)
+    uneven = frame_sampler(info, [0.1, 0.5, 0.6, 1.5])
     assert isinstance(uneven, FrameReader)
     uneven.close()
-    seeking = frame_sampler(FrameReader(corpus["clip"]), info, [3.0, 9.0, 15.0])  # long steps: OpenCV seeks
+    seeking = frame_sampler(info, [3.0, 9.0, 15.0])  # long steps: OpenCV seeks
     assert isinstance(seeking, FrameReader)
     seeking.close()
 
@@ -145,3 +145,39 @@ def test_analysis_runs_on_one_blas_thread_and_gives_the_others_back(models, tmp_
     assert before and set(before.values()) == {2} and all(after[lib] == 2 for lib in before)
     assert timeline["voice_active"].all() and len(seen) == len(timeline)
     assert all(threads[lib] == 1 for threads in seen for lib in before)
+
+
+@pytest.mark.parametrize("name", ["clip", "rotated", "ts", "vfr", "flv", "b_frames"])
+def test_probe_rate_is_opencv_rate(corpus, name):
+    """The sampler takes its half-frame tolerance from probe's rate, without opening OpenCV."""
+    with FrameReader(corpus[name]) as reader:
+        assert probe(corpus[name]).fps == pytest.approx(reader.fps, rel=0.01)
+
+
+def test_decoding_leaves_a_core_to_the_analysis(models, tmp_path, monkeypatch):
+    """By default the frames' ffmpeg decodes on the usable cores less one; decode_threads overrides it."""
+    import emocli.media
+    import emocli.pipeline
+    from emocli.pipeline import Analyzer
+
+    seen = []
+    real = subprocess.Popen
+
+    def spy(cmd, *a, **k):
+        seen.append(cmd)
+        return real(cmd, *a, **k)
+
+    monkeypatch.setattr(emocli.media.subprocess, "Popen", spy)
+    monkeypatch.setattr(emocli.pipeline, "usable_cores", lambda: 2)
+    video = make_video(tmp_path / "v.mp4", [np.full((64, 64, 3), 90, np.uint8)] * 30, audio=tone(3.0))
+
+    def threads(**options) -> list[str]:
+        seen.clear()
+        with Analyzer(**models, **options) as analyzer:
+            assert len(analyzer.analyze(video)) == 3
+        (cmd,) = [c for c in seen if "rawvideo" in c]
+        head = cmd[: cmd.index("-i")]
+        return head[head.index("-threads") :][:2]
+
+    assert threads() == ["-threads", "1"]
+    assert threads(decode_threads=3) == ["-threads", "3"]
