@@ -197,8 +197,8 @@ def check_models(options: AnalyzeOptions) -> None:
 
 
 def default_workers(batch: BatchOptions, jobs: int) -> int:
-    """``--workers``, else one per two cores: each video's ffmpeg decodes on two threads, so
-    one worker per core oversubscribes (benchmarks/scale.py: 2 workers on 2 cores, 0.94x)."""
+    """``--workers``, else one per two cores: each video keeps one busy decoding and one
+    analysing, so one worker per core oversubscribes (benchmarks/scale.py)."""
     return max(1, min(batch.workers or (os.cpu_count() or 2) // 2, jobs or 1))
 
 

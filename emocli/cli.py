@@ -61,7 +61,8 @@ def process(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Videos processed in parallel (default: half the cores; each video's decoder uses two).", min=1
+            help="Videos processed in parallel (default: half the cores; each video takes one to decode, one to analyse).",
+            min=1,
         ),
     ] = None,
     engine: Annotated[
