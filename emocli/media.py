@@ -289,8 +289,8 @@ class FrameSampler:
 
     ``threads`` is ffmpeg's decoding threads (0: its own choice, one per core and more).
     The caller's analysis needs a core too: decoding threads beyond the cores left to them
-    only take turns with it (benchmarks/floor.py: one thread on two cores, 1.13x decode
-    against 1.35x).
+    only take turns with it (benchmarks/floor.py: one thread on two cores, 1.33x decode
+    against 1.42x in the same run).
     """
 
     AHEAD = 2  # decoded frames buffered ahead of the caller
