@@ -376,7 +376,7 @@ def models_cmd(
         return
     for card in cards:
         m = card["metrics"]
-        score = ", ".join(f"{k} {m[k]:.3f}" for k in ("accuracy", "macro_f1") if isinstance(m.get(k), (int, float)))
+        score = ", ".join(f"{k} {m[k]:.4f}" for k in ("accuracy", "macro_f1") if isinstance(m.get(k), (int, float)))
         typer.echo(
             f"{card['task']}: {card['path']} ({card['size_bytes'] / 1e6:.2f} MB, {card['precision']}, "
             f"emocli {card['version'] or '?'})"
