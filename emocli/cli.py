@@ -149,7 +149,14 @@ def train_face(
             "mixed_float16 is for GPUs."
         ),
     ] = Precision.auto,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the weights, shuffling and augmentation.")] = 0,
+    split_seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of the validation split. Keep it (and --val-fraction) the same across runs that you "
+            "compare or export together, so none of them has trained on another's validation faces."
+        ),
+    ] = 0,
     init: Annotated[
         Path | None,
         typer.Option(
@@ -174,6 +181,7 @@ def train_face(
         val_fraction,
         precision=precision.value,
         seed=seed,
+        split_seed=split_seed,
         init=str(init) if init else None,
     )
     try:

@@ -300,6 +300,8 @@ def test_warm_restart_and_ensemble_export_average_the_runs(face_run, voice_run, 
     cli("train", "face", "--data", data / "fer", "--out", warm, "--epochs", 1, "--width", 4, "--batch-size", 16,
         "--init", face_run / "model.keras", "--seed", 1, "-q")  # fmt: skip
     assert json.loads((warm / "config.json").read_text())["init"] == str(face_run / "model.keras")
+    # another --seed, the same validation faces as the run it continues
+    assert json.loads((warm / "metrics.json").read_text())["validation"]["split"].endswith("seed 0")
     wrong = cli("train", "face", "--data", data / "fer", "--out", tmp_path / "wrong", "--epochs", 1, "--width", 8,
                 "--init", face_run / "model.keras", "-q", ok=False)  # fmt: skip
     assert wrong.exit_code == 1 and "not a width-8 face model" in wrong.output
@@ -314,6 +316,17 @@ def test_warm_restart_and_ensemble_export_average_the_runs(face_run, voice_run, 
 
     mixed = cli("export", face_run, voice_run, "-o", tmp_path / "mixed.onnx", ok=False)
     assert mixed.exit_code == 1 and "different inputs" in mixed.output and not (tmp_path / "mixed.onnx").exists()
+
+
+def test_validation_faces_depend_on_split_seed_alone():
+    from emocli.train.face import FaceConfig, validation_split
+
+    y = np.repeat(np.arange(7), 40)
+    _, va = validation_split(y, FaceConfig("x", seed=0))
+    _, same = validation_split(y, FaceConfig("x", seed=5))
+    _, other = validation_split(y, FaceConfig("x", seed=0, split_seed=1))
+    assert len(va) == 28 and np.array_equal(np.sort(va), np.sort(same))
+    assert not np.array_equal(np.sort(va), np.sort(other))
 
 
 # ---------------------------------------------------------------- evaluate

@@ -39,7 +39,8 @@ class FaceConfig:
     label_smoothing: float = 0.1
     class_weight_power: float = 0.5
     precision: str = "auto"
-    seed: int = 0
+    seed: int = 0  # weights, shuffling and augmentation
+    split_seed: int = 0  # which faces are set aside for validation: fixed, so runs compare and ensemble fairly
     init: str | None = None
 
 
@@ -97,6 +98,11 @@ def _prepare(x: np.ndarray) -> np.ndarray:
     return normalize_faces(x, DEFAULT_FACE_PREPROCESS)[..., None]
 
 
+def validation_split(y: np.ndarray, config: FaceConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices: set by ``split_seed`` alone, whatever the run's ``seed``."""
+    return stratified_split(y, config.val_fraction, config.split_seed)
+
+
 def train_face(config: FaceConfig, out: str | Path, quiet: bool = False) -> dict:
     """Train (or resume) a face run in ``out``; returns its metrics."""
     with dtype_policy(resolve_precision(config.precision)):
@@ -106,7 +112,7 @@ def train_face(config: FaceConfig, out: str | Path, quiet: bool = False) -> dict
 def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
     set_seed(config.seed)
     train = training_faces(config.data)
-    tr, va = stratified_split(train.y, config.val_fraction, config.seed)
+    tr, va = validation_split(train.y, config)
     x_tr, y_tr = _prepare(train.x[tr]), train.y[tr]
     x_va, y_va = _prepare(train.x[va]), train.y[va]
     k = len(LABELS)
@@ -145,7 +151,10 @@ def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
     best = keras.models.load_model(run / "model.keras")
     metrics = {"task": "face", "dataset": Path(config.data).name, "epochs": run.state["epoch"]}
     report = classification_report(y_va, best.predict(x_va, batch_size=256, verbose=0).argmax(1))
-    metrics["validation"] = {"split": f"{config.val_fraction:.0%} of train, stratified, seed {config.seed}", **report}
+    metrics["validation"] = {
+        "split": f"{config.val_fraction:.0%} of train, stratified, seed {config.split_seed}",
+        **report,
+    }
     plot_confusion(
         report,
         run / "confusion.png",
