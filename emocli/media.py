@@ -430,6 +430,12 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def decoder_threads(cores: int | None = None) -> int:
+    """ffmpeg threads for a video's frames while its analysis runs beside them on ``cores``
+    (default: the usable cores): all but the one the analysis needs, at least one."""
+    return max(1, (usable_cores() if cores is None else cores) - 1)
+
+
 def filter_arg(value: str) -> str:
     """``value`` escaped for use as an option value inside an ffmpeg filtergraph."""
     for ch in "\\':":  # the option level

@@ -20,7 +20,7 @@ from .faces import FaceDetector, FaceTracker, crop_face
 from .features import voice_active
 from .fusion import MODES, default_face_weight, fuse
 from .labels import LABELS
-from .media import AudioStream, FrameReader, MediaError, frame_sampler, probe, usable_cores
+from .media import AudioStream, FrameReader, MediaError, decoder_threads, frame_sampler, probe
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
 
 FACE_FIELDS = ["face_id", "face_x", "face_y", "face_w", "face_h", "face_score", "face_emotion", "face_confidence"]
@@ -46,7 +46,7 @@ class AnalyzeOptions:
     min_face_score: float = 0.5
     face_views: bool = True  # average the face model's views (zooms x mirror); False: the crop once
     threads: int = 0  # onnxruntime threads per model; 0: one (the models are small)
-    decode_threads: int = 0  # ffmpeg threads decoding the frames; 0: the usable cores less one for the analysis
+    decode_threads: int = 0  # ffmpeg threads decoding the frames; 0: media.decoder_threads()
 
     def __post_init__(self):
         if self.interval <= 0 or self.window <= 0:
@@ -111,9 +111,7 @@ class Analyzer:
         n = max(1, math.ceil(duration / o.interval - 1e-6))
         spans = [(i * o.interval, min((i + 1) * o.interval, duration)) for i in range(n)]
         centres = [(a + b) / 2 for a, b in spans]
-        frames = (
-            frame_sampler(info, centres, o.decode_threads or max(1, usable_cores() - 1)) if info.has_video else None
-        )
+        frames = frame_sampler(info, centres, o.decode_threads or decoder_threads()) if info.has_video else None
         audio = AudioStream(path, self.voice_model.sample_rate) if info.has_audio else None
         tracker = FaceTracker()
         rows: list[dict] = []

@@ -16,6 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from .batch import BatchOptions, Job, error_line, run_job
+from .media import decoder_threads
 from .outputs import summary_row
 from .pipeline import AnalyzeOptions, Analyzer
 
@@ -34,7 +35,7 @@ def _init_worker(options: AnalyzeOptions, batch: BatchOptions, threads: int) -> 
 
     cv2.setNumThreads(threads)
     options.threads = threads  # a copy: spawn pickles the options for each worker
-    options.decode_threads = options.decode_threads or max(1, threads - 1)  # its share of cores, less the analysis
+    options.decode_threads = options.decode_threads or decoder_threads(threads)  # its share of the cores
     _batch = batch
     try:
         _analyzer = Analyzer(options)

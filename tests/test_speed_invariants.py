@@ -157,7 +157,6 @@ def test_probe_rate_is_opencv_rate(corpus, name):
 def test_decoding_leaves_a_core_to_the_analysis(models, tmp_path, monkeypatch):
     """By default the frames' ffmpeg decodes on the usable cores less one; decode_threads overrides it."""
     import emocli.media
-    import emocli.pipeline
     from emocli.pipeline import Analyzer
 
     seen = []
@@ -168,7 +167,7 @@ def test_decoding_leaves_a_core_to_the_analysis(models, tmp_path, monkeypatch):
         return real(cmd, *a, **k)
 
     monkeypatch.setattr(emocli.media.subprocess, "Popen", spy)
-    monkeypatch.setattr(emocli.pipeline, "usable_cores", lambda: 2)
+    monkeypatch.setattr(emocli.media, "usable_cores", lambda: 2)
     video = make_video(tmp_path / "v.mp4", [np.full((64, 64, 3), 90, np.uint8)] * 30, audio=tone(3.0))
 
     def threads(**options) -> list[str]:
