@@ -200,7 +200,8 @@ def test_killed_run_leaves_no_partial_outputs_and_rerun_completes_it(batch_dir, 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while (
-        not [p for p in out.rglob("*.csv") if p.name != "summary.csv"]
+        # a final CSV, not its temporary (".v0.part-<pid>.csv" also ends in .csv)
+        not [p for p in out.rglob("*.csv") if p.name != "summary.csv" and ".part-" not in p.name]
         and proc.poll() is None
         and time.monotonic() < deadline
     ):
