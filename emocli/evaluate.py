@@ -16,7 +16,9 @@ from .features import FeatureSpec, audio_features, normalize
 from .labels import LABELS
 from .metrics import classification_report, plot_confusion
 
-JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion")
+# DESIGN.md's object, then what was scored: `emocli export --metrics-json` puts an
+# evaluation on the model card, and a card names its dataset and split.
+JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split")
 
 
 def silence_frame(spec: FeatureSpec) -> np.ndarray:
@@ -103,7 +105,8 @@ def _evaluate_faces(model_path: Path, source: Path, split: str | None) -> dict:
     images = splits[name]
     model = FaceModel(model_path)
     probs = np.concatenate([model.predict(list(images.x[a : a + 512])) for a in range(0, len(images), 512)])
-    return {**classification_report(images.y, probs.argmax(1)), "split": name}
+    dataset = source.stem if source.is_file() else source.name
+    return {**classification_report(images.y, probs.argmax(1)), "dataset": dataset, "split": name}
 
 
 def _evaluate_voice(model_path: Path, sources: list[Path]) -> dict:
@@ -127,6 +130,7 @@ def _evaluate_voice(model_path: Path, sources: list[Path]) -> dict:
         }
         for name in sorted(set(datasets.tolist()))
     }
+    report["dataset"] = ", ".join(report["per_dataset"])
     report["split"] = (
         "clip level, "
         + ", ".join(sorted({it.speaker for it in items})[:8])

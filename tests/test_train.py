@@ -349,7 +349,8 @@ def test_evaluate_voice_json_matches_a_manual_computation(exported, data):
 
     result = cli("evaluate", exported["voice"], "--data", data / "ravdess" / "Actor_17", "--json")
     report = json.loads(result.stdout)
-    assert list(report) == ["accuracy", "macro_f1", "n", "labels", "confusion"]
+    assert list(report) == ["accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split"]
+    assert report["dataset"] == "ravdess" and report["split"] == "clip level, ravdess:17"
 
     # By hand: every clip (1.2 s) is shorter than the 2 s window, so it is one window,
     # centred and padded with the features of silence.
@@ -378,13 +379,33 @@ def test_evaluate_face_csv_defaults_to_the_test_split(exported, data, tmp_path):
     report = json.loads(cli("evaluate", exported["face"], "--data", data / "fer2013.csv", "--json").stdout)
     test = load_faces(data / "fer2013.csv")["test"]
     predicted = FaceModel(exported["face"]).predict(list(test.x)).argmax(1)
-    assert report["n"] == 14
+    assert report["n"] == 14 and (report["dataset"], report["split"]) == ("fer2013", "test")
     assert report["accuracy"] == pytest.approx(float((predicted == test.y).mean()))
 
     table = cli("evaluate", exported["face"], "--data", data / "fer", "--out", tmp_path)
     assert "macro-F1" in table.output and (tmp_path / "face-confusion.png").is_file()
     wrong = cli("evaluate", exported["face"], "--data", data / "fer", "--split", "nope", ok=False)
     assert wrong.exit_code == 1 and "no split" in wrong.output
+
+
+def test_an_evaluation_exported_onto_the_card_names_its_dataset_and_split(face_run, data, tmp_path):
+    from emocli.models import read_info
+    from emocli.train.export import export_model
+
+    plain = tmp_path / "plain.onnx"
+    export_model(face_run, plain, log=lambda _: None)
+    (tmp_path / "eval.json").write_text(cli("evaluate", plain, "--data", data / "fer2013.csv", "--json").stdout)
+    carded = tmp_path / "carded.onnx"
+    export_model(face_run, carded, metrics_json=tmp_path / "eval.json", log=lambda _: None)
+    measured = json.loads((tmp_path / "eval.json").read_text())
+    assert read_info(carded).metrics == {
+        "accuracy": measured["accuracy"],
+        "macro_f1": measured["macro_f1"],
+        "n": 14,
+        "dataset": "fer2013",
+        "split": "test",
+    }
+    assert "on fer2013 (test)" in cli("models", carded).output
 
 
 def test_models_lists_cards(exported):
