@@ -38,7 +38,7 @@ def _card_metrics(metrics: dict | None) -> dict:
         return {}
     measured = metrics.get("validation", metrics)
     card = {key: measured[key] for key in ("accuracy", "macro_f1", "n") if key in measured}
-    card["dataset"] = metrics.get("dataset") or ", ".join(Path(d).name for d in metrics.get("data", []))
+    card["dataset"] = metrics.get("dataset", "")  # a run's metrics.json and an evaluation both name it
     split = measured.get("split", "")
     card["split"] = f"validation: {split}" if "validation" in metrics else split
     return card
