@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from .media import VIDEO_EXTS, probe
 from .outputs import AnnotatedVideoWriter, CsvWriter, PlotWriter, summary_row, write_summary
 from .pipeline import AnalyzeOptions, Analyzer
+from .timeline import Timeline
 
 # summary.csv is rewritten as videos finish, at most this often (and once at the end):
 # rewriting it after every video would cost O(videos²) on a large batch.
@@ -167,9 +166,8 @@ def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
     """
     start = time.perf_counter()
     try:
-        timeline = analyzer.analyze(job.source)
-        timeline["video"] = job.name
-        for writer in writers(job, batch, has_video=timeline.attrs.get("has_video", True)):
+        timeline = analyzer.timeline(job.source, name=job.name)
+        for writer in writers(job, batch, has_video=timeline.facts.get("has_video", True)):
             writer.write(timeline, job.stem)
     except Exception as e:  # one bad file must not stop the batch
         message = error_line(e)
@@ -180,9 +178,7 @@ def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
 
 
 def skipped_row(job: Job) -> dict:
-    timeline = pd.read_csv(CsvWriter().path(job.stem))
-    timeline["voice_active"] = timeline["voice_active"].astype(str).str.lower() == "true"
-    return summary_row(job.name, "skipped", timeline)
+    return summary_row(job.name, "skipped", Timeline.read_csv(CsvWriter().path(job.stem)))
 
 
 def check_models(options: AnalyzeOptions) -> None:
@@ -202,8 +198,9 @@ def default_workers(batch: BatchOptions, jobs: int) -> int:
     return max(1, min(batch.workers or (os.cpu_count() or 2) // 2, jobs or 1))
 
 
-def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions, batch: BatchOptions) -> pd.DataFrame:
-    """Process every video under ``inputs`` into ``out``; returns (and writes) the summary."""
+def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions, batch: BatchOptions) -> list[dict]:
+    """Process every video under ``inputs`` into ``out``; returns (and writes) the summary:
+    a row per video (``outputs.SUMMARY_COLUMNS``), in the order of discovery."""
     from .progress import BatchProgress
 
     if batch.engine not in ("local", "ray"):
@@ -212,7 +209,6 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
         from .ray_engine import require_ray
 
         require_ray()  # before any work: without Ray, say how to get it and stop
-    check_models(options)
     out = Path(out)
     jobs = discover(inputs, out)
     rows: dict[Job, dict] = {}
@@ -229,6 +225,12 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
         remove_stale_parts(job.stem)
     remove_stale_parts(out / "summary")
     workers = default_workers(batch, len(todo))
+    local = batch.engine == "local" and workers == 1
+    # In this process the models load before any output is touched, and loading checks them;
+    # other workers load their own, so check the files here once rather than fail in each.
+    analyzer = Analyzer(options) if local and todo else None
+    if not local:
+        check_models(options)
     saved_at = 0.0
 
     def save(force: bool = False) -> None:
@@ -242,13 +244,14 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
         from .ray_engine import ray_session
 
         engine = ray_session(batch)
-    with engine, BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:
+    models = analyzer if analyzer is not None else contextlib.nullcontext()
+    with models, engine, BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:
         if batch.engine == "ray":
             from .ray_engine import run_ray
 
             results = run_ray(todo, options, batch, progress)
-        elif workers == 1:
-            results = _run_here(todo, options, batch, progress)
+        elif local:
+            results = _run_here(todo, analyzer, batch, progress)
         else:
             from .pool import run_pool
 
@@ -261,14 +264,11 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
         finally:  # also on Ctrl-C: what finished is on record for the rerun
             save(force=True)
     progress.report(rows.values(), out / "summary.csv")
-    return pd.DataFrame([rows[j] for j in jobs], columns=list(next(iter(rows.values())).keys()))
+    return [rows[j] for j in jobs]
 
 
-def _run_here(jobs: list[Job], options: AnalyzeOptions, batch: BatchOptions, progress) -> Iterator[tuple[Job, dict]]:
+def _run_here(jobs: list[Job], analyzer: Analyzer | None, batch: BatchOptions, progress) -> Iterator[tuple[Job, dict]]:
     """One worker: this process, no pool to start."""
-    if not jobs:
-        return
-    with Analyzer(options) as analyzer:
-        for job in jobs:
-            progress.started(job)
-            yield job, run_job(analyzer, job, batch)
+    for job in jobs:
+        progress.started(job)
+        yield job, run_job(analyzer, job, batch)

@@ -120,7 +120,7 @@ def process(
         summary = run_batch(inputs, out, options, batch)
     except (ModelError, FileNotFoundError, ValueError, ImportError) as e:
         _fail(str(e))
-    if (summary["status"] == "failed").any():
+    if any(row["status"] == "failed" for row in summary):
         raise typer.Exit(1)
 
 

@@ -27,12 +27,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-# Writers: each turns a timeline (pipeline.COLUMNS, video facts in .attrs) into one file.
+# Writers: each turns a Timeline into one file. Only the plot and the annotated video
+# need pandas (and import it); the CSV and the summary are written without it.
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import csv  # noqa: E402
 
 from .labels import LABELS  # noqa: E402
+from .timeline import Timeline  # noqa: E402
 
 # One colour per label, in LABELS order, used by the plot and the annotated video (RGB).
 COLOURS = {
@@ -57,14 +58,7 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def dominant_emotion(timeline: pd.DataFrame) -> str:
-    """The label with the most fused probability mass over the whole timeline ('' if none)."""
-    cols = [f"fused_p_{label}" for label in LABELS]
-    mass = timeline[cols].sum(skipna=True).to_numpy()
-    return LABELS[int(np.argmax(mass))] if mass.sum() > 0 else ""
-
-
-def per_interval(timeline: pd.DataFrame, prefix: str) -> pd.DataFrame:
+def per_interval(timeline, prefix: str):
     """Mean probabilities per interval over its faces (NaN where the modality is absent)."""
     cols = [f"{prefix}_p_{label}" for label in LABELS]
     return timeline.groupby(["t_start", "t_end"], sort=True)[cols].mean().rename(columns=lambda c: c.split("_p_")[1])
@@ -78,25 +72,21 @@ class Writer:
     def path(self, stem: Path) -> Path:
         return stem.with_name(stem.name + self.suffix)
 
-    def write(self, timeline: pd.DataFrame, stem: Path) -> Path:
+    def write(self, timeline: Timeline, stem: Path) -> Path:
         target = self.path(stem)
         with atomic_path(target) as tmp:
             self._write(timeline, tmp)
         return target
 
-    def _write(self, timeline: pd.DataFrame, tmp: Path) -> None:
+    def _write(self, timeline: Timeline, tmp: Path) -> None:
         raise NotImplementedError
 
 
 class CsvWriter(Writer):
     suffix = ".csv"
 
-    def _write(self, timeline: pd.DataFrame, tmp: Path) -> None:
-        out = timeline.copy()
-        prob = [c for c in out.columns if "_p_" in c or c.endswith("_confidence") or c == "face_score"]
-        out[prob] = out[prob].round(4)
-        out["voice_active"] = out["voice_active"].map({True: "true", False: "false"})
-        out.to_csv(tmp, index=False)
+    def _write(self, timeline: Timeline, tmp: Path) -> None:
+        timeline.write_csv(tmp)
 
 
 class PlotWriter(Writer):
@@ -104,15 +94,17 @@ class PlotWriter(Writer):
 
     suffix = ".png"
 
-    def _write(self, timeline: pd.DataFrame, tmp: Path) -> None:
+    def _write(self, timeline: Timeline, tmp: Path) -> None:
         import matplotlib
+        import numpy as np
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.patches import Patch
 
         colours = {k: tuple(c / 255 for c in v) for k, v in COLOURS.items()}
-        fused = per_interval(timeline, "fused")
+        frame = timeline.to_pandas()
+        fused = per_interval(frame, "fused")
         t0 = fused.index.get_level_values(0).to_numpy()
         t1 = fused.index.get_level_values(1).to_numpy()
         fig, (ax, strip) = plt.subplots(2, 1, figsize=(11, 4.8), height_ratios=[3.2, 1], sharex=True)
@@ -122,11 +114,11 @@ class PlotWriter(Writer):
             ax.bar(t0, v, width=t1 - t0, bottom=bottom, align="edge", color=colours[label], linewidth=0)
             bottom += v
         ax.set(ylim=(0, 1), ylabel="fused probability", xlim=(0, float(t1.max()) if len(t1) else 1))
-        name = Path(str(timeline.attrs.get("video", ""))).name
-        dom = dominant_emotion(timeline)
+        name = Path(str(timeline.facts.get("video", ""))).name
+        dom = timeline.dominant_emotion()
         ax.set_title(f"{name}: mostly {dom}" if dom else f"{name}: no face or speech found", loc="left")
         for row, prefix in ((1, "face"), (0, "voice")):
-            p = per_interval(timeline, prefix)
+            p = per_interval(frame, prefix)
             for (a, b), probs in p.iterrows():
                 if probs.notna().all():
                     strip.barh(row, b - a, left=a, color=colours[probs.idxmax()], height=0.8)
@@ -155,14 +147,14 @@ class AnnotatedVideoWriter(Writer):
     def __init__(self, source: str | Path):
         self.source = Path(source)
 
-    def _write(self, timeline: pd.DataFrame, tmp: Path) -> None:
+    def _write(self, timeline: Timeline, tmp: Path) -> None:
         from .media import filter_arg, probe, render_filtered
 
         info = probe(self.source)
         if not info.has_video or info.width <= 0 or info.height <= 0:
             raise RuntimeError("no frame to annotate")
         style = _TagStyle(info.width, info.height)
-        rows = timeline.sort_values("t_start", kind="stable")
+        rows = timeline.to_pandas().sort_values("t_start", kind="stable")
         faces = rows[rows["face_id"].notna()]
         slots = int(faces.groupby("t_start").size().max()) if len(faces) else 0
         font = filter_arg(str(_font_file()))
@@ -173,12 +165,14 @@ class AnnotatedVideoWriter(Writer):
         filters.append(f"drawtext@voice=enable=0:{style.text_options(font)}")
         commands = [f"{start!r} [enter] " + ", ".join(self._commands(group, slots, style)) + ";"
                     for start, group in rows.groupby("t_start", sort=True)]  # fmt: skip
-        audio = bool(timeline.attrs.get("has_audio", True)) and info.has_audio
+        audio = bool(timeline.facts.get("has_audio", True)) and info.has_audio
         render_filtered(self.source, tmp, filters, "\n".join(commands), audio)
 
     @staticmethod
-    def _commands(rows: pd.DataFrame, slots: int, style: _TagStyle) -> list[str]:
-        """The sendcmd commands that draw one interval's faces and voice."""
+    def _commands(rows, slots: int, style: _TagStyle) -> list[str]:
+        """The sendcmd commands that draw one interval's faces (rows: a DataFrame) and voice."""
+        import pandas as pd
+
         out = []
         faces = [r for r in rows.itertuples() if not pd.isna(r.face_id)]
         for k in range(slots):
@@ -242,23 +236,18 @@ def _font_file() -> Path:
 
 
 def summary_row(
-    video: str, status: str, timeline: pd.DataFrame | None = None, error: str = "", seconds: float = 0.0
+    video: str, status: str, timeline: Timeline | None = None, error: str = "", seconds: float = 0.0
 ) -> dict:
     row = dict.fromkeys(SUMMARY_COLUMNS, "")
     row.update(video=video, status=status, error=error, seconds=round(seconds, 3))
     if timeline is not None:
-        a = timeline.attrs
-        spans = timeline.drop_duplicates("t_start")
-        row.update(
-            duration_s=a.get("duration_s", float(spans["t_end"].max()) if len(spans) else 0.0),
-            intervals=a.get("intervals", len(spans)),
-            faces=a.get("faces", int(timeline["face_id"].nunique())),
-            speech_s=a.get("speech_s", round(float((spans["t_end"] - spans["t_start"])[spans["voice_active"].astype(bool)].sum()), 3)),
-            dominant_emotion=dominant_emotion(timeline),
-        )  # fmt: skip
+        row.update(duration_s=timeline.duration_s, intervals=timeline.intervals, faces=timeline.faces,
+                   speech_s=timeline.speech_s, dominant_emotion=timeline.dominant_emotion())  # fmt: skip
     return row
 
 
 def write_summary(rows: list[dict], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows, columns=SUMMARY_COLUMNS).to_csv(tmp, index=False)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        out = csv.DictWriter(f, SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        out.writeheader()
+        out.writerows(rows)

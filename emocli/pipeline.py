@@ -13,7 +13,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from .faces import FaceDetector, FaceTracker, crop_face
@@ -22,15 +21,9 @@ from .fusion import MODES, default_face_weight, fuse
 from .labels import LABELS
 from .media import AudioStream, FrameReader, MediaError, decoder_threads, frame_sampler, probe
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
+from .timeline import COLUMNS, FACE_FIELDS, VOICE_FIELDS, Timeline
 
-FACE_FIELDS = ["face_id", "face_x", "face_y", "face_w", "face_h", "face_score", "face_emotion", "face_confidence"]
-VOICE_FIELDS = ["voice_active", "voice_emotion", "voice_confidence"]
-COLUMNS = (
-    ["video", "t_start", "t_end", *FACE_FIELDS, *VOICE_FIELDS, "fused_emotion", "fused_confidence"]
-    + [f"face_p_{label}" for label in LABELS]
-    + [f"voice_p_{label}" for label in LABELS]
-    + [f"fused_p_{label}" for label in LABELS]
-)
+__all__ = ["COLUMNS", "FACE_FIELDS", "VOICE_FIELDS", "AnalyzeOptions", "Analyzer", "analyze"]
 
 
 @dataclass
@@ -90,13 +83,18 @@ class Analyzer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def analyze(self, path: str | Path) -> pd.DataFrame:
+    def analyze(self, path: str | Path):
+        """The timeline of one video as a pandas DataFrame (see ``emocli.analyze``)."""
+        return self.timeline(path).to_pandas()
+
+    def timeline(self, path: str | Path, name: str | None = None) -> Timeline:
+        """The timeline of one video; its ``video`` column holds ``name`` (default: the path)."""
         # BLAS threads spin between the voice features' small matrix products and take the
         # cores ffmpeg decodes on: one thread halves the CPU time of a video here.
         with threadpool_limits(1, user_api="blas"):
-            return self._analyze(Path(path))
+            return self._timeline(Path(path), str(path) if name is None else name)
 
-    def _analyze(self, path: Path) -> pd.DataFrame:
+    def _timeline(self, path: Path, name: str) -> Timeline:
         info = probe(path)
         if not info.has_video and not info.has_audio:
             raise MediaError("no video or audio stream")
@@ -128,7 +126,7 @@ class Analyzer:
                 faces = self.detector.detect(frame) if frame is not None else []
                 ids = tracker.update([f.box for f in faces])
                 probs = self.face_model.predict([crop_face(frame, f, self.face_model.crop_margin) for f in faces])
-                base = {"video": str(path), "t_start": round(start, 3), "t_end": round(end, 3)}
+                base = {"video": name, "t_start": round(start, 3), "t_end": round(end, 3)}
                 if not faces:
                     rows.append(self._row(base, None, None, None, active, voice))
                 for face, face_id, p in zip(faces, ids, probs):
@@ -138,26 +136,9 @@ class Analyzer:
                 frames.close()
             if audio is not None:
                 audio.close()
-        timeline = pd.DataFrame(rows, columns=COLUMNS)
-        timeline = timeline.astype(
-            {
-                "face_id": "Int64",
-                "face_x": "Int64",
-                "face_y": "Int64",
-                "face_w": "Int64",
-                "face_h": "Int64",
-                "voice_active": bool,
-            }
-        )
-        active_spans = timeline.drop_duplicates("t_start")
-        timeline.attrs.update(
-            video=str(path), duration_s=round(duration, 3), has_video=info.has_video, has_audio=info.has_audio,
-            width=info.width, height=info.height, fps=info.fps, intervals=len(spans),
-            faces=int(timeline["face_id"].nunique()),
-            speech_s=round(float((active_spans["t_end"] - active_spans["t_start"])[active_spans["voice_active"]].sum()), 3),
-            face_weight=self.face_weight, fusion=o.fusion,
-        )  # fmt: skip
-        return timeline
+        facts = dict(video=name, duration_s=round(duration, 3), has_video=info.has_video, has_audio=info.has_audio,
+                     width=info.width, height=info.height, fps=info.fps, face_weight=self.face_weight, fusion=o.fusion)  # fmt: skip
+        return Timeline(rows, facts)
 
     def _row(self, base: dict, face, face_id, face_p, active: bool, voice_p) -> dict:
         row = dict(base)
@@ -180,7 +161,7 @@ def _summary(prefix: str, p: np.ndarray) -> dict:
     return out
 
 
-def analyze(path: str | Path, **options) -> pd.DataFrame:
+def analyze(path: str | Path, **options):
     """The emotion timeline of one video as a DataFrame (columns: ``pipeline.COLUMNS``).
 
     Options are ``AnalyzeOptions`` fields: interval, window, face_model, voice_model,

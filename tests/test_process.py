@@ -16,6 +16,7 @@ from emocli.cli import app
 from emocli.labels import LABELS
 from emocli.media import probe
 from emocli.pipeline import COLUMNS
+from emocli.timeline import Timeline
 
 P = {m: [f"{m}_p_{label}" for label in LABELS] for m in ("face", "voice", "fused")}
 
@@ -236,8 +237,19 @@ def test_bad_options_and_missing_model(videos, models, tmp_path):
         emocli.analyze(videos["talking"], intervall=2)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_swapped_models_fail_before_any_output(videos, models, tmp_path, workers):
+    """In this process (one worker) or a pool, a model of the wrong task stops the batch up front."""
+    out = tmp_path / "out"
+    r = run_cli("process", videos["talking"], videos["pair"], "-o", out, "--workers", workers, "--quiet",
+                "--face-model", models["face_model"], "--voice-model", models["face_model"])  # fmt: skip
+    assert r.exit_code == 1 and "is a face model, expected a voice model" in r.output
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_process_and_help_never_import_training_stack(videos, models, tmp_path):
-    args = ["process", str(videos["talking"]), "-o", str(tmp_path), "--quiet"]
+    """--help imports nothing heavy; a CSV-only run no pandas or matplotlib; no run TensorFlow."""
+    args = ["process", str(videos["talking"]), "--quiet"]
     args += ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]
     code = f"""
 import sys
@@ -246,15 +258,56 @@ from emocli.cli import app
 r = CliRunner().invoke(app, ["--help"])
 assert r.exit_code == 0
 light = [m for m in ("numpy", "onnxruntime", "mediapipe", "cv2", "pandas") if m in sys.modules]
-r = CliRunner().invoke(app, {args!r})
+r = CliRunner().invoke(app, {args!r} + ["-o", {str(tmp_path / "csv")!r}, "--no-plot"])
+assert r.exit_code == 0, r.output
+lean = [m for m in ("pandas", "matplotlib") if m in sys.modules]
+r = CliRunner().invoke(app, {args!r} + ["-o", {str(tmp_path / "all")!r}, "--annotate"])
 assert r.exit_code == 0, r.output
 heavy = [m for m in ("tensorflow", "keras", "tf2onnx") if m in sys.modules]
-print("light:", light, "heavy:", heavy)
+print("light:", light, "lean:", lean, "heavy:", heavy)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "light: [] heavy: []" in out.stdout, out.stdout
-    assert (tmp_path / "talking.csv").is_file()
+    assert "light: [] lean: [] heavy: []" in out.stdout, out.stdout
+    assert (tmp_path / "csv" / "talking.csv").is_file() and not (tmp_path / "csv" / "talking.png").exists()
+    assert {p.name for p in (tmp_path / "all").iterdir()} >= {"talking.csv", "talking.png", "talking.mp4"}
+
+
+def test_timeline_csv_is_what_pandas_reads_and_reads_back(tmp_path):
+    """Written without pandas: empty cells for missing values, 4 decimals, true/false; read back whole."""
+    base = {"video": "a, b.mp4", "t_end": 1.0, "voice_active": True, "voice_emotion": "sad",
+            "voice_confidence": 0.123456, **{f"voice_p_{label}": 1 / 7 for label in LABELS}}  # fmt: skip
+    face = {"face_id": 0, "face_x": 3, "face_y": 4, "face_w": 50, "face_h": 52, "face_score": 0.98765,
+            "fused_emotion": "happy", "fused_p_happy": 0.7, "fused_p_sad": 0.3}  # fmt: skip
+    rows = [
+        {**base, "t_start": 0.0, **face},
+        {**base, "t_start": 0.0, **face, "face_id": 1, "fused_p_happy": 0.1, "fused_p_sad": float("nan")},
+        {**base, "t_start": 1.0, "t_end": 1.5, "voice_active": False, "voice_emotion": None},
+    ]
+    timeline = Timeline(rows, {"duration_s": 1.5})
+    timeline.write_csv(tmp_path / "t.csv")
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    assert lines[0] == ",".join(COLUMNS) and len(lines) == 4
+    assert lines[1].startswith('"a, b.mp4",0.0,1.0,0,3,4,50,52,0.9877,,,true,sad,0.1235,happy,,')
+    assert lines[3].startswith('"a, b.mp4",1.0,1.5,,,,,,,,,false,,0.1235,,,')
+
+    frame = pd.read_csv(tmp_path / "t.csv")
+    expected = timeline.to_pandas()
+    assert frame.columns.tolist() == expected.columns.tolist() == COLUMNS
+    assert frame["face_id"].tolist()[:2] == [0, 1] and frame["face_id"].isna().tolist() == [False, False, True]
+    assert frame["voice_active"].tolist() == [True, True, False]
+    assert np.allclose(frame[P["voice"]], expected[P["voice"]].astype(float).round(4))
+    assert expected.attrs["faces"] == 2 and expected.attrs["intervals"] == 2 and expected.attrs["speech_s"] == 1.0
+
+    back = Timeline.read_csv(tmp_path / "t.csv")
+    assert (back.intervals, back.faces, back.speech_s, back.duration_s) == (2, 2, 1.0, 1.5)
+    assert back.dominant_emotion() == timeline.dominant_emotion() == "happy"
+    assert back.rows[2]["voice_emotion"] is None and back.rows[1]["fused_p_sad"] is None
+    back.write_csv(tmp_path / "again.csv")
+    assert (tmp_path / "again.csv").read_text() == (tmp_path / "t.csv").read_text()
+    (tmp_path / "other.csv").write_text("video,t_start\nx,0\n")
+    with pytest.raises(ValueError, match="not an emocli timeline"):
+        Timeline.read_csv(tmp_path / "other.csv")
 
 
 def test_example_clip_flv_and_demo(models, tmp_path):
@@ -295,9 +348,7 @@ def test_annotation_follows_the_timeline_interval_by_interval(tmp_path):
                          "fused_emotion": "happy", "fused_confidence": 0.8})  # fmt: skip
         if not boxes:
             rows.append(base)
-    timeline = pd.DataFrame(rows, columns=COLUMNS)
-    timeline.attrs["has_audio"] = True
-    out = AnnotatedVideoWriter(src).write(timeline, tmp_path / "annotated")
+    out = AnnotatedVideoWriter(src).write(Timeline(rows, {"has_audio": True}), tmp_path / "annotated")
     assert out == tmp_path / "annotated.mp4" and probe(out).has_audio
 
     cap = cv2.VideoCapture(str(out))

@@ -1,0 +1,136 @@
+"""What the analysis of one video gives: a ``Timeline``, rows plus facts, that writes itself.
+
+A row is one interval and one face (or the interval alone, where no face was seen), keyed
+by ``COLUMNS``. ``emocli process`` builds, writes, reads back and summarises timelines with
+the standard library alone: importing pandas costs a fifth of a second, a tenth of the
+whole run on a minute of 720p video (benchmarks/floor.py). ``to_pandas`` gives the
+DataFrame of the library API, and the plot and the annotated video are drawn from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from .labels import LABELS
+
+FACE_FIELDS = ["face_id", "face_x", "face_y", "face_w", "face_h", "face_score", "face_emotion", "face_confidence"]
+VOICE_FIELDS = ["voice_active", "voice_emotion", "voice_confidence"]
+COLUMNS = (
+    ["video", "t_start", "t_end", *FACE_FIELDS, *VOICE_FIELDS, "fused_emotion", "fused_confidence"]
+    + [f"face_p_{label}" for label in LABELS]
+    + [f"voice_p_{label}" for label in LABELS]
+    + [f"fused_p_{label}" for label in LABELS]
+)
+INT_COLUMNS = frozenset(["face_id", "face_x", "face_y", "face_w", "face_h"])
+TEXT_COLUMNS = frozenset(["video", "face_emotion", "voice_emotion", "fused_emotion"])
+ROUNDED = frozenset(c for c in COLUMNS if "_p_" in c or c.endswith("_confidence") or c == "face_score")
+DECIMALS = 4  # of probabilities, confidences and detector scores in the CSV
+
+
+def _missing(value) -> bool:
+    return value is None or value != value  # None, or NaN (pandas' missing value)
+
+
+class Timeline:
+    """One video's emotion timeline: ``rows`` (dicts keyed by COLUMNS; a missing key is an
+    empty cell) and ``facts`` about the video (duration_s, has_video, has_audio, size,
+    fps, fusion, face_weight)."""
+
+    def __init__(self, rows: list[dict], facts: dict | None = None):
+        self.rows = rows
+        self.facts = dict(facts or {})
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _spans(self) -> dict[float, dict]:
+        """The first row of each interval, by its start."""
+        spans: dict[float, dict] = {}
+        for row in self.rows:
+            spans.setdefault(row["t_start"], row)
+        return spans
+
+    @property
+    def duration_s(self) -> float:
+        if "duration_s" in self.facts:
+            return self.facts["duration_s"]
+        return max((row["t_end"] for row in self.rows), default=0.0)
+
+    @property
+    def intervals(self) -> int:
+        return len(self._spans())
+
+    @property
+    def faces(self) -> int:
+        """Distinct face ids (tracks) seen."""
+        return len({row["face_id"] for row in self.rows if not _missing(row.get("face_id"))})
+
+    @property
+    def speech_s(self) -> float:
+        """Seconds of the intervals where the voice-activity gate heard speech."""
+        return round(sum(r["t_end"] - r["t_start"] for r in self._spans().values() if r.get("voice_active")), 3)
+
+    def dominant_emotion(self) -> str:
+        """The label with the most fused probability over the whole timeline ('' if none)."""
+        mass = [0.0] * len(LABELS)
+        for row in self.rows:
+            for k, label in enumerate(LABELS):
+                p = row.get(f"fused_p_{label}")
+                if not _missing(p):
+                    mass[k] += p
+        return LABELS[max(range(len(LABELS)), key=mass.__getitem__)] if sum(mass) > 0 else ""
+
+    def to_pandas(self):
+        """The rows as a DataFrame (columns: COLUMNS; face ids and boxes as nullable Int64),
+        the facts in its ``attrs``."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows, columns=COLUMNS)
+        frame = frame.astype({**dict.fromkeys(sorted(INT_COLUMNS), "Int64"), "voice_active": bool})
+        frame.attrs.update(self.facts, intervals=self.intervals, faces=self.faces, speech_s=self.speech_s)
+        frame.attrs.setdefault("duration_s", self.duration_s)
+        return frame
+
+    def write_csv(self, path: str | Path) -> None:
+        """COLUMNS as the header; probabilities to 4 decimals; voice_active as true/false."""
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f, lineterminator="\n")
+            out.writerow(COLUMNS)
+            out.writerows([_cell(c, row.get(c)) for c in COLUMNS] for row in self.rows)
+
+    @classmethod
+    def read_csv(cls, path: str | Path) -> Timeline:
+        """A timeline from a CSV that ``write_csv`` wrote (to summarise it again on a rerun)."""
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = set(COLUMNS) - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path}: not an emocli timeline (no column {sorted(missing)[0]})")
+            return cls([{c: _parse(c, row[c]) for c in COLUMNS} for row in reader])
+
+
+def _cell(column: str, value) -> str:
+    if _missing(value):
+        return ""
+    if column == "voice_active":
+        return "true" if value else "false"
+    if column in INT_COLUMNS:
+        return str(int(value))
+    if column in ROUNDED:
+        return repr(round(float(value), DECIMALS))
+    return value if isinstance(value, str) else repr(float(value))
+
+
+def _parse(column: str, text: str):
+    if column == "voice_active":
+        return text.strip().lower() == "true"
+    if text == "":
+        return None
+    if column in TEXT_COLUMNS:
+        return text
+    if column in INT_COLUMNS:
+        return int(float(text))
+    value = float(text)
+    return value if math.isfinite(value) else None
