@@ -45,10 +45,12 @@ class MediaInfo:
     fps: float = 0.0
     rotation: int = 0
     video_start: float = 0.0  # the video stream's start_time (seconds): frame times count from it
+    audio_codec: str = ""  # of the first audio stream, as ffmpeg names it (aac, mp3, pcm_s16le, ...)
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _VIDEO = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
+_AUDIO = re.compile(r"Stream #\d+:\d+.*?: Audio: (\w+)")
 _SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
@@ -93,10 +95,11 @@ def probe(path: str | Path) -> MediaInfo:
         raise MediaError(f"not a readable media file ({_ffmpeg_error(path, err)})")
     m = _DURATION.search(err)
     duration = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3)) if m else 0.0
-    has_audio = re.search(r"Stream #\d+:\d+.*?: Audio:", err) is not None
+    audio = _AUDIO.search(err)
+    has_audio, audio_codec = audio is not None, audio.group(1) if audio else ""
     video = [v for v in _VIDEO.findall(err) if "attached pic" not in v]
     if not video:
-        return MediaInfo(path, duration, False, has_audio)
+        return MediaInfo(path, duration, False, has_audio, audio_codec=audio_codec)
     size = _SIZE.search(video[0])
     width, height = (int(size.group(1)), int(size.group(2))) if size else (0, 0)
     fps = _FPS.search(video[0])
@@ -106,7 +109,7 @@ def probe(path: str | Path) -> MediaInfo:
         width, height = height, width
     start = _START.search(video[0])
     return MediaInfo(path, duration, True, has_audio, width, height, float(fps.group(1)) if fps else 0.0, rotation,
-                     float(start.group(1)) if start else 0.0)  # fmt: skip
+                     float(start.group(1)) if start else 0.0, audio_codec)  # fmt: skip
 
 
 def _audio_command(path: str | Path, sample_rate: int) -> list[str]:
@@ -445,10 +448,20 @@ def filter_arg(value: str) -> str:
     return value
 
 
-def render_filtered(source: str | Path, out: str | Path, filters: list[str], commands: str = "", audio: bool = True,
-                    preset: str = "ultrafast", crf: int = 23) -> None:  # fmt: skip
+# Audio codecs an MP4 holds as they are: copied, they cost nothing and lose nothing.
+MP4_AUDIO = frozenset(["aac", "mp3", "alac"])
+
+
+def render_filtered(source: str | Path, out: str | Path, filters: list[str], commands: str = "",
+                    audio_codec: str | None = "aac", size: tuple[int, int] | None = None, preset: str = "ultrafast",
+                    crf: int = 23) -> None:  # fmt: skip
     """``source`` through the video ``filters`` into H.264 (yuv420p) MP4 with the source's
     audio, in one ffmpeg run: every frame kept with its timestamp, rotation applied.
+
+    ``audio_codec`` is the source's (``MediaInfo.audio_codec``): one an MP4 holds is copied
+    (encoding AAC was a tenth of an annotated video's time), another is encoded to AAC;
+    None leaves the audio out. ``size`` (width, height as displayed), when known and even,
+    drops the filter that pads odd sides for yuv420p (and copies every frame to do so).
 
     ``commands`` is a ``sendcmd`` script (``TIME [enter] filter@name option value, ...;``)
     that changes the filters' options as the video plays, so a drawing that changes once
@@ -462,11 +475,13 @@ def render_filtered(source: str | Path, out: str | Path, filters: list[str], com
         with os.fdopen(fd, "w") as f:
             f.write(commands)
         chain.insert(0, f"sendcmd=f={filter_arg(script)}")
-    chain.append("pad=ceil(iw/2)*2:ceil(ih/2)*2")
+    if size is None or size[0] % 2 or size[1] % 2:
+        chain.append("pad=ceil(iw/2)*2:ceil(ih/2)*2")
     cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(source), "-map", "0:v:0",
            "-vf", ",".join(chain)]  # fmt: skip
-    if audio:
-        cmd += ["-map", "0:a:0?", "-c:a", "aac", "-b:a", "128k"]
+    if audio_codec is not None:
+        copy = audio_codec in MP4_AUDIO
+        cmd += ["-map", "0:a:0?", *(["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "128k"])]
     cmd += ["-fps_mode", "passthrough", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
             "-movflags", "+faststart", "-f", "mp4", str(out)]  # fmt: skip
     try:

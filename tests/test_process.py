@@ -331,6 +331,27 @@ def test_frames_past_the_end_are_not_invented(tmp_path, face_image):
     sampler.close()
 
 
+def test_annotated_video_keeps_the_sound(tmp_path):
+    """Audio an MP4 holds (AAC, MP3) is copied packet for packet; other audio (PCM) becomes AAC."""
+    from emocli.media import ffmpeg
+    from emocli.outputs import AnnotatedVideoWriter
+
+    def packets(path) -> str:
+        cmd = [ffmpeg(), "-v", "error", "-i", str(path), "-map", "0:a:0", "-c", "copy", "-f", "md5", "-"]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    aac = make_video(tmp_path / "aac.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 20, 10, tone(2.0))
+    pcm = tmp_path / "pcm.mkv"
+    subprocess.run([ffmpeg(), "-v", "error", "-i", aac, "-c:v", "copy", "-c:a", "pcm_s16le", pcm], check=True)
+    mp3 = EXAMPLES / "crema-d" / "1001_DFA_HAP_XX.flv"
+    timeline = Timeline([{"video": "x", "t_start": 0.0, "t_end": 1.0, "voice_active": False}], {"has_audio": True})
+    assert [probe(p).audio_codec for p in (aac, mp3, pcm)] == ["aac", "mp3", "pcm_s16le"]
+    for src, codec in ((aac, "aac"), (mp3, "mp3"), (pcm, "aac")):
+        out = AnnotatedVideoWriter(src).write(timeline, tmp_path / f"{src.suffix[1:]}-annotated")
+        assert probe(out).audio_codec == codec
+        assert (packets(out) == packets(src)) == (src != pcm), src.name
+
+
 def test_annotation_follows_the_timeline_interval_by_interval(tmp_path):
     """Boxes move, appear and vanish with their interval; the voice tag shows only while speech is heard."""
     import cv2

@@ -177,3 +177,17 @@ def test_annotate_gives_audio_only_input_no_video_and_resumes(corpus, models, tm
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert pd.read_csv(tmp_path / "summary.csv")["status"].tolist() == ["skipped", "skipped"]
+
+
+def test_annotate_odd_sizes_and_audio_an_mp4_cannot_copy(corpus, models, tmp_path):
+    """33x17 frames are padded to even sides for H.264 4:2:0; Opus from a webm is encoded to AAC."""
+    _, cases = corpus
+    files = [cases["33x17 frames"].path, cases["VP9/Opus webm"].path]
+    args = ["process", *map(str, files), "-o", str(tmp_path), "--face-model", str(models["face_model"]),
+            "--voice-model", str(models["voice_model"]), "--annotate", "--no-plot", "--quiet", "--workers", "1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (tiny,) = tmp_path.glob(f"{cases['33x17 frames'].path.stem}.mp4")
+    (webm,) = tmp_path.glob(f"{cases['VP9/Opus webm'].path.stem}.mp4")
+    assert (probe(tiny).width, probe(tiny).height) == (34, 18)
+    assert probe(cases["VP9/Opus webm"].path).audio_codec == "opus" and probe(webm).audio_codec == "aac"
