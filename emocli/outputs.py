@@ -166,13 +166,9 @@ class AnnotatedVideoWriter(Writer):
         commands = [f"{start!r} [enter] " + ", ".join(self._commands(group, slots, style)) + ";"
                     for start, group in rows.groupby("t_start", sort=True)]  # fmt: skip
         audio = bool(timeline.facts.get("has_audio", True)) and info.has_audio
+        codec = info.audio_codec if audio else None
         render_filtered(
-            self.source,
-            tmp,
-            filters,
-            "\n".join(commands),
-            info.audio_codec if audio else None,
-            (info.width, info.height),
+            self.source, tmp, filters, "\n".join(commands), audio_codec=codec, size=(info.width, info.height)
         )
 
     @staticmethod
