@@ -29,9 +29,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-STAGES = ["start", "load models", "to first frame", "analysis", "  face", "  detect", "  voice", "  audio",
-          "  frame wait", "write + exit", "total"]  # fmt: skip
-
 
 def child(argv: list[str]) -> None:
     """Run the CLI in this process with timers around the pipeline; print the marks as JSON."""
@@ -152,7 +149,7 @@ def main() -> None:
             results[name].append(stages(json.loads(line[0][6:]), wall, python_start))
     print(f"\nmedians of {a.repeats} interleaved rounds, seconds")
     print(f"{'stage':<18}" + "".join(f"{v:>12}" for v in variants))
-    for stage in STAGES:
+    for stage in results["now"][0]:
         print(f"{stage:<18}" + "".join(f"{med([r[stage] for r in results[v]]):12.2f}" for v in variants))
 
 

@@ -50,7 +50,7 @@ class MediaInfo:
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _VIDEO = re.compile(r"Stream #\d+:\d+.*?: Video: (.*)")
-_AUDIO = re.compile(r"Stream #\d+:\d+.*?: Audio: (\w+)")
+_AUDIO = re.compile(r"Stream #\d+:\d+.*?: Audio: (\w*)")
 _SIZE = re.compile(r"\b(\d{2,5})x(\d{2,5})\b")
 _FPS = re.compile(r"([\d.]+) (?:fps|tbr)")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")

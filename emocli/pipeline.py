@@ -21,9 +21,7 @@ from .fusion import MODES, default_face_weight, fuse
 from .labels import LABELS
 from .media import AudioStream, FrameReader, MediaError, decoder_threads, frame_sampler, probe
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
-from .timeline import COLUMNS, FACE_FIELDS, VOICE_FIELDS, Timeline
-
-__all__ = ["COLUMNS", "FACE_FIELDS", "VOICE_FIELDS", "AnalyzeOptions", "Analyzer", "analyze"]
+from .timeline import Timeline
 
 
 @dataclass
@@ -162,7 +160,7 @@ def _summary(prefix: str, p: np.ndarray) -> dict:
 
 
 def analyze(path: str | Path, **options):
-    """The emotion timeline of one video as a DataFrame (columns: ``pipeline.COLUMNS``).
+    """The emotion timeline of one video as a DataFrame (columns: ``timeline.COLUMNS``).
 
     Options are ``AnalyzeOptions`` fields: interval, window, face_model, voice_model,
     fusion, face_weight, max_faces, min_face, face_views. Video-level facts (duration, speech

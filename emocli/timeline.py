@@ -15,10 +15,10 @@ from pathlib import Path
 
 from .labels import LABELS
 
-FACE_FIELDS = ["face_id", "face_x", "face_y", "face_w", "face_h", "face_score", "face_emotion", "face_confidence"]
-VOICE_FIELDS = ["voice_active", "voice_emotion", "voice_confidence"]
+_FACE = ["face_id", "face_x", "face_y", "face_w", "face_h", "face_score", "face_emotion", "face_confidence"]
+_VOICE = ["voice_active", "voice_emotion", "voice_confidence"]
 COLUMNS = (
-    ["video", "t_start", "t_end", *FACE_FIELDS, *VOICE_FIELDS, "fused_emotion", "fused_confidence"]
+    ["video", "t_start", "t_end", *_FACE, *_VOICE, "fused_emotion", "fused_confidence"]
     + [f"face_p_{label}" for label in LABELS]
     + [f"voice_p_{label}" for label in LABELS]
     + [f"fused_p_{label}" for label in LABELS]

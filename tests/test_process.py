@@ -15,8 +15,7 @@ import emocli
 from emocli.cli import app
 from emocli.labels import LABELS
 from emocli.media import probe
-from emocli.pipeline import COLUMNS
-from emocli.timeline import Timeline
+from emocli.timeline import COLUMNS, Timeline
 
 P = {m: [f"{m}_p_{label}" for label in LABELS] for m in ("face", "voice", "fused")}
 

@@ -164,11 +164,16 @@ def test_corpus_paths_are_real(corpus):
     assert cases["zero bytes"].path.stat().st_size == 0
 
 
+def annotate_args(files, out, models) -> list[str]:
+    """`emocli process FILES -o OUT --annotate`, CSV and video only, in this process."""
+    return ["process", *map(str, files), "-o", str(out), "--face-model", str(models["face_model"]),
+            "--voice-model", str(models["voice_model"]), "--annotate", "--no-plot", "--quiet", "--workers", "1"]  # fmt: skip
+
+
 def test_annotate_gives_audio_only_input_no_video_and_resumes(corpus, models, tmp_path):
     _, cases = corpus
     files = [cases["audio only (.mp4)"].path, cases["no audio"].path]
-    args = ["process", *map(str, files), "-o", str(tmp_path), "--face-model", str(models["face_model"]),
-            "--voice-model", str(models["voice_model"]), "--annotate", "--no-plot", "--quiet", "--workers", "1"]  # fmt: skip
+    args = annotate_args(files, tmp_path, models)
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert (tmp_path / "podcast.csv").is_file() and not (tmp_path / "podcast.mp4").exists()
@@ -183,8 +188,7 @@ def test_annotate_odd_sizes_and_audio_an_mp4_cannot_copy(corpus, models, tmp_pat
     """33x17 frames are padded to even sides for H.264 4:2:0; Opus from a webm is encoded to AAC."""
     _, cases = corpus
     files = [cases["33x17 frames"].path, cases["VP9/Opus webm"].path]
-    args = ["process", *map(str, files), "-o", str(tmp_path), "--face-model", str(models["face_model"]),
-            "--voice-model", str(models["voice_model"]), "--annotate", "--no-plot", "--quiet", "--workers", "1"]  # fmt: skip
+    args = annotate_args(files, tmp_path, models)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     (tiny,) = tmp_path.glob(f"{cases['33x17 frames'].path.stem}.mp4")
