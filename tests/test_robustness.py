@@ -164,33 +164,30 @@ def test_corpus_paths_are_real(corpus):
     assert cases["zero bytes"].path.stat().st_size == 0
 
 
-def annotate_args(files, out, models) -> list[str]:
-    """`emocli process FILES -o OUT --annotate`, CSV and video only, in this process."""
-    return ["process", *map(str, files), "-o", str(out), "--face-model", str(models["face_model"]),
-            "--voice-model", str(models["voice_model"]), "--annotate", "--no-plot", "--quiet", "--workers", "1"]  # fmt: skip
+def annotate(cases: dict, names: list[str], out: Path, models) -> None:
+    """`emocli process CASES -o OUT --annotate` (CSV and video only) in this process; it must exit 0."""
+    files = [str(cases[name].path) for name in names]
+    result = CliRunner().invoke(app, ["process", *files, "-o", str(out), "--face-model", str(models["face_model"]),
+                                      "--voice-model", str(models["voice_model"]), "--annotate", "--no-plot",
+                                      "--quiet", "--workers", "1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
 
 
 def test_annotate_gives_audio_only_input_no_video_and_resumes(corpus, models, tmp_path):
     _, cases = corpus
-    files = [cases["audio only (.mp4)"].path, cases["no audio"].path]
-    args = annotate_args(files, tmp_path, models)
-    first = CliRunner().invoke(app, args)
-    assert first.exit_code == 0, first.output
+    names = ["audio only (.mp4)", "no audio"]
+    annotate(cases, names, tmp_path, models)
     assert (tmp_path / "podcast.csv").is_file() and not (tmp_path / "podcast.mp4").exists()
     annotated = probe(tmp_path / "silent_film.mp4")
     assert annotated.has_video and not annotated.has_audio
-    again = CliRunner().invoke(app, args)
-    assert again.exit_code == 0, again.output
+    annotate(cases, names, tmp_path, models)
     assert pd.read_csv(tmp_path / "summary.csv")["status"].tolist() == ["skipped", "skipped"]
 
 
 def test_annotate_odd_sizes_and_audio_an_mp4_cannot_copy(corpus, models, tmp_path):
     """33x17 frames are padded to even sides for H.264 4:2:0; Opus from a webm is encoded to AAC."""
     _, cases = corpus
-    files = [cases["33x17 frames"].path, cases["VP9/Opus webm"].path]
-    args = annotate_args(files, tmp_path, models)
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+    annotate(cases, ["33x17 frames", "VP9/Opus webm"], tmp_path, models)
     (tiny,) = tmp_path.glob(f"{cases['33x17 frames'].path.stem}.mp4")
     (webm,) = tmp_path.glob(f"{cases['VP9/Opus webm'].path.stem}.mp4")
     assert (probe(tiny).width, probe(tiny).height) == (34, 18)
