@@ -27,13 +27,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-# Writers: each turns a Timeline into one file. Only the plot and the annotated video
-# need pandas (and import it); the CSV and the summary are written without it.
+# Writers: each turns a Timeline into one file. Only the plot needs pandas (and imports it).
 
 import csv  # noqa: E402
 
 from .labels import LABELS  # noqa: E402
-from .timeline import Timeline  # noqa: E402
+from .timeline import Timeline, has_face  # noqa: E402
 
 # One colour per label, in LABELS order, used by the plot and the annotated video (RGB).
 COLOURS = {
@@ -154,17 +153,16 @@ class AnnotatedVideoWriter(Writer):
         if not info.has_video or info.width <= 0 or info.height <= 0:
             raise RuntimeError("no frame to annotate")
         style = _TagStyle(info.width, info.height)
-        rows = timeline.to_pandas().sort_values("t_start", kind="stable")
-        faces = rows[rows["face_id"].notna()]
-        slots = int(faces.groupby("t_start").size().max()) if len(faces) else 0
+        intervals = timeline.by_interval()
+        slots = max((sum(map(has_face, rows)) for rows in intervals.values()), default=0)
         font = filter_arg(str(_font_file()))
         filters = []
         for k in range(slots):
             filters.append(f"drawbox@box{k}=enable=0:t={style.thick + 1}")
             filters.append(f"drawtext@tag{k}=enable=0:{style.text_options(font)}")
         filters.append(f"drawtext@voice=enable=0:{style.text_options(font)}")
-        commands = [f"{start!r} [enter] " + ", ".join(self._commands(group, slots, style)) + ";"
-                    for start, group in rows.groupby("t_start", sort=True)]  # fmt: skip
+        commands = [f"{start!r} [enter] " + ", ".join(self._commands(rows, slots, style)) + ";"
+                    for start, rows in intervals.items()]  # fmt: skip
         audio = bool(timeline.facts.get("has_audio", True)) and info.has_audio
         codec = info.audio_codec if audio else None
         render_filtered(
@@ -172,30 +170,27 @@ class AnnotatedVideoWriter(Writer):
         )
 
     @staticmethod
-    def _commands(rows, slots: int, style: _TagStyle) -> list[str]:
-        """The sendcmd commands that draw one interval's faces (rows: a DataFrame) and voice."""
-        import pandas as pd
-
+    def _commands(rows: list[dict], slots: int, style: _TagStyle) -> list[str]:
+        """The sendcmd commands that draw one interval's faces and voice (rows: its timeline rows)."""
         out = []
-        faces = [r for r in rows.itertuples() if not pd.isna(r.face_id)]
+        faces = [r for r in rows if has_face(r)]
         for k in range(slots):
             if k >= len(faces):
                 out += [f"drawbox@box{k} enable 0", f"drawtext@tag{k} enable 0"]
                 continue
             r = faces[k]
-            fused = isinstance(r.fused_emotion, str)
-            label = r.fused_emotion if fused else r.face_emotion
-            conf = r.fused_confidence if fused else r.face_confidence
-            x, y, w, h = int(r.face_x), int(r.face_y), int(r.face_w), int(r.face_h)
+            prefix = "fused" if isinstance(r.get("fused_emotion"), str) else "face"
+            label, conf = r[f"{prefix}_emotion"], r[f"{prefix}_confidence"]
+            x, y, w, h = (int(r[c]) for c in ("face_x", "face_y", "face_w", "face_h"))
             out += [f"drawbox@box{k} {key} {value}" for key, value in
                     (("x", x), ("y", y), ("w", w), ("h", h), ("color", style.hex(label)), ("enable", 1))]  # fmt: skip
             above = y - style.thick - style.pad - 2
             top = above if above - style.height - style.pad > 0 else y + h + style.height + style.pad + 4
-            out += [style.tag(f"tag{k}", f"#{int(r.face_id)} {label} {conf:.0%}", label, x + style.pad, top)]
-        first = rows.iloc[0]
-        if bool(first.voice_active) and isinstance(first.voice_emotion, str):
-            text = f"voice {first.voice_emotion} {first.voice_confidence:.0%}"
-            out.append(style.tag("voice", text, first.voice_emotion, 6 + style.pad, style.frame_h - 6 - style.pad))
+            out += [style.tag(f"tag{k}", f"#{int(r['face_id'])} {label} {conf:.0%}", label, x + style.pad, top)]
+        first = rows[0]
+        if first.get("voice_active") and isinstance(first.get("voice_emotion"), str):
+            text = f"voice {first['voice_emotion']} {first['voice_confidence']:.0%}"
+            out.append(style.tag("voice", text, first["voice_emotion"], 6 + style.pad, style.frame_h - 6 - style.pad))
         else:
             out.append("drawtext@voice enable 0")
         return out

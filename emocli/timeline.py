@@ -4,7 +4,7 @@ A row is one interval and one face (or the interval alone, where no face was see
 by ``COLUMNS``. ``emocli process`` builds, writes, reads back and summarises timelines with
 the standard library alone: importing pandas costs a fifth of a second, a tenth of the
 whole run on a minute of 720p video (benchmarks/floor.py). ``to_pandas`` gives the
-DataFrame of the library API, and the plot and the annotated video are drawn from it.
+DataFrame of the library API, and the plot is drawn from it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ def _missing(value) -> bool:
     return value is None or value != value  # None, or NaN (pandas' missing value)
 
 
+def has_face(row: dict) -> bool:
+    return not _missing(row.get("face_id"))
+
+
 class Timeline:
     """One video's emotion timeline: ``rows`` (dicts keyed by COLUMNS; a missing key is an
     empty cell) and ``facts`` about the video (duration_s, has_video, has_audio, size,
@@ -52,6 +56,13 @@ class Timeline:
             spans.setdefault(row["t_start"], row)
         return spans
 
+    def by_interval(self) -> dict[float, list[dict]]:
+        """The rows of each interval, by its start, in time order."""
+        intervals: dict[float, list[dict]] = {}
+        for row in sorted(self.rows, key=lambda r: r["t_start"]):
+            intervals.setdefault(row["t_start"], []).append(row)
+        return intervals
+
     @property
     def duration_s(self) -> float:
         if "duration_s" in self.facts:
@@ -65,7 +76,7 @@ class Timeline:
     @property
     def faces(self) -> int:
         """Distinct face ids (tracks) seen."""
-        return len({row["face_id"] for row in self.rows if not _missing(row.get("face_id"))})
+        return len({row["face_id"] for row in self.rows if has_face(row)})
 
     @property
     def speech_s(self) -> float:

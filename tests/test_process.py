@@ -247,7 +247,8 @@ def test_swapped_models_fail_before_any_output(videos, models, tmp_path, workers
 
 
 def test_process_and_help_never_import_training_stack(videos, models, tmp_path):
-    """--help imports nothing heavy; a CSV-only run no pandas or matplotlib; no run TensorFlow."""
+    """--help imports nothing heavy; a run without the plot (CSV, annotated video) no pandas or
+    matplotlib; no run TensorFlow."""
     args = ["process", str(videos["talking"]), "--quiet"]
     args += ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]
     code = f"""
@@ -257,7 +258,7 @@ from emocli.cli import app
 r = CliRunner().invoke(app, ["--help"])
 assert r.exit_code == 0
 light = [m for m in ("numpy", "onnxruntime", "mediapipe", "cv2", "pandas") if m in sys.modules]
-r = CliRunner().invoke(app, {args!r} + ["-o", {str(tmp_path / "csv")!r}, "--no-plot"])
+r = CliRunner().invoke(app, {args!r} + ["-o", {str(tmp_path / "noplot")!r}, "--no-plot", "--annotate"])
 assert r.exit_code == 0, r.output
 lean = [m for m in ("pandas", "matplotlib") if m in sys.modules]
 r = CliRunner().invoke(app, {args!r} + ["-o", {str(tmp_path / "all")!r}, "--annotate"])
@@ -268,7 +269,7 @@ print("light:", light, "lean:", lean, "heavy:", heavy)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "light: [] lean: [] heavy: []" in out.stdout, out.stdout
-    assert (tmp_path / "csv" / "talking.csv").is_file() and not (tmp_path / "csv" / "talking.png").exists()
+    assert {p.name for p in (tmp_path / "noplot").iterdir()} == {"talking.csv", "talking.mp4", "summary.csv"}
     assert {p.name for p in (tmp_path / "all").iterdir()} >= {"talking.csv", "talking.png", "talking.mp4"}
 
 
