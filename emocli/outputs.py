@@ -27,12 +27,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-# Writers: each turns a Timeline into one file. Only the plot needs pandas (and imports it).
+# Writers: each turns a Timeline into one file, from its rows: none needs pandas.
 
 import csv  # noqa: E402
 
 from .labels import LABELS  # noqa: E402
-from .timeline import Timeline, has_face  # noqa: E402
+from .timeline import Timeline, has_face, is_missing  # noqa: E402
 
 # One colour per label, in LABELS order, used by the plot and the annotated video (RGB).
 COLOURS = {
@@ -57,10 +57,20 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def per_interval(timeline, prefix: str):
-    """Mean probabilities per interval over its faces (NaN where the modality is absent)."""
-    cols = [f"{prefix}_p_{label}" for label in LABELS]
-    return timeline.groupby(["t_start", "t_end"], sort=True)[cols].mean().rename(columns=lambda c: c.split("_p_")[1])
+def per_interval(intervals: dict[float, list[dict]], prefix: str):
+    """(starts, ends, probabilities): per interval (``Timeline.by_interval``), the mean of
+    ``prefix``'s probabilities over its rows that have them, NaN where none has."""
+    import numpy as np
+
+    starts = np.array(list(intervals), dtype=float)
+    ends = np.array([rows[0]["t_end"] for rows in intervals.values()], dtype=float)
+    probs = np.full((len(intervals), len(LABELS)), np.nan)
+    columns = [f"{prefix}_p_{label}" for label in LABELS]
+    for i, rows in enumerate(intervals.values()):
+        seen = [[row[c] for c in columns] for row in rows if not is_missing(row.get(columns[0]))]
+        if seen:
+            probs[i] = np.mean(seen, axis=0)
+    return starts, ends, probs
 
 
 class Writer:
@@ -102,25 +112,27 @@ class PlotWriter(Writer):
         from matplotlib.patches import Patch
 
         colours = {k: tuple(c / 255 for c in v) for k, v in COLOURS.items()}
-        frame = timeline.to_pandas()
-        fused = per_interval(frame, "fused")
-        t0 = fused.index.get_level_values(0).to_numpy()
-        t1 = fused.index.get_level_values(1).to_numpy()
+        intervals = timeline.by_interval()
+        t0, t1, fused = per_interval(intervals, "fused")
         fig, (ax, strip) = plt.subplots(2, 1, figsize=(11, 4.8), height_ratios=[3.2, 1], sharex=True)
-        bottom = np.zeros(len(fused))
-        for label in LABELS:
-            v = fused[label].fillna(0).to_numpy()
-            ax.bar(t0, v, width=t1 - t0, bottom=bottom, align="edge", color=colours[label], linewidth=0)
-            bottom += v
+        # Each label's band is one step-shaped polygon, and each strip one collection, rather
+        # than a patch per interval: matplotlib draws a handful of artists, not hundreds.
+        edges = np.append(t0, t1[-1:])
+        bottom = np.zeros(len(t0))
+        for k, label in enumerate(LABELS):
+            top = bottom + np.nan_to_num(fused[:, k])
+            ax.fill_between(edges, np.append(bottom, bottom[-1:]), np.append(top, top[-1:]), step="post",
+                            color=colours[label], linewidth=0)  # fmt: skip
+            bottom = top
         ax.set(ylim=(0, 1), ylabel="fused probability", xlim=(0, float(t1.max()) if len(t1) else 1))
         name = Path(str(timeline.facts.get("video", ""))).name
         dom = timeline.dominant_emotion()
         ax.set_title(f"{name}: mostly {dom}" if dom else f"{name}: no face or speech found", loc="left")
         for row, prefix in ((1, "face"), (0, "voice")):
-            p = per_interval(frame, prefix)
-            for (a, b), probs in p.iterrows():
-                if probs.notna().all():
-                    strip.barh(row, b - a, left=a, color=colours[probs.idxmax()], height=0.8)
+            a, b, probs = per_interval(intervals, prefix)
+            seen = ~np.isnan(probs).any(axis=1)
+            top_labels = [colours[LABELS[k]] for k in probs[seen].argmax(axis=1)]
+            strip.broken_barh(list(zip(a[seen], (b - a)[seen])), (row - 0.4, 0.8), facecolors=top_labels)
         strip.set(yticks=[0, 1], yticklabels=["voice", "face"], xlabel="time (s)", ylim=(-0.5, 1.5))
         fig.legend(
             handles=[Patch(color=colours[k], label=k) for k in LABELS],

@@ -1,10 +1,10 @@
 """What the analysis of one video gives: a ``Timeline``, rows plus facts, that writes itself.
 
 A row is one interval and one face (or the interval alone, where no face was seen), keyed
-by ``COLUMNS``. ``emocli process`` builds, writes, reads back and summarises timelines with
-the standard library alone: importing pandas costs a fifth of a second, a tenth of the
-whole run on a minute of 720p video (benchmarks/floor.py). ``to_pandas`` gives the
-DataFrame of the library API, and the plot is drawn from it.
+by ``COLUMNS``. ``emocli process`` builds, writes, reads back, plots and summarises
+timelines without pandas: importing it costs a fifth of a second, a tenth of the whole
+run on a minute of 720p video (benchmarks/floor.py). ``to_pandas`` gives the DataFrame
+of the library API.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ ROUNDED = frozenset(c for c in COLUMNS if "_p_" in c or c.endswith("_confidence"
 DECIMALS = 4  # of probabilities, confidences and detector scores in the CSV
 
 
-def _missing(value) -> bool:
+def is_missing(value) -> bool:
     return value is None or value != value  # None, or NaN (pandas' missing value)
 
 
 def has_face(row: dict) -> bool:
-    return not _missing(row.get("face_id"))
+    return not is_missing(row.get("face_id"))
 
 
 class Timeline:
@@ -89,7 +89,7 @@ class Timeline:
         for row in self.rows:
             for k, label in enumerate(LABELS):
                 p = row.get(f"fused_p_{label}")
-                if not _missing(p):
+                if not is_missing(p):
                     mass[k] += p
         return LABELS[max(range(len(LABELS)), key=mass.__getitem__)] if sum(mass) > 0 else ""
 
@@ -123,7 +123,7 @@ class Timeline:
 
 
 def _cell(column: str, value) -> str:
-    if _missing(value):
+    if is_missing(value):
         return ""
     if column == "voice_active":
         return "true" if value else "false"

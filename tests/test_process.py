@@ -248,7 +248,7 @@ def test_swapped_models_fail_before_any_output(videos, models, tmp_path, workers
 
 def test_process_and_help_never_import_training_stack(videos, models, tmp_path):
     """--help imports nothing heavy; a run without the plot (CSV, annotated video) no pandas or
-    matplotlib; no run TensorFlow."""
+    matplotlib, a run with it no pandas; no run TensorFlow."""
     args = ["process", str(videos["talking"]), "--quiet"]
     args += ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]
     code = f"""
@@ -263,7 +263,7 @@ assert r.exit_code == 0, r.output
 lean = [m for m in ("pandas", "matplotlib") if m in sys.modules]
 r = CliRunner().invoke(app, {args!r} + ["-o", {str(tmp_path / "all")!r}, "--annotate"])
 assert r.exit_code == 0, r.output
-heavy = [m for m in ("tensorflow", "keras", "tf2onnx") if m in sys.modules]
+heavy = [m for m in ("tensorflow", "keras", "tf2onnx", "pandas") if m in sys.modules]
 print("light:", light, "lean:", lean, "heavy:", heavy)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -387,3 +387,47 @@ def test_annotation_follows_the_timeline_interval_by_interval(tmp_path):
     assert not box_edge_is_drawn(frames[15], 40, 60, 80)
     assert not voice_tag_is_drawn(frames[5]) and voice_tag_is_drawn(frames[15]) and not voice_tag_is_drawn(frames[25])
     assert np.abs(frames[25].astype(int) - 90).max() < 20  # nothing left drawn after the faces are gone
+
+
+def test_plot_shows_fused_probabilities_and_top_labels_over_time(tmp_path):
+    """Fused band by band over time; the face strip shows the mean over an interval's faces, blank without one."""
+    import cv2
+
+    from emocli.outputs import COLOURS, PlotWriter
+
+    def probs(prefix: str, **p: float) -> dict:
+        return {f"{prefix}_p_{label}": p.get(label, 0.0) for label in LABELS}
+
+    rows = []
+    for i in range(10):
+        base = {"video": "v.mp4", "t_start": float(i), "t_end": i + 1.0, "voice_active": True,
+                "voice_emotion": "sad", "voice_confidence": 1.0, **probs("voice", sad=1.0)}  # fmt: skip
+        fused = probs("fused", happy=1.0) if i < 5 else probs("fused", sad=1.0)
+        if i >= 5:
+            rows.append({**base, **fused})
+            continue
+        faces = (
+            [probs("face", angry=1.0)] if i != 2 else [probs("face", angry=0.6, happy=0.4), probs("face", happy=1.0)]
+        )
+        rows += [{**base, **fused, "face_id": k, "face_x": 0, "face_y": 0, "face_w": 9, "face_h": 9, **f}
+                 for k, f in enumerate(faces)]  # fmt: skip
+    out = PlotWriter().write(Timeline(rows, {"video": "v.mp4"}), tmp_path / "v")
+    img = cv2.imread(str(out)).astype(int)
+
+    def where(label: str) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels of the label's colour in rows where it spans 50 px or more (not the legend's)."""
+        match = np.abs(img - np.array(COLOURS[label][::-1])).max(axis=2) < 8
+        return np.nonzero(match & (match.sum(axis=1, keepdims=True) >= 50))
+
+    face_rows, angry_cols = where("angry")
+    happy_rows, happy_cols = where("happy")
+    sad_rows, sad_cols = where("sad")
+    band = happy_rows < face_rows.min()  # the fused probabilities, above the strips
+    left, right = happy_cols[band].min(), happy_cols[band].max()
+    assert left < right < sad_cols[sad_rows < face_rows.min()].min()  # happy first, then sad
+    width = (right - left + 1) / 5  # one interval
+    assert angry_cols.max() < left + 5 * width  # no face strip in the faceless half
+    strip_happy = happy_cols[(happy_rows >= face_rows.min()) & (happy_rows <= face_rows.max())]
+    assert abs(strip_happy.min() - (left + 2 * width)) < 3 and abs(strip_happy.max() + 1 - (left + 3 * width)) < 3
+    voice = sad_cols[sad_rows > face_rows.max()]  # the voice strip, beneath: sad throughout
+    assert voice.min() - left < 3 and voice.max() - (left + 10 * width) < 3
