@@ -9,8 +9,9 @@ from the CREMA-D clips, then times, interleaved and repeated (medians):
   decode -skip_frame noref      what emocli's frame sampler decodes (frames others refer to)
   transcode (x264 ultrafast)    decode + the cheapest H.264 encode, nothing drawn: the floor
                                 of any annotated video (with --annotate)
-  process       `emocli process X -o OUT --no-plot --workers 1` (CSV, 1 s interval), and
-                the same with --one-face-view (each face classified once, not per view)
+  process       `emocli process X -o OUT --no-plot --workers 1` (CSV, 1 s interval), the
+                same with --one-face-view (each face classified once, not per view), and
+                with the plot (the command's default outputs)
   annotate      the same with --annotate (with --annotate)
   process@REF   the code of git REF (e.g. HEAD) on the same video, for before/after
 Targets: process <= 1.25x decode, annotate <= 2.25x decode.
@@ -80,7 +81,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="emocli-floor-"))
     models = ["--face-model", str(face), "--voice-model", str(voice)]
 
-    def process(*extra: str, env: dict | None = None, cmd: list[str] | None = None):
+    def process(*extra: str, env: dict | None = None, cmd: list[str] | None = None, plot: bool = False):
         def go() -> float:
             out = fresh_dir(tmp / "out")
             return run_cmd(
@@ -90,7 +91,7 @@ def main() -> None:
                     str(video),
                     "-o",
                     str(out),
-                    "--no-plot",
+                    *([] if plot else ["--no-plot"]),
                     "--workers",
                     "1",
                     "-q",
@@ -115,6 +116,7 @@ def main() -> None:
         "process (CSV)": process(),
         # The face model's views (zooms x mirror) averaged or not: accuracy against time.
         "process (CSV) --one-face-view": process("--one-face-view"),
+        "process (CSV + plot)": process(plot=True),
     }
     if a.annotate:
         subjects["transcode (x264 ultrafast)"] = lambda: run_cmd(
@@ -138,6 +140,7 @@ def main() -> None:
     if a.ref:
         env = {**os.environ, "PYTHONPATH": str(ref_tree(a.ref))}
         subjects[f"process @{a.ref}"] = process(env=env, cmd=[PY, "-P", "-m", "emocli"])
+        subjects[f"process (CSV + plot) @{a.ref}"] = process(env=env, cmd=[PY, "-P", "-m", "emocli"], plot=True)
         if a.annotate:
             subjects[f"process --annotate @{a.ref}"] = process("--annotate", env=env, cmd=[PY, "-P", "-m", "emocli"])
     times = interleaved(subjects, a.repeats)
