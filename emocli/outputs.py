@@ -141,7 +141,11 @@ class PlotWriter(Writer):
             fontsize=8,
             frameon=False,
         )
-        fig.tight_layout(rect=(0, 0, 1, 0.95))
+        # Margins in inches, within a pixel of what tight_layout(rect=(0, 0, 1, 0.95)) finds
+        # whatever the timeline (the texts around the axes are fixed), without measuring
+        # every tick label: that was 40 % of a plot's time.
+        w, h = fig.get_size_inches()
+        fig.subplots_adjust(left=0.67 / w, right=1 - 0.15 / w, bottom=0.585 / h, top=1 - 0.605 / h, hspace=0.14)
         fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
 
