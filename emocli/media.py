@@ -477,8 +477,9 @@ def render_filtered(source: str | Path, out: str | Path, filters: list[str], com
         chain.insert(0, f"sendcmd=f={filter_arg(script)}")
     if size is None or size[0] % 2 or size[1] % 2:
         chain.append("pad=ceil(iw/2)*2:ceil(ih/2)*2")
-    # Decoding is about a fifth of a transcode's CPU and x264 threads itself: frame threads
-    # beyond that share only cost (two cores: one decoding thread, 8 % faster; benchmarks/README.md).
+    # x264 threads itself, and decoding is about a fifth of a transcode's CPU: decoding threads
+    # beyond that share of the cores only add overhead (two cores: one thread, 7 % faster;
+    # benchmarks/README.md).
     threads = str(max(1, usable_cores() // 4))
     cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-threads", threads, "-i", str(source),
            "-map", "0:v:0", "-vf", ",".join(chain)]  # fmt: skip

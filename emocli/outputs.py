@@ -131,8 +131,8 @@ class PlotWriter(Writer):
         for row, prefix in ((1, "face"), (0, "voice")):
             a, b, probs = per_interval(intervals, prefix)
             seen = ~np.isnan(probs).any(axis=1)
-            top_labels = [colours[LABELS[k]] for k in probs[seen].argmax(axis=1)]
-            strip.broken_barh(list(zip(a[seen], (b - a)[seen])), (row - 0.4, 0.8), facecolors=top_labels)
+            top_colours = [colours[LABELS[k]] for k in probs[seen].argmax(axis=1)]
+            strip.broken_barh(list(zip(a[seen], (b - a)[seen])), (row - 0.4, 0.8), facecolors=top_colours)
         strip.set(yticks=[0, 1], yticklabels=["voice", "face"], xlabel="time (s)", ylim=(-0.5, 1.5))
         fig.legend(
             handles=[Patch(color=colours[k], label=k) for k in LABELS],

@@ -49,19 +49,16 @@ class Timeline:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _spans(self) -> dict[float, dict]:
-        """The first row of each interval, by its start."""
-        spans: dict[float, dict] = {}
-        for row in self.rows:
-            spans.setdefault(row["t_start"], row)
-        return spans
-
     def by_interval(self) -> dict[float, list[dict]]:
         """The rows of each interval, by its start, in time order."""
         intervals: dict[float, list[dict]] = {}
         for row in sorted(self.rows, key=lambda r: r["t_start"]):
             intervals.setdefault(row["t_start"], []).append(row)
         return intervals
+
+    def _spans(self) -> dict[float, dict]:
+        """The first row of each interval, by its start."""
+        return {start: rows[0] for start, rows in self.by_interval().items()}
 
     @property
     def duration_s(self) -> float:
