@@ -138,11 +138,11 @@ def main() -> None:
         )
         subjects["process --annotate"] = process("--annotate")
     if a.ref:
-        env = {**os.environ, "PYTHONPATH": str(ref_tree(a.ref))}
-        subjects[f"process @{a.ref}"] = process(env=env, cmd=[PY, "-P", "-m", "emocli"])
-        subjects[f"process (CSV + plot) @{a.ref}"] = process(env=env, cmd=[PY, "-P", "-m", "emocli"], plot=True)
+        ref = {"env": {**os.environ, "PYTHONPATH": str(ref_tree(a.ref))}, "cmd": [PY, "-P", "-m", "emocli"]}
+        subjects[f"process @{a.ref}"] = process(**ref)
+        subjects[f"process (CSV + plot) @{a.ref}"] = process(**ref, plot=True)
         if a.annotate:
-            subjects[f"process --annotate @{a.ref}"] = process("--annotate", env=env, cmd=[PY, "-P", "-m", "emocli"])
+            subjects[f"process --annotate @{a.ref}"] = process("--annotate", **ref)
     times = interleaved(subjects, a.repeats)
     print()
     report(times, "decode (ffmpeg -f null)", unit_seconds=seconds)

@@ -58,19 +58,17 @@ SUMMARY_COLUMNS = [
 
 
 def per_interval(intervals: dict[float, list[dict]], prefix: str):
-    """(starts, ends, probabilities): per interval (``Timeline.by_interval``), the mean of
-    ``prefix``'s probabilities over its rows that have them, NaN where none has."""
+    """Per interval (``Timeline.by_interval``), the mean of ``prefix``'s probabilities over
+    its rows that have them, NaN where none has: shape (intervals, labels)."""
     import numpy as np
 
-    starts = np.array(list(intervals), dtype=float)
-    ends = np.array([rows[0]["t_end"] for rows in intervals.values()], dtype=float)
     probs = np.full((len(intervals), len(LABELS)), np.nan)
     columns = [f"{prefix}_p_{label}" for label in LABELS]
     for i, rows in enumerate(intervals.values()):
         seen = [[row[c] for c in columns] for row in rows if not is_missing(row.get(columns[0]))]
         if seen:
             probs[i] = np.mean(seen, axis=0)
-    return starts, ends, probs
+    return probs
 
 
 class Writer:
@@ -113,7 +111,9 @@ class PlotWriter(Writer):
 
         colours = {k: tuple(c / 255 for c in v) for k, v in COLOURS.items()}
         intervals = timeline.by_interval()
-        t0, t1, fused = per_interval(intervals, "fused")
+        t0 = np.array(list(intervals), dtype=float)
+        t1 = np.array([rows[0]["t_end"] for rows in intervals.values()], dtype=float)
+        fused = per_interval(intervals, "fused")
         fig, (ax, strip) = plt.subplots(2, 1, figsize=(11, 4.8), height_ratios=[3.2, 1], sharex=True)
         # Each label's band is one step-shaped polygon, and each strip one collection, rather
         # than a patch per interval: matplotlib draws a handful of artists, not hundreds.
@@ -129,10 +129,10 @@ class PlotWriter(Writer):
         dom = timeline.dominant_emotion()
         ax.set_title(f"{name}: mostly {dom}" if dom else f"{name}: no face or speech found", loc="left")
         for row, prefix in ((1, "face"), (0, "voice")):
-            a, b, probs = per_interval(intervals, prefix)
+            probs = per_interval(intervals, prefix)
             seen = ~np.isnan(probs).any(axis=1)
             top_colours = [colours[LABELS[k]] for k in probs[seen].argmax(axis=1)]
-            strip.broken_barh(list(zip(a[seen], (b - a)[seen])), (row - 0.4, 0.8), facecolors=top_colours)
+            strip.broken_barh(list(zip(t0[seen], (t1 - t0)[seen])), (row - 0.4, 0.8), facecolors=top_colours)
         strip.set(yticks=[0, 1], yticklabels=["voice", "face"], xlabel="time (s)", ylim=(-0.5, 1.5))
         fig.legend(
             handles=[Patch(color=colours[k], label=k) for k in LABELS],
