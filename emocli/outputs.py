@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
+
+from .labels import LABELS
+from .timeline import Timeline, has_face, is_missing
 
 
 @contextlib.contextmanager
@@ -28,11 +34,6 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 # Writers: each turns a Timeline into one file, from its rows: none needs pandas.
-
-import csv  # noqa: E402
-
-from .labels import LABELS  # noqa: E402
-from .timeline import Timeline, has_face, is_missing  # noqa: E402
 
 # One colour per label, in LABELS order, used by the plot and the annotated video (RGB).
 COLOURS = {
@@ -60,8 +61,6 @@ SUMMARY_COLUMNS = [
 def per_interval(intervals: dict[float, list[dict]], prefix: str):
     """Per interval (``Timeline.by_interval``), the mean of ``prefix``'s probabilities over
     its rows that have them, NaN where none has: shape (intervals, labels)."""
-    import numpy as np
-
     probs = np.full((len(intervals), len(LABELS)), np.nan)
     columns = [f"{prefix}_p_{label}" for label in LABELS]
     for i, rows in enumerate(intervals.values()):
@@ -103,7 +102,6 @@ class PlotWriter(Writer):
 
     def _write(self, timeline: Timeline, tmp: Path) -> None:
         import matplotlib
-        import numpy as np
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
