@@ -2,23 +2,48 @@
 
 Each video is tried, reported and left behind: a failure is one line in summary.csv
 and on the console, and the batch goes on. Outputs are written atomically, the CSV
-last, so a video whose CSV exists is complete and a rerun skips it.
+last, then a record of what made them (``.<stem>.emocli``, hidden beside them): a rerun
+skips a video only when that record says the same options, models and source made
+outputs that are all still there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import json
 import os
+import stat
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .media import VIDEO_EXTS, probe
-from .outputs import AnnotatedVideoWriter, CsvWriter, PlotWriter, summary_row, write_summary
+from .media import VIDEO_EXTS
+from .outputs import (
+    SUMMARY_COLUMNS,
+    AnnotatedVideoWriter,
+    CsvWriter,
+    PlotWriter,
+    atomic_path,
+    part_prefix,
+    short_name,
+    summary_row,
+    write_summary,
+)
 from .pipeline import AnalyzeOptions, Analyzer
 from .timeline import Timeline
+
+
+class UsageError(ValueError):
+    """Bad usage found before any work (a missing input, an output that is a file or would
+    land on an input): one line, exit status 2."""
+
+
+class SummaryError(OSError):
+    """summary.csv could not be written; the videos' own outputs were."""
+
 
 # summary.csv is rewritten as videos finish, at most this often (and once at the end):
 # rewriting it after every video would cost O(videos²) on a large batch.
@@ -35,6 +60,9 @@ class BatchOptions:
     overwrite: bool = False
     quiet: bool = False
     debug: bool = False
+    # What the analysis depends on (options, models, emocli version): set by run_batch and
+    # recorded beside each video's outputs, so a rerun can tell whether they are still valid.
+    key: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -51,13 +79,97 @@ class Job:
             return str(self.source)
 
 
-def _videos_in(folder: Path) -> list[Path]:
-    """Video files under ``folder``; broken symlinks with a video name too, so they get reported."""
+def _special(path: Path) -> bool:
+    """A FIFO, socket or device: listed (so it gets a failed row), never opened."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+
+
+def _videos_in(folder: Path, out: Path | None = None) -> list[Path]:
+    """Video files under ``folder``: regular files, broken symbolic links and special files
+    with a video name (so they get reported), never emocli's own outputs.
+
+    The output folder ``out``, when it lies inside ``folder``, is not walked; where outputs
+    share a folder with inputs, the annotated videos that records (or an old summary.csv)
+    name as outputs are left out.
+    """
     found = []
-    for p in folder.rglob("*"):
-        if p.suffix.lower() in VIDEO_EXTS and (p.is_file() or (p.is_symlink() and not p.exists())):
-            found.append(p)
+    out_real = os.path.realpath(out) if out is not None else None
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not (here / d).is_symlink() and os.path.realpath(here / d) != out_real
+        )  # fmt: skip
+        outputs = _outputs_named_in(here, filenames)
+        for name in filenames:
+            p = here / name
+            if p.suffix.lower() not in VIDEO_EXTS or name in outputs:
+                continue
+            if p.is_file() or _special(p) or (p.is_symlink() and not p.exists()):
+                found.append(p)
     return sorted(found)
+
+
+def _outputs_named_in(folder: Path, names: list[str]) -> set[str]:
+    """Names in ``folder`` that emocli wrote as annotated videos, by the records beside them,
+    or by a summary.csv that an emocli without records left, when the source it names is
+    found elsewhere (a video processed in place is its own source: an input)."""
+    outputs: set[str] = set()
+    for name in names:
+        if name.startswith(".") and name.endswith(RECORD_SUFFIX):
+            record = _read_json(folder / name) or {}
+            source = str(record.get("source") or "")
+            for output in record.get("outputs", []):
+                if Path(output).suffix.lower() in VIDEO_EXTS and not _same_file(folder / output, Path(source)):
+                    outputs.add(output)
+    if "summary.csv" in names:
+        for source in _summary_videos(folder / "summary.csv"):
+            for output in {source.stem + ".mp4", source.name + ".mp4"} & set(names):
+                homes = [Path.cwd(), folder.absolute(), *folder.absolute().parents]
+                if any(_is_file(home / source) and not _same_file(home / source, folder / output) for home in homes):
+                    outputs.add(output)
+    return outputs
+
+
+def _summary_videos(path: Path) -> list[Path]:
+    """The videos an emocli summary.csv lists (none if it is not one)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = csv.DictReader(f)
+            if not rows.fieldnames or rows.fieldnames[: len(SUMMARY_COLUMNS)] != SUMMARY_COLUMNS:
+                return []
+            return [Path(row["video"]) for row in rows if row.get("video")]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_out(out: Path) -> None:
+    """-o must be a folder, or a path where one can be made."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: is a file, not a folder")
+    for parent in out.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"-o {out}: {parent} is a file, not a folder")
+            break
 
 
 def discover(inputs: list[str | Path], out: str | Path) -> list[Job]:
@@ -65,30 +177,55 @@ def discover(inputs: list[str | Path], out: str | Path) -> list[Job]:
 
     Outputs mirror the inputs' layout relative to their common folder, so ``a/clip.mp4``
     and ``b/clip.mp4`` land in ``OUT/a/`` and ``OUT/b/``. An explicitly named file is
-    taken whatever its extension; inside folders only video extensions count.
+    taken whatever its extension; inside folders only video extensions count, and OUT
+    (when it is inside an input folder) is never walked.
     """
+    out = Path(out)
+    _check_out(out)
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += _videos_in(item)
-        elif item.exists() or item.is_symlink():
+            files += _videos_in(item, out)
+        elif os.path.lexists(item):
             files.append(item)
         else:
-            raise FileNotFoundError(f"{item}: no such file or folder")
+            raise UsageError(f"{item}: no such file or folder")
     files = list(dict.fromkeys(p.absolute() for p in files))
     if not files:
-        raise FileNotFoundError(f"no video files ({', '.join(sorted(VIDEO_EXTS))}) in {', '.join(map(str, inputs))}")
+        raise UsageError(f"no video files ({', '.join(sorted(VIDEO_EXTS))}) in {', '.join(map(str, inputs))}")
     anchors = [p.parent for p in files] + [Path(i).absolute() for i in inputs if Path(i).is_dir()]
     root = Path(os.path.commonpath(anchors))
     jobs, taken = [], set()
     for path in files:
         rel = path.relative_to(root)
-        stem = Path(out) / rel.with_suffix("")
-        if stem in taken:  # clip.mp4 next to clip.mov: keep both, by full name
-            stem = Path(out) / rel
+        stem = out / rel.with_suffix("")
+        # clip.mp4 next to clip.mov, or a top-level summary.mp4 (summary.csv is the batch's): by full name
+        if stem in taken or str(rel.with_suffix("")).lower() == "summary":
+            stem = out / rel
         taken.add(stem)
         jobs.append(Job(path, stem))
     return jobs
+
+
+def check_outputs(jobs: list[Job], batch: BatchOptions, out: Path) -> None:
+    """Refuse, before any work, a batch whose outputs would land on one of its inputs."""
+    inputs: dict = {}
+    for job in jobs:
+        inputs[os.path.realpath(job.source)] = job
+        with contextlib.suppress(OSError):
+            st = job.source.stat()
+            inputs[(st.st_dev, st.st_ino)] = job
+    targets = [(out / "summary.csv", None)]
+    for job in jobs:
+        targets += [(w.path(job.stem), job) for w in writers(job, batch)] + [(record_path(job.stem), job)]
+    for target, _ in targets:
+        hit = inputs.get(os.path.realpath(target))
+        if hit is None:
+            with contextlib.suppress(OSError):
+                st = target.stat()
+                hit = inputs.get((st.st_dev, st.st_ino))
+        if hit is not None:
+            raise UsageError(f"-o {out}: {target} would overwrite the input {hit.name}; choose another folder")
 
 
 def writers(job: Job, batch: BatchOptions, has_video: bool = True) -> list:
@@ -106,19 +243,121 @@ def writers(job: Job, batch: BatchOptions, has_video: bool = True) -> list:
     return ws
 
 
-def is_complete(job: Job, batch: BatchOptions) -> bool:
-    missing = [w for w in writers(job, batch) if not w.path(job.stem).is_file()]
-    if not missing:
-        return True
-    # Only the annotated video missing: complete if the source has no video to annotate.
-    return all(isinstance(w, AnnotatedVideoWriter) for w in missing) and not _has_video(job.source)
+# ---------------------------------------------------------------- records: honest reruns
+
+RECORD_SUFFIX = ".emocli"
+# Options that change how fast a video is analysed, never what comes out.
+SPEED_ONLY = frozenset(["threads", "decode_threads"])
 
 
-def _has_video(source: Path) -> bool:
+def record_path(stem: Path) -> Path:
+    """Where the record of ``stem``'s outputs lives: hidden, beside them."""
+    return stem.with_name(f".{short_name(stem.name, len(RECORD_SUFFIX) + 1)}{RECORD_SUFFIX}")
+
+
+def _read_json(path: Path) -> dict | None:
     try:
-        return probe(source).has_video
-    except Exception:  # unreadable now: do not count the job as done
-        return True
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+_digests: dict[tuple, str] = {}
+
+
+def _digest(path: Path) -> str:
+    """A model file's content hash (cached per size and time): the same file under another
+    path is the same model; a retrained file at the same path is not."""
+    import hashlib
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _digests:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _digests[key] = h.hexdigest()[:16]
+    return _digests[key]
+
+
+def analysis_key(options: AnalyzeOptions) -> dict:
+    """Everything a timeline depends on, as JSON values: each analysis option (a new one
+    counts without a change here), the models' contents and the emocli version."""
+    from . import __version__
+    from .pipeline import _model_path
+
+    key: dict = {"emocli": __version__}
+    for f in fields(options):
+        if f.name in SPEED_ONLY:
+            continue
+        value = getattr(options, f.name)
+        if f.name.endswith("_model"):
+            value = _digest(_model_path(value, f.name.removesuffix("_model")))
+        elif isinstance(value, Path):
+            value = str(value)
+        key[f.name] = value
+    return key
+
+
+def _source_id(source: Path) -> dict:
+    st = source.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _changes(old: dict, new: dict) -> str:
+    """What differs between two analysis keys, as the options a user typed."""
+    parts = []
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) == new.get(name):
+            continue
+        if name.endswith("_model"):
+            parts.append(f"another {name.removesuffix('_model')} model")
+        elif name == "emocli":
+            parts.append(f"emocli {old.get(name)}")
+        else:
+            parts.append(f"--{name.replace('_', '-')} {old.get(name, 'unset')} (now {new.get(name, 'unset')})")
+    return ", ".join(parts)
+
+
+def why_redo(job: Job, batch: BatchOptions) -> str | None:
+    """None when ``job``'s outputs are complete and current (skip it); else why it is
+    redone: "" when it simply has no outputs yet (or a run was cut short)."""
+    if not CsvWriter().path(job.stem).is_file():
+        return ""
+    record = _read_json(record_path(job.stem))
+    if record is None:
+        return "its outputs carry no record of the options that made them"
+    if record.get("pending"):
+        return ""  # a run stopped while writing them: redo, as if never done
+    if batch.key is not None and record.get("key") != batch.key:
+        return f"its outputs were made with {_changes(record.get('key') or {}, batch.key)}"
+    try:
+        if record.get("source_id") != _source_id(job.source):
+            return "the video changed after its outputs were made"
+    except OSError:
+        return ""  # gone or unreadable now: the analysis says how, in one line
+    needed = [w.path(job.stem) for w in writers(job, batch, bool(record.get("has_video", True)))]
+    missing = [p.name for p in needed if not p.is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    return None
+
+
+def _mark_pending(stem: Path) -> None:
+    """Replace ``stem``'s record by a pending one before its outputs are replaced: until the
+    new record is written, a rerun redoes the video rather than trust outputs half old,
+    half new (and knows a run was cut short, not that an older emocli made them)."""
+    with atomic_path(record_path(stem)) as tmp:
+        tmp.write_text('{"pending": true}\n', encoding="utf-8")
+
+
+def _write_record(job: Job, batch: BatchOptions, outputs: list[Path], has_video: bool, note: str) -> None:
+    record = {"key": batch.key, "source": str(job.source), "source_id": _source_id(job.source),
+              "outputs": [p.name for p in outputs], "has_video": has_video, "note": note}  # fmt: skip
+    with atomic_path(record_path(job.stem)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 def remove_stale_parts(stem: Path) -> None:
@@ -128,14 +367,17 @@ def remove_stale_parts(stem: Path) -> None:
     """
     if not stem.parent.is_dir():
         return
-    for part in stem.parent.glob(f".{_glob_escape(stem.name)}.part-*"):
-        pid = part.name[len(stem.name) + len(".part-") + 1 :].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-            continue
-        try:
-            part.unlink()
-        except OSError:
-            pass  # gone already, or not ours to delete: it never has a final name anyway
+    finals = [w.path(stem) for w in (CsvWriter(), PlotWriter(), AnnotatedVideoWriter(stem))] + [record_path(stem)]
+    for final in finals:
+        prefix = part_prefix(final)
+        for part in stem.parent.glob(f"{_glob_escape(prefix)}*{_glob_escape(final.suffix)}"):
+            pid = part.name[len(prefix) :].removesuffix(final.suffix)
+            if not pid.isdigit():
+                continue  # another output's temporary (".clip.mp4.part-1.csv" is not clip's)
+            if int(pid) != os.getpid() and _alive(int(pid)):
+                continue
+            with contextlib.suppress(OSError):  # gone already, or not ours to delete: never a final name anyway
+                part.unlink()
 
 
 def _glob_escape(name: str) -> str:
@@ -154,31 +396,51 @@ def _alive(pid: int) -> bool:
 
 def error_line(e: BaseException) -> str:
     """One readable line for a failure: the exception's first line, or its type when it says nothing."""
+    if isinstance(e, OSError) and e.strerror:
+        target = e.filename2 if isinstance(e, FileExistsError) and e.filename2 else e.filename
+        where = f"cannot write {_named(target)}: " if target else ""
+        return f"{where}{e.strerror}"
     text = str(e).strip()
     return text.splitlines()[0].strip() if text else type(e).__name__
 
 
+def _named(target) -> str:
+    """An output path as the user knows it: a temporary stands for its final name."""
+    path = Path(os.fsdecode(target))
+    if path.name.startswith(".") and ".part-" in path.name:
+        head, _, tail = path.name[1:].partition(".part-")
+        suffix = tail.lstrip("0123456789")
+        return str(path.with_name(head + suffix))
+    return str(path)
+
+
 def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
-    """Analyse one video and write its outputs; never raises for a bad video.
+    """Analyse one video and write its outputs; never raises for a bad video or a failed write.
 
     Only the summary row comes back: the timeline is written and dropped here, so a
-    worker's memory does not grow with the number of videos it has done.
+    worker's memory does not grow with the number of videos it has done. The row's
+    ``error`` of an ok video holds a note when its media ended before its header said.
     """
     start = time.perf_counter()
     try:
         timeline = analyzer.timeline(job.source, name=job.name)
-        for writer in writers(job, batch, has_video=timeline.facts.get("has_video", True)):
-            writer.write(timeline, job.stem)
+        note = str(timeline.facts.get("note") or "")
+        has_video = bool(timeline.facts.get("has_video", True))
+        _mark_pending(job.stem)
+        written = [w.write(timeline, job.stem) for w in writers(job, batch, has_video=has_video)]
+        if batch.key is not None:
+            _write_record(job, batch, written, has_video, note)
     except Exception as e:  # one bad file must not stop the batch
         message = error_line(e)
         if batch.debug:
             message += "\n" + traceback.format_exc()
         return summary_row(job.name, "failed", error=message, seconds=time.perf_counter() - start)
-    return summary_row(job.name, "ok", timeline, seconds=time.perf_counter() - start)
+    return summary_row(job.name, "ok", timeline, error=note, seconds=time.perf_counter() - start)
 
 
 def skipped_row(job: Job) -> dict:
-    return summary_row(job.name, "skipped", Timeline.read_csv(CsvWriter().path(job.stem)))
+    record = _read_json(record_path(job.stem)) or {}
+    return summary_row(job.name, "skipped", Timeline.read_csv(CsvWriter().path(job.stem)), error=record.get("note", ""))
 
 
 def check_models(options: AnalyzeOptions) -> None:
@@ -187,7 +449,10 @@ def check_models(options: AnalyzeOptions) -> None:
     from .pipeline import _model_path
 
     for task, given in (("face", options.face_model), ("voice", options.voice_model)):
-        info = read_info(_model_path(given, task))
+        path = _model_path(given, task)
+        if path.is_dir():
+            raise ModelError(f"{path}: is a folder, not a model file (--{task}-model takes a .onnx file)")
+        info = read_info(path)
         if info.task != task:
             raise ModelError(f"{info.path}: is a {info.task} model, expected a {task} model")
 
@@ -198,9 +463,55 @@ def default_workers(batch: BatchOptions, jobs: int) -> int:
     return max(1, min(batch.workers or (os.cpu_count() or 2) // 2, jobs or 1))
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP: the batch stops, cleans up, and exits ``128 + signal``."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise ``Interrupted`` in the main thread,
+    so the batch unwinds as it does for Ctrl-C: workers stopped, temporaries removed,
+    the summary written. A second signal during that clean-up is ignored, not obeyed
+    half-way. Outside the main thread (a library caller's thread) nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = False
+
+    def handler(signum, frame):
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Interrupted(signum)
+
+    wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    previous = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions, batch: BatchOptions) -> list[dict]:
     """Process every video under ``inputs`` into ``out``; returns (and writes) the summary:
-    a row per video (``outputs.SUMMARY_COLUMNS``), in the order of discovery."""
+    a row per video (``outputs.SUMMARY_COLUMNS``), in the order of discovery.
+
+    Raises UsageError (before any work) for bad inputs or outputs, SummaryError (after
+    the batch) when summary.csv could not be written, and Interrupted on a signal, after
+    the summary of what finished is written.
+    """
     from .progress import BatchProgress
 
     if batch.engine not in ("local", "ray"):
@@ -211,59 +522,76 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
         require_ray()  # before any work: without Ray, say how to get it and stop
     out = Path(out)
     jobs = discover(inputs, out)
+    check_models(options)
+    batch.key = analysis_key(options)
+    check_outputs(jobs, batch, out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SummaryError(f"cannot create the output folder {out}: {e.strerror}") from e
     rows: dict[Job, dict] = {}
-    todo = []
+    todo, reasons = [], {}
     for job in jobs:
-        if not batch.overwrite and is_complete(job, batch):
+        why = None if batch.overwrite else why_redo(job, batch)
+        if why is None and not batch.overwrite:
             try:
                 rows[job] = skipped_row(job)
                 continue
             except Exception:  # an unreadable earlier CSV: do the video again
-                pass
+                why = "its timeline could not be read back"
+        if why:
+            reasons[job] = why
         todo.append(job)
     for job in todo:
         remove_stale_parts(job.stem)
     remove_stale_parts(out / "summary")
     workers = default_workers(batch, len(todo))
     local = batch.engine == "local" and workers == 1
-    # In this process the models load before any output is touched, and loading checks them;
-    # other workers load their own, so check the files here once rather than fail in each.
-    analyzer = Analyzer(options) if local and todo else None
-    if not local:
-        check_models(options)
-    saved_at = 0.0
+    saved_at, summary_error = 0.0, ""
 
     def save(force: bool = False) -> None:
-        nonlocal saved_at
+        nonlocal saved_at, summary_error
         if force or time.monotonic() - saved_at >= SUMMARY_EVERY_S:
-            write_summary([rows[j] for j in jobs if j in rows], out / "summary.csv")
             saved_at = time.monotonic()
+            try:
+                write_summary([rows[j] for j in jobs if j in rows], out / "summary.csv")
+                summary_error = ""
+            except OSError as e:  # the videos' outputs may still be writable: go on, say it at the end
+                summary_error = f"summary not written: {error_line(e)}"
 
-    engine = contextlib.nullcontext()
-    if batch.engine == "ray" and todo:
-        from .ray_engine import ray_session
+    with stop_on_signals():
+        # In this process the models load before any output is touched; other workers load their own.
+        analyzer = Analyzer(options) if local and todo else None
+        engine = contextlib.nullcontext()
+        if batch.engine == "ray" and todo:
+            from .ray_engine import ray_session
 
-        engine = ray_session(batch)
-    models = analyzer if analyzer is not None else contextlib.nullcontext()
-    with models, engine, BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:
-        if batch.engine == "ray":
-            from .ray_engine import run_ray
+            engine = ray_session(batch)
+        models = analyzer if analyzer is not None else contextlib.nullcontext()
+        with models, engine, BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:
+            for job, why in reasons.items():
+                progress.print(f"{job.name}: redone: {why}")
+            if batch.engine == "ray":
+                from .ray_engine import run_ray
 
-            results = run_ray(todo, options, batch, progress)
-        elif local:
-            results = _run_here(todo, analyzer, batch, progress)
-        else:
-            from .pool import run_pool
+                results = run_ray(todo, options, batch, progress)
+            elif local:
+                results = _run_here(todo, analyzer, batch, progress)
+            else:
+                from .pool import run_pool
 
-            results = run_pool(todo, options, batch, workers, progress)
-        try:
-            for job, row in results:
-                rows[job] = row
-                progress.finished(job, row)
-                save()
-        finally:  # also on Ctrl-C: what finished is on record for the rerun
-            save(force=True)
+                results = run_pool(todo, options, batch, workers, progress)
+            try:
+                with contextlib.closing(results):  # on a signal, the engine stops its workers here
+                    for job, row in results:
+                        rows[job] = row
+                        progress.finished(job, row)
+                        save()
+            finally:  # also on a signal: what finished is on record for the rerun
+                save(force=True)
     progress.report(rows.values(), out / "summary.csv")
+    if summary_error:
+        raise SummaryError(summary_error)
     return [rows[j] for j in jobs]
 
 

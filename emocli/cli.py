@@ -41,6 +41,14 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _check_training(lr: float, val_fraction: float | None = None) -> None:
+    """Values typer's ranges cannot say (open intervals), checked before TensorFlow loads."""
+    if not lr > 0:  # also NaN
+        _fail(f"--lr must be a positive learning rate, not {lr}", 2)
+    if val_fraction is not None and not 0 < val_fraction < 1:
+        _fail(f"--val-fraction must be between 0 and 1 (exclusive), not {val_fraction}", 2)
+
+
 @app.command()
 def process(
     inputs: Annotated[
@@ -104,7 +112,7 @@ def process(
 
     Example: emocli process examples/demo.mp4 -o out/ --annotate
     """
-    from .batch import BatchOptions, run_batch
+    from .batch import BatchOptions, Interrupted, SummaryError, UsageError, run_batch
     from .models import ModelError
     from .pipeline import AnalyzeOptions
 
@@ -118,8 +126,13 @@ def process(
     )  # fmt: skip
     try:
         summary = run_batch(inputs, out, options, batch)
-    except (ModelError, FileNotFoundError, ValueError, ImportError) as e:
+    except UsageError as e:
+        _fail(str(e), 2)
+    except (ModelError, FileNotFoundError, ValueError, ImportError, SummaryError) as e:
         _fail(str(e))
+    except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: what finished is in the summary
+        code = e.exit_code if isinstance(e, Interrupted) else 130
+        _fail(f"interrupted: the videos that finished are in {out / 'summary.csv'}; rerun to do the rest", code)
     if any(row["status"] == "failed" for row in summary):
         raise typer.Exit(1)
 
@@ -169,6 +182,7 @@ def train_face(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Train the face CNN on 48x48 grayscale faces (FER2013 layout)."""
+    _check_training(lr=lr, val_fraction=val_fraction)
     from .train.face import FaceConfig
     from .train.face import train_face as run
 
@@ -309,7 +323,10 @@ def evaluate(
         typer.Option(help="Faces: fer2013.csv or an image folder. Voice: audio folders/files: --data A B ..."),
     ],
     split: Annotated[str | None, typer.Option(help="Face split to score (default: test if present, else all).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Folder for the confusion PNG (default: next to the model).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the confusion PNG (default: the current folder; with --json, none unless given)."),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option("--json", help='Print one JSON object: {"accuracy", "macro_f1", "n", "labels", "confusion"}.'),
@@ -318,15 +335,20 @@ def evaluate(
     """Accuracy, macro-F1 and confusion matrix of a model on a labelled dataset."""
     import json
 
-    from .evaluate import JSON_KEYS
+    from .evaluate import JSON_KEYS, one_line_warnings
     from .evaluate import evaluate as run
     from .models import ModelError
 
     sources = list(data) + [Path(a) for a in _extra_args(ctx)]
+    if out is not None and out.exists() and not out.is_dir():
+        _fail(f"--out {out}: is a file, not a folder", 2)
     try:  # with --json, stdout carries the JSON object only (warnings go to stderr)
-        report = run(model, sources, split=split, out=None if as_json else (out or model.parent))
+        with one_line_warnings(lambda text: typer.secho(text, fg=typer.colors.YELLOW, err=True)):
+            report = run(model, sources, split=split, out=out if as_json else (out or Path.cwd()))
     except (ModelError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
+    except OSError as e:  # the picture could not be written
+        _fail(f"cannot write {e.filename or out}: {e.strerror}")
     if as_json:
         typer.echo(json.dumps({k: report[k] for k in JSON_KEYS}))
         return

@@ -7,7 +7,8 @@ clips are scored as in training's validation: the softmax of sliding windows
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,22 @@ from .metrics import classification_report, plot_confusion
 # DESIGN.md's object, then what was scored: `emocli export --metrics-json` puts an
 # evaluation on the model card, and a card names its dataset and split.
 JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split")
+
+
+@contextlib.contextmanager
+def one_line_warnings(say: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, each warning reaches ``say`` as one line ("warning: ..."), without
+    the file, line and source text Python's default display adds."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message).strip()
+        say(f"warning: {text.splitlines()[0] if text else category.__name__}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        yield
 
 
 def silence_frame(spec: FeatureSpec) -> np.ndarray:
@@ -69,11 +86,13 @@ def evaluate(
     ``data``: for faces fer2013.csv or ``[<split>/]<class>/`` image folders (``split``
     defaults to "test" when there is one, else "all"); for voice one or more folders or
     files in the RAVDESS/TESS/CREMA-D/``<class>/`` layouts. With ``out``, writes
-    ``<model>-confusion.png`` there.
+    ``<model>-confusion.png`` there (never beside the model, which may be read-only).
     """
-    from .models import read_info
+    from .models import ModelError, read_info
 
     model_path = Path(model_path)
+    if model_path.is_dir():
+        raise ModelError(f"{model_path}: is a folder, not a model file")
     sources = [Path(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
     info = read_info(model_path)
     if info.task == "face":

@@ -1,5 +1,8 @@
 """Video and audio I/O with the bundled ffmpeg and OpenCV: probe, frames, audio, encode.
 
+Every ffmpeg runs in its own process group: a terminal's Ctrl-C reaches emocli alone,
+which stops its ffmpegs itself, after it has decided what to keep.
+
 Everything streams: frames are decoded once, in order, and only the sampled ones are
 kept; audio is read from one ffmpeg pipe with a bounded buffer. Memory therefore
 depends on the interval and window, never on the length of the video.
@@ -75,7 +78,12 @@ def _ffmpeg_error(path: Path, stderr: str) -> str:
 def _not_a_file(path: Path) -> str:
     if path.is_symlink() and not path.exists():
         return f"broken symbolic link (to {os.readlink(path)})"
-    return "a folder, not a file" if path.is_dir() else "no such file"
+    if path.is_dir():
+        return "a folder, not a file"
+    if path.exists():  # never opened: a FIFO would block the batch until something writes to it
+        kind = "a FIFO" if path.is_fifo() else "a socket" if path.is_socket() else "a device"
+        return f"not a regular file ({kind})"
+    return "no such file"
 
 
 def probe(path: str | Path) -> MediaInfo:
@@ -120,7 +128,7 @@ def _audio_command(path: str | Path, sample_rate: int) -> list[str]:
 
 def read_audio(path: str | Path, sample_rate: int = 16_000) -> np.ndarray:
     """The whole first audio track as mono float32 at ``sample_rate`` (for short clips)."""
-    proc = subprocess.run(_audio_command(path, sample_rate), capture_output=True)
+    proc = subprocess.run(_audio_command(path, sample_rate), capture_output=True, process_group=0)
     if proc.returncode != 0:
         raise MediaError(_ffmpeg_error(Path(path), proc.stderr.decode(errors="replace")))
     return np.frombuffer(proc.stdout, dtype=np.float32).copy()
@@ -137,7 +145,9 @@ class AudioStream:
 
     def __init__(self, path: str | Path, sample_rate: int = 16_000):
         self.sample_rate = sample_rate
-        self._proc = subprocess.Popen(_audio_command(path, sample_rate), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(
+            _audio_command(path, sample_rate), stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0
+        )
         self._buf = np.zeros(0, np.float32)
         self._start = 0  # sample index of _buf[0]
         self._eof = False
@@ -340,7 +350,7 @@ class FrameSampler:
                "-vf", f"select='{self._select(times)}'", "-fps_mode", "passthrough", "-pix_fmt", "bgr24",
                "-f", "rawvideo", "-"]  # fmt: skip
         self._err = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err)
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err, process_group=0)
         frames: queue.Queue = queue.Queue(self.AHEAD)
         self._thread = threading.Thread(target=self._read, args=(self._proc, w, h, len(times), frames), daemon=True)
         self._thread.start()
@@ -489,7 +499,7 @@ def render_filtered(source: str | Path, out: str | Path, filters: list[str], com
     cmd += ["-fps_mode", "passthrough", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
             "-movflags", "+faststart", "-f", "mp4", str(out)]  # fmt: skip
     try:
-        proc = subprocess.run(cmd, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(cmd, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, process_group=0)
     finally:
         if script is not None:
             os.unlink(script)

@@ -13,17 +13,42 @@ import numpy as np
 from .labels import LABELS
 from .timeline import Timeline, has_face, is_missing
 
+# Bytes a file name may take on common file systems (ext4, XFS, APFS, NTFS: 255).
+NAME_MAX = 255
+# Room a temporary name needs beyond its final name's stem: ".", ".part-", a pid, a suffix.
+_PART_ROOM = 40
+
+
+def short_name(name: str, room: int = _PART_ROOM) -> str:
+    """``name``, or when ``room`` more bytes would pass NAME_MAX, its head (whole characters)
+    and a hash of all of it: a derived name (temporary, record) never exceeds the limit and
+    two long names that share their head still get different ones."""
+    data = name.encode("utf-8", "surrogateescape")
+    if len(data) + room <= NAME_MAX:
+        return name
+    import hashlib
+
+    digest = hashlib.sha1(data).hexdigest()[:12]
+    head = data[: NAME_MAX - room - len(digest) - 1].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
+
+
+def part_prefix(path: Path) -> str:
+    """The start of every temporary name of ``path`` (``.<stem>.part-``), whatever the pid."""
+    return f".{short_name(path.stem)}.part-"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` (same suffix); rename it over ``path`` on success.
 
     A crash or kill at any moment leaves either the old file or the new one under the
-    final name, never a half-written one; a failed write removes its temporary.
+    final name, never a half-written one; a failed write removes its temporary. The
+    temporary's name stays within NAME_MAX even when ``path``'s name nearly fills it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.part-{os.getpid()}{path.suffix}")
+    tmp = path.with_name(f"{part_prefix(path)}{os.getpid()}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -79,9 +104,16 @@ class Writer:
         return stem.with_name(stem.name + self.suffix)
 
     def write(self, timeline: Timeline, stem: Path) -> Path:
+        """Write ``stem``'s output; an OSError always names the output (libraries that write
+        through their own handles, as matplotlib does, raise it without a file name)."""
         target = self.path(stem)
-        with atomic_path(target) as tmp:
-            self._write(timeline, tmp)
+        try:
+            with atomic_path(target) as tmp:
+                self._write(timeline, tmp)
+        except OSError as e:
+            if e.filename is None:
+                raise OSError(e.errno, e.strerror or str(e), str(target)) from e
+            raise
         return target
 
     def _write(self, timeline: Timeline, tmp: Path) -> None:

@@ -8,6 +8,7 @@ were in flight are tried once more, and one in flight at two crashes is reported
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 from collections import deque
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from .batch import BatchOptions, Job, error_line, run_job
+from .batch import BatchOptions, Interrupted, Job, error_line, run_job
 from .media import decoder_threads
 from .outputs import summary_row
 from .pipeline import AnalyzeOptions, Analyzer
@@ -28,10 +29,28 @@ _load_error: str = ""
 _batch: BatchOptions | None = None
 
 
+_in_job = False
+
+
+def _on_sigterm(signum, frame) -> None:
+    """The main process stops this worker: mid-video, unwind (temporaries removed, ffmpeg
+    stopped) and exit; idle, exit at once."""
+    if _in_job:
+        raise Interrupted(signum)
+    os._exit(128 + signum)
+
+
 def _init_worker(options: AnalyzeOptions, batch: BatchOptions, threads: int) -> None:
     """Runs once per worker process: the models and the face detector are loaded here only."""
     global _analyzer, _batch, _load_error
+    import signal
+
     import cv2
+
+    # A terminal's Ctrl-C reaches every process of its group: the main process alone decides,
+    # and stops the workers with SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
     cv2.setNumThreads(threads)
     options.threads = threads  # a copy: spawn pickles the options for each worker
@@ -44,9 +63,16 @@ def _init_worker(options: AnalyzeOptions, batch: BatchOptions, threads: int) -> 
 
 
 def _work(job: Job) -> dict:
+    global _in_job
     if _analyzer is None:
         return summary_row(job.name, "failed", error=_load_error)
-    return run_job(_analyzer, job, _batch)
+    _in_job = True
+    try:
+        return run_job(_analyzer, job, _batch)
+    except Interrupted as e:  # unwound: nothing half-written is left; the row would go nowhere
+        os._exit(e.exit_code)
+    finally:
+        _in_job = False
 
 
 def run_pool(
@@ -100,5 +126,24 @@ def _run_until_crash(queue: deque, options, batch, workers: int, threads: int, p
                 yield job, row
         return []
     finally:
-        # On Ctrl-C, do not wait for the videos still running.
-        pool.shutdown(wait=not pending, cancel_futures=True)
+        if pending:  # a signal (or the caller stopped early): stop the videos still running
+            _stop_workers(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
+    """SIGTERM each worker (it unwinds its video: temporaries removed, ffmpeg stopped) and
+    wait for it; one that does not exit within ``grace_s`` is killed."""
+    import time
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        with contextlib.suppress(OSError, ValueError):
+            p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in processes:
+        with contextlib.suppress(OSError, ValueError):
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join()

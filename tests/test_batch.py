@@ -16,7 +16,7 @@ from media_corpus import clip
 from typer.testing import CliRunner
 
 from emocli import pool
-from emocli.batch import BatchOptions, Job, discover, remove_stale_parts
+from emocli.batch import BatchOptions, Job, UsageError, discover, remove_stale_parts
 from emocli.cli import app
 from emocli.media import probe
 from emocli.pipeline import AnalyzeOptions
@@ -82,9 +82,9 @@ def test_discover_mirrors_layout_and_keeps_same_names_apart(tmp_path):
     stems = [j.stem.name for j in discover([src / "c"], "out")]
     assert sorted(stems) == ["CLIP", "clip", "clip.mp4"]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no video files"):
+    with pytest.raises(UsageError, match="no video files"):
         discover([tmp_path / "empty"], "out")
-    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+    with pytest.raises(UsageError, match="no such file or folder"):
         discover([src / "missing.mp4"], "out")
 
 
@@ -200,8 +200,8 @@ def test_killed_run_leaves_no_partial_outputs_and_rerun_completes_it(batch_dir, 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while (
-        # a final CSV, not its temporary (".v0.part-<pid>.csv" also ends in .csv)
-        not [p for p in out.rglob("*.csv") if p.name != "summary.csv" and ".part-" not in p.name]
+        # a video's final record (written after its outputs), not a pending one nor a temporary
+        not [p for p in out.rglob(".*.emocli") if "pending" not in p.read_text()]
         and proc.poll() is None
         and time.monotonic() < deadline
     ):

@@ -43,6 +43,14 @@ class FaceConfig:
     split_seed: int = 0  # which faces are set aside for validation: fixed, so runs compare and ensemble fairly
     init: str | None = None
 
+    def __post_init__(self):
+        if not (self.epochs >= 1 and self.batch_size >= 1 and self.width >= 4):
+            raise ValueError("epochs and batch_size must be at least 1, width at least 4")
+        if not self.lr > 0:  # also NaN
+            raise ValueError(f"lr must be a positive learning rate, not {self.lr}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), not {self.val_fraction}")
+
 
 def _conv_bn_relu(x, filters: int):
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)

@@ -1,0 +1,314 @@
+"""A user's files are sacred: outputs never land on inputs, reruns are honest, write
+failures are one line per video, odd names and special files are handled, and training
+and evaluation check their inputs first.
+
+Each test runs the real command (in this process, or its own where signals or resource
+limits matter) on small generated clips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from media_corpus import clip
+from typer.testing import CliRunner
+
+from emocli.batch import discover, record_path
+from emocli.cli import app
+from emocli.outputs import SUMMARY_COLUMNS
+
+SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory, face_image) -> Path:
+    """One healthy 2 s clip (a face and a tone), copied into each test's own input folder."""
+    return clip(tmp_path_factory.mktemp("source") / "clip.mp4", face_image, SECONDS)
+
+
+def models_args(models) -> list[str]:
+    return ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]
+
+
+def cli(*args, models=None):
+    extra = models_args(models) if models else []
+    return CliRunner().invoke(app, [*map(str, args), *extra, "--no-plot", "--quiet", "--workers", "1"])
+
+
+def emocli(*args, models, preexec_fn=None, timeout=120) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "emocli", "process", *map(str, args), *models_args(models), "--quiet"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
+
+
+def summary(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "summary.csv", keep_default_na=False)
+
+
+def inputs(tmp_path: Path, source: Path, *names: str) -> Path:
+    folder = tmp_path / "in"
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, folder / name)
+    return folder
+
+
+# ---------------------------------------------------------------- 1. no output on an input
+
+
+def test_annotated_output_onto_its_input_is_refused_before_any_work(source, models, tmp_path):
+    folder = inputs(tmp_path, source, "a.mp4", "b.mp4")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = CliRunner().invoke(app, ["process", str(folder), "-o", str(folder), "--annotate", *models_args(models)])
+    assert result.exit_code == 2
+    assert len(result.output.strip().splitlines()) == 1 and "would overwrite the input" in result.output
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing written, nothing changed
+
+
+def test_output_folder_inside_the_input_is_never_walked(source, models, tmp_path):
+    folder = inputs(tmp_path, source, "a.mp4", "sub/b.mp4")
+    out = folder / "out"
+    for _ in range(2):
+        result = cli("process", folder, "-o", out, "--annotate", models=models)
+        assert result.exit_code == 0, result.output
+    assert sorted(summary(out)["video"]) == sorted([str(folder / "a.mp4"), str(folder / "sub" / "b.mp4")])
+    assert summary(out)["status"].tolist() == ["skipped", "skipped"]
+    assert not (out / "out").exists()
+    # Outputs written beside their inputs (-o the input folder): the annotated videos are outputs, not inputs.
+    mov = inputs(tmp_path / "mov", source, "c.mov")
+    assert cli("process", mov, "-o", mov, "--annotate", models=models).exit_code == 0
+    assert (mov / "c.mp4").is_file() and [j.source.name for j in discover([mov], tmp_path / "x")] == ["c.mov"]
+
+
+def test_outputs_of_an_older_emocli_inside_an_input_are_not_inputs(source, tmp_path):
+    """An older emocli left out/ with summary.csv and an annotated demo.mp4 (no records)."""
+    folder = inputs(tmp_path, source, "demo.mp4", "out/demo.mp4", "inplace/talk.mp4")
+    (folder / "out" / "summary.csv").write_text(
+        f"{','.join(SUMMARY_COLUMNS)}\n{folder / 'demo.mp4'},ok,,2.0,2,1,2.0,sad,1\n"
+    )
+    # Processed in place without --annotate: its summary names the video itself, an input.
+    (folder / "inplace" / "summary.csv").write_text(
+        f"{','.join(SUMMARY_COLUMNS)}\n{folder / 'inplace/talk.mp4'},ok,,2,2,1,2,sad,1\n"
+    )
+    found = sorted(str(j.source.relative_to(folder)) for j in discover([folder], tmp_path / "elsewhere"))
+    assert found == ["demo.mp4", "inplace/talk.mp4"]
+
+
+# ---------------------------------------------------------------- 3. exit codes, write errors
+
+
+@pytest.mark.parametrize("case", ["missing input", "empty folder", "-o is a file", "-o under a file"])
+def test_bad_usage_is_one_line_and_exit_2(source, tmp_path, case):
+    folder = inputs(tmp_path, source, "a.mp4")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.txt").write_text("mine")
+    target, out = {
+        "missing input": (tmp_path / "nope.mp4", tmp_path / "out"),
+        "empty folder": (tmp_path / "empty", tmp_path / "out"),
+        "-o is a file": (folder, tmp_path / "file.txt"),
+        "-o under a file": (folder, tmp_path / "file.txt" / "out"),
+    }[case]
+    result = CliRunner().invoke(app, ["process", str(target), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert (tmp_path / "file.txt").read_text() == "mine"
+
+
+def test_summary_that_cannot_be_written_is_one_line_and_the_batch_goes_on(source, models, tmp_path):
+    folder = inputs(tmp_path, source, "a.mp4", "b.mp4")
+    out = tmp_path / "out"
+    (out / "summary.csv").mkdir(parents=True)  # a folder in its place
+    result = cli("process", folder, "-o", out, models=models)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"summary not written: cannot write {out / 'summary.csv'}: Is a directory"
+    ]
+    assert (out / "a.csv").is_file() and (out / "b.csv").is_file()  # both videos done
+    assert not [p for p in out.iterdir() if ".part-" in p.name]
+
+
+def test_an_output_that_cannot_be_written_fails_that_video_alone(source, models, tmp_path):
+    folder = inputs(tmp_path, source, "a.mp4", "b.mp4")
+    out = tmp_path / "out"
+    (out / "a.csv").mkdir(parents=True)  # a folder where a's timeline goes
+    result = cli("process", folder, "-o", out, models=models)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"{folder / 'a.mp4'}: cannot write {out / 'a.csv'}: Is a directory"]
+    assert summary(out)["status"].tolist() == ["failed", "ok"]
+
+
+def test_a_full_disk_fails_each_video_in_one_line(source, models, tmp_path):
+    """A file-size limit stands in for a full disk: writes past it fail (EFBIG) as ENOSPC would."""
+    folder = inputs(tmp_path, source, "a.mp4", "b.mp4")
+    out = tmp_path / "out"
+
+    def limit():  # the timelines and the summary fit; the plots (about 25 kB) do not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
+
+    done = emocli(folder, "-o", out, "--workers", "2", models=models, preexec_fn=limit)
+    assert done.returncode == 1
+    lines = sorted(done.stderr.splitlines())
+    assert lines == [f"{folder / n}.mp4: cannot write {out / n}.png: File too large" for n in ("a", "b")], done.stderr
+    assert summary(out)["status"].tolist() == ["failed", "failed"]
+    assert not [p for p in out.iterdir() if ".part-" in p.name]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
+def test_unwritable_output_folder(source, models, tmp_path):
+    folder = inputs(tmp_path, source, "a.mp4", "b.mp4")
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        result = cli("process", folder, "-o", out, models=models)
+    finally:
+        out.chmod(0o755)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("summary not written") and "Permission denied" in lines[0]
+
+
+# ---------------------------------------------------------------- 5. names and special files
+
+
+def test_longest_names_and_a_video_named_like_the_summary(source, models, tmp_path):
+    long = "é" * 125 + ".mp4"  # 254 bytes: every temporary and record name must shorten
+    folder = inputs(tmp_path, source, long, "summary.mp4")
+    out = tmp_path / "out"
+    result = cli("process", folder, "-o", out, models=models)
+    assert result.exit_code == 0, result.output
+    assert (out / ("é" * 125 + ".csv")).is_file() and (out / "summary.mp4.csv").is_file()
+    assert len(pd.read_csv(out / "summary.mp4.csv")) == 2 and len(summary(out)) == 2
+    assert not [p for p in out.iterdir() if ".part-" in p.name]
+    again = cli("process", folder, "-o", out, models=models)
+    assert summary(out)["status"].tolist() == ["skipped", "skipped"], again.output
+
+
+def test_fifo_socket_and_folder_model_never_block(source, models, tmp_path):
+    folder = inputs(tmp_path, source, "a.mp4")
+    os.mkfifo(folder / "pipe.mp4")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "live.mp4"))
+    try:
+        done = emocli(folder, "-o", tmp_path / "out", models=models, timeout=60)
+        named = emocli(folder / "pipe.mp4", "-o", tmp_path / "out2", models=models, timeout=60)
+    finally:
+        sock.close()
+    assert done.returncode == 1 and named.returncode == 1
+    rows = summary(tmp_path / "out").set_index("video")
+    assert rows.loc[str(folder / "pipe.mp4"), "error"] == "not a regular file (a FIFO)"
+    assert rows.loc[str(folder / "live.mp4"), "error"] == "not a regular file (a socket)"
+    assert rows.loc[str(folder / "a.mp4"), "status"] == "ok"
+    assert named.stderr.strip() == f"{folder / 'pipe.mp4'}: not a regular file (a FIFO)"
+    result = CliRunner().invoke(app, ["process", str(folder / "a.mp4"), "-o", str(tmp_path / "o3"),
+                                      "--face-model", str(tmp_path), "--voice-model", str(models["voice_model"])])  # fmt: skip
+    assert (
+        result.exit_code == 1
+        and result.output.strip() == f"{tmp_path}: is a folder, not a model file (--face-model takes a .onnx file)"
+    )
+
+
+# ---------------------------------------------------------------- 2. honest reruns
+
+
+def test_rerun_with_other_options_or_a_changed_video_redoes_it_and_says_why(source, models, tmp_path):
+    folder = inputs(tmp_path, source, "a.mp4")
+    out = tmp_path / "out"
+    assert cli("process", folder, "-o", out, models=models).exit_code == 0
+    one_second = pd.read_csv(out / "a.csv")
+    record = json.loads(record_path(out / "a").read_text())
+    assert record["key"]["interval"] == 1.0 and record["outputs"] == ["a.csv"]
+
+    runner = CliRunner()
+    base = ["process", str(folder), "-o", str(out), *models_args(models), "--no-plot", "--workers", "1"]
+    finer = runner.invoke(app, [*base, "--interval", "0.5"])
+    assert finer.exit_code == 0
+    assert f"{folder / 'a.mp4'}: redone: its outputs were made with --interval 1.0 (now 0.5)" in finer.output
+    assert summary(out)["status"].tolist() == ["ok"]
+    assert len(pd.read_csv(out / "a.csv")) == 2 * len(one_second)
+
+    same = runner.invoke(app, [*base, "--interval", "0.5"])
+    assert summary(out)["status"].tolist() == ["skipped"] and "redone" not in same.output
+
+    other_model = tmp_path / "face2.onnx"  # the same model under another name is the same model
+    shutil.copy(models["face_model"], other_model)
+    moved = runner.invoke(app, [*base, "--interval", "0.5", "--face-model", str(other_model)])
+    assert summary(out)["status"].tolist() == ["skipped"], moved.output
+
+    os.utime(folder / "a.mp4", ns=(1, 1))  # the video was replaced since
+    changed = runner.invoke(app, [*base, "--interval", "0.5"])
+    assert "redone: the video changed after its outputs were made" in changed.output
+    assert summary(out)["status"].tolist() == ["ok"]
+
+    record_path(out / "a").unlink()  # outputs of an emocli that kept no record
+    legacy = runner.invoke(app, [*base, "--interval", "0.5"])
+    assert "redone: its outputs carry no record" in legacy.output and summary(out)["status"].tolist() == ["ok"]
+
+
+# ---------------------------------------------------------------- 8. training and evaluation inputs
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--val-fraction", "2"], "--val-fraction must be between 0 and 1 (exclusive), not 2.0"),
+        (["--val-fraction", "0"], "--val-fraction must be between 0 and 1 (exclusive), not 0.0"),
+        (["--lr", "-1"], "--lr must be a positive learning rate, not -1.0"),
+        (["--epochs", "0"], "--epochs"),  # typer's own range check
+    ],
+)
+def test_train_face_checks_its_values_before_tensorflow(tmp_path, args, message):
+    code = f"""
+import sys
+from typer.testing import CliRunner
+from emocli.cli import app
+from emocli.outputs import SUMMARY_COLUMNS
+r = CliRunner().invoke(app, ["train", "face", "--data", {str(tmp_path)!r}, "--out", {str(tmp_path / "run")!r}, *{args!r}])
+print(r.exit_code, "tensorflow" in sys.modules)
+print(r.output)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    status, _, output = done.stdout.partition("\n")
+    assert status == "2 False", done.stdout + done.stderr
+    assert message in output and "Traceback" not in output
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_writes_its_picture_in_out_or_here_never_beside_the_model(face_onnx, tmp_path, monkeypatch):
+    import cv2
+    import numpy as np
+
+    data = tmp_path / "faces"
+    for label, level in (("happy", 220), ("sad", 30)):
+        (data / label).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(data / label / f"{i}.png"), np.full((48, 48), level, np.uint8))
+    (data / "contempt").mkdir()  # a class emocli does not know: one warning line
+    cv2.imwrite(str(data / "contempt" / "0.png"), np.full((48, 48), 99, np.uint8))
+    model = tmp_path / "models" / "face.onnx"
+    model.parent.mkdir()
+    shutil.copy(face_onnx, model)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+
+    table = CliRunner().invoke(app, ["evaluate", str(model), "--data", str(data)])
+    assert table.exit_code == 0, table.output
+    assert (here / "face-confusion.png").is_file() and not (model.parent / "face-confusion.png").exists()
+    warnings = [line for line in table.output.splitlines() if "warning" in line]
+    assert warnings == ["warning: unknown emotion class 'contempt': skipped"]
+
+    out = tmp_path / "pictures"
+    as_json = CliRunner().invoke(app, ["evaluate", str(model), "--data", str(data), "--json", "--out", str(out)])
+    assert as_json.exit_code == 0
+    report = json.loads(as_json.stdout)
+    assert report["n"] == 6 and (out / "face-confusion.png").is_file()
+    assert [p.name for p in model.parent.iterdir()] == ["face.onnx"]
