@@ -41,12 +41,38 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _require_training() -> None:
+    """Training and export live in the `train` extra: say how to get it, not a traceback."""
+    from importlib.util import find_spec
+
+    missing = [name for name in ("tensorflow", "keras", "tf2onnx") if find_spec(name) is None]
+    if missing:
+        _fail(f"training and export need {', '.join(missing)}: pip install 'emocli[train]'")
+
+
 def _check_training(lr: float, val_fraction: float | None = None) -> None:
     """Values typer's ranges cannot say (open intervals), checked before TensorFlow loads."""
     if not lr > 0:  # also NaN
         _fail(f"--lr must be a positive learning rate, not {lr}", 2)
     if val_fraction is not None and not 0 < val_fraction < 1:
         _fail(f"--val-fraction must be between 0 and 1 (exclusive), not {val_fraction}", 2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"emocli {version('emocli')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """What emotion the people in a video show on their faces and carry in their voices, over time."""
 
 
 @app.command()
@@ -93,6 +119,16 @@ def process(
         float,
         typer.Option(help="Ignore faces smaller than this fraction of the frame's shorter side.", min=0.0, max=1.0),
     ] = 0.05,
+    vad_threshold: Annotated[
+        float,
+        typer.Option(
+            help="Speech probability (0-1) at which the voice-activity detector counts 32 ms of audio as speech; "
+            "an interval is voiced when a fifth of its audio window is speech. Lower hears quieter speech, "
+            "higher rejects more noise.",
+            min=0.01,
+            max=0.99,
+        ),
+    ] = 0.5,
     face_views: Annotated[
         bool,
         typer.Option(
@@ -119,6 +155,7 @@ def process(
     options = AnalyzeOptions(
         interval=interval, window=window, face_model=face_model, voice_model=voice_model, fusion=fusion.value,
         face_weight=face_weight, max_faces=max_faces, min_face=min_face, face_views=face_views,
+        vad_threshold=vad_threshold,
     )  # fmt: skip
     batch = BatchOptions(
         annotate=annotate, plot=plot, workers=workers, engine=engine.value, ray_address=ray_address,
@@ -183,6 +220,7 @@ def train_face(
 ) -> None:
     """Train the face CNN on 48x48 grayscale faces (FER2013 layout)."""
     _check_training(lr=lr, val_fraction=val_fraction)
+    _require_training()
     from .train.face import FaceConfig
     from .train.face import train_face as run
 
@@ -228,30 +266,63 @@ def _looks_like_speaker(arg: str) -> bool:
 def train_voice(
     ctx: typer.Context,
     data: Annotated[
-        list[Path], typer.Option(help="Folders/files of RAVDESS, TESS, CREMA-D or <class>/ audio: --data A B ...")
+        list[Path],
+        typer.Option(
+            help="Corpora: folders with a labels.csv (path,emotion,speaker,...,corpus), RAVDESS or TESS folders, "
+            "CREMA-D files, or <class>/ folders of audio: --data A B ...",
+            show_default=False,
+        ),
     ],
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, history, curves, metrics. Rerun to resume.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Run folder: checkpoints, history, curves, metrics. Rerun to resume.", show_default=False),
+    ],
     holdout_speakers: Annotated[
         list[str] | None,
         typer.Option(
-            help="Validation speakers, e.g. ravdess:19 tess:YAF, or bare RAVDESS actors 17 18; default RAVDESS actors 17-20."
+            help="Held-out speakers, e.g. ravdess:19 tess:YAF, or bare RAVDESS actors 17 18 [default: RAVDESS 17-20].",
+            show_default=False,
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 60,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule with one warm-up epoch).")] = 2e-3,
+    holdout_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Also hold out this share of the speakers of every corpus with five or more speakers and none "
+            "named in --holdout-speakers (0 to 0.9).",
+            min=0.0,
+            max=0.9,
+        ),
+    ] = 0.2,
+    holdout_corpus: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Whole corpora to hold out, by their corpus name (labels.csv's corpus column, or ravdess, tess); "
+            "repeat the option or separate names with commas.",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training clips (1 or more).", min=1)] = 30,
+    steps: Annotated[
+        int, typer.Option(help="Batches per epoch; 0: one pass over the training clips.", min=0)
+    ] = 0,
+    batch_size: Annotated[int, typer.Option(help="Windows per batch (1 or more).", min=1)] = 64,
+    lr: Annotated[
+        float, typer.Option(help="Peak learning rate (cosine schedule with one warm-up epoch).", min=1e-6, max=1.0)
+    ] = 2e-3,
     width: Annotated[
-        int, typer.Option(help="Filters of the first Conv1D block; later blocks have 2x and 4x.", min=4)
+        int, typer.Option(help="Filters of the first Conv1D block; later blocks have 2x and 3x (4 or more).", min=4)
     ] = 64,
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.9)] = 0.4,
+    dropout: Annotated[float, typer.Option(help="Dropout before each dense layer (0 to 0.9).", min=0.0, max=0.9)] = 0.3,
     calm: Annotated[
         Calm,
-        typer.Option(help="RAVDESS calm in training: count as neutral, or drop (validation scores it as neutral)."),
+        typer.Option(help="'calm' clips in training: count as neutral, or drop (validation scores them as neutral)."),
     ] = Calm.neutral,
-    seed: Annotated[int, typer.Option()] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and of the training draws.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Train the voice 1D-CNN on MFCC + log-mel windows, validated on held-out speakers."""
+    """Train the voice model on MFCC + log-mel windows of augmented speech, validated on held-out
+    speakers and corpora (the best epoch is the best mean accuracy over them)."""
+    _require_training()
     from .train.voice import DEFAULT_HOLDOUT, VoiceConfig
     from .train.voice import train_voice as run
 
@@ -259,16 +330,32 @@ def train_voice(
     speakers = [a for a in extra if holdout_speakers and _looks_like_speaker(a)]
     sources = [str(p) for p in data] + [a for a in extra if a not in speakers]
     holdout = list(holdout_speakers or DEFAULT_HOLDOUT) + speakers
-    config = VoiceConfig(sources, epochs=epochs, batch_size=batch_size, lr=lr, width=width, dropout=dropout,
-                         holdout_speakers=holdout, calm=calm.value, seed=seed)  # fmt: skip
+    corpora = [name.strip() for value in holdout_corpus or [] for name in value.split(",") if name.strip()]
     try:
+        config = VoiceConfig(
+            sources,
+            epochs=epochs,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            width=width,
+            dropout=dropout,
+            holdout_speakers=holdout,
+            holdout_fraction=holdout_fraction,
+            holdout_corpora=corpora,
+            calm=calm.value,
+            seed=seed,
+        )
         metrics = run(config, out, quiet=quiet)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     v = metrics["validation"]
     typer.echo(
-        f"held-out speakers: clip accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}"
+        f"held out ({len(v['per_group'])} groups): mean clip accuracy {v['accuracy']:.4f}, "
+        f"mean macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}"
     )
+    for name, r in v["per_group"].items():
+        typer.echo(f"  {name}: accuracy {r['accuracy']:.4f} (chance {r['chance']:.3f}), macro-F1 {r['macro_f1']:.4f}, n={r['n']}")
 
 
 @app.command("export")
@@ -305,6 +392,7 @@ def export(
 
     Labels, preprocessing and metrics travel inside it.
     """
+    _require_training()
     from .train.export import ExportError, export_model
 
     try:

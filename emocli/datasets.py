@@ -207,11 +207,48 @@ def audio_item(path: Path, calm: str | None = "neutral") -> AudioItem | None:
     return label and AudioItem(path, label, f"{parent}:unknown", "folder", parent)
 
 
+LABELS_CSV = "labels.csv"
+LABELS_CSV_COLUMNS = ("path", "emotion")  # required; speaker and corpus are used when present
+
+
+def labelled_audio(table: Path, calm: str | None = "neutral") -> list[AudioItem]:
+    """The clips a ``labels.csv`` lists (``path,emotion[,speaker,gender,language,corpus]``).
+
+    Paths are relative to the table's folder. The corpus defaults to the folder's name and
+    the speaker to "unknown". Classes outside the canonical labels follow ``canonical``:
+    calm becomes ``calm`` (neutral by default), anything else (``other``) is dropped.
+    """
+    root = table.parent
+    with open(table, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in LABELS_CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{table}: no {' or '.join(missing)} column (expected path,emotion,speaker,...,corpus)")
+        rows = list(reader)
+    items = []
+    for row in rows:
+        label = canonical(row["emotion"], calm=calm, warn=False)
+        if label is None:
+            continue
+        corpus = (row.get("corpus") or root.name).strip().lower()
+        speaker = (row.get("speaker") or "unknown").strip()
+        items.append(AudioItem(root / row["path"], label, f"{corpus}:{speaker}", corpus, row["emotion"]))
+    return items
+
+
 def find_audio(sources: list[str | Path], calm: str | None = "neutral") -> list[AudioItem]:
+    """Labelled clips under ``sources``: a folder with a ``labels.csv`` is read through it;
+    other folders and files are recognised by their dataset's naming scheme."""
     items = []
     for source in map(Path, sources):
         if not source.exists():
             raise FileNotFoundError(f"{source}: no such file or folder")
+        if source.is_dir() and (source / LABELS_CSV).is_file():
+            items += labelled_audio(source / LABELS_CSV, calm)
+            continue
+        if source.is_file() and source.name == LABELS_CSV:
+            items += labelled_audio(source, calm)
+            continue
         files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_EXTS)
         items += [item for p in files if (item := audio_item(p, calm)) is not None]
     if not items:
@@ -260,6 +297,54 @@ def load_audio_features(items: list[AudioItem], spec, workers: int = 4) -> tuple
         _save_npz(cache, features=np.concatenate(feats).astype(np.float16), offsets=offsets,
                   paths=np.asarray([str(i.path) for i in ok]))  # fmt: skip
     return feats, ok
+
+
+def load_waveforms(
+    items: list[AudioItem], sample_rate: int, max_s: float = 6.0, workers: int = 4
+) -> tuple[list[np.ndarray], list[AudioItem]]:
+    """Mono int16 waveforms of every clip at ``sample_rate`` (centre ``max_s`` seconds), cached as .npz.
+
+    Training augments the waveform (noise, reverberation, telephone band) before the
+    features, so it needs the audio itself; int16 keeps sixteen thousand clips in ~1 GB.
+    Returns the waveforms and the items that decoded; the rest warn.
+    """
+    from .features import fit_window
+    from .media import MediaError, read_audio
+
+    key = _fingerprint([i.path for i in items], f"wave|{sample_rate}|{max_s}")
+    cache = cache_dir() / f"waves-{key}.npz"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            waves, offsets, kept = z["waves"], z["offsets"], set(z["paths"].tolist())
+        ok = [i for i in items if str(i.path) in kept]
+        return [waves[a:b] for a, b in zip(offsets[:-1], offsets[1:])], ok
+
+    skipped = SkipCounter("audio files")
+    limit = int(max_s * sample_rate)
+
+    def one(item: AudioItem):
+        try:
+            y = read_audio(item.path, sample_rate)
+        except (MediaError, OSError, ValueError) as e:
+            return e
+        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+        y = fit_window(y, limit) if len(y) > limit else y
+        return (np.clip(y, -1.0, 1.0) * 32767).astype(np.int16)
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(one, items))
+    waves, ok = [], []
+    for item, r in zip(items, results):
+        if isinstance(r, Exception) or len(r) == 0:
+            skipped.add(item.path, str(r) if isinstance(r, Exception) else "no samples")
+        else:
+            waves.append(r)
+            ok.append(item)
+    skipped.report()
+    if waves:
+        offsets = np.cumsum([0] + [len(w) for w in waves])
+        _save_npz(cache, waves=np.concatenate(waves), offsets=offsets, paths=np.asarray([str(i.path) for i in ok]))
+    return waves, ok
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -132,22 +132,3 @@ def fit_window(signal: np.ndarray, n_samples: int) -> np.ndarray:
     start = (n_samples - len(signal)) // 2
     out[start : start + len(signal)] = signal
     return out
-
-
-def rms_dbfs(signal: np.ndarray, frame: int = 400) -> np.ndarray:
-    """Per-frame RMS level in dBFS (25 ms frames at 16 kHz), for the voice-activity gate."""
-    n = len(signal) // frame
-    if n == 0:
-        return np.full(1, -120.0 if len(signal) == 0 else 20 * np.log10(np.sqrt(np.mean(signal**2)) + 1e-6))
-    x = np.asarray(signal[: n * frame], np.float32).reshape(n, frame)
-    return 20.0 * np.log10(np.sqrt(np.mean(x * x, axis=1)) + 1e-6)
-
-
-def voice_active(signal: np.ndarray, threshold_db: float = -42.0, min_fraction: float = 0.15) -> bool:
-    """Energy gate: enough 25 ms frames above ``threshold_db`` dBFS to be worth classifying.
-
-    Deliberately simple and cheap; it keeps silence and room tone away from the voice
-    model, which would otherwise label them (usually "neutral" or "sad") with confidence.
-    """
-    levels = rms_dbfs(signal)
-    return bool(np.mean(levels > threshold_db) >= min_fraction)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import tone
 
-from emocli.features import FeatureSpec, audio_features, fit_window, mel_basis, voice_active
+from emocli.features import FeatureSpec, audio_features, fit_window, mel_basis
 
 
 @pytest.mark.parametrize(
@@ -45,12 +45,6 @@ def test_frames_follow_the_hop_and_window():
         spec.n_features,
     )
     assert len(fit_window(np.ones(10, np.float32), 20)) == 20 and len(fit_window(np.ones(30, np.float32), 20)) == 20
-
-
-def test_voice_activity_gate():
-    assert voice_active(tone(2.0, level=0.3))
-    assert not voice_active(np.zeros(32000, np.float32))
-    assert not voice_active(tone(2.0, level=0.001))  # room tone, -60 dBFS
 
 
 def test_features_import_no_librosa():

@@ -203,10 +203,13 @@ def test_train_voice_holds_out_speakers_and_stores_the_scaler(voice_run):
     metrics = json.loads((voice_run / "metrics.json").read_text())
     validation = metrics["validation"]
     assert validation["n"] == 8  # actor 17's eight clips (calm scored as neutral)
-    assert "ravdess:17" in validation["split"] and validation["per_dataset"]["ravdess"]["speakers"] == ["ravdess:17"]
+    assert "ravdess:17" in validation["split"] and list(validation["per_group"]) == ["ravdess-speakers"]
+    assert validation["per_group"]["ravdess-speakers"]["chance"] == pytest.approx(1 / 7, abs=1e-3)
     assert metrics["train_clips"] == 16 + 3 + 3
-    spec = FeatureSpec.from_dict(json.loads((voice_run / "preprocess.json").read_text()))
+    preprocess = json.loads((voice_run / "preprocess.json").read_text())
+    spec = FeatureSpec.from_dict(preprocess)
     assert len(spec.mean) == len(spec.std) == spec.n_features and min(spec.std) > 0
+    assert 0.25 <= preprocess["temperature"] <= 8.0 and metrics["calibration"]["temperature"] == preprocess["temperature"]
     assert json.loads((voice_run / "config.json").read_text())["task"] == "voice"
 
 
@@ -225,7 +228,37 @@ def test_train_voice_resumes_where_it_stopped(voice_run, data, tmp_path):
 
 def test_train_voice_rejects_absent_holdout_speakers(data, tmp_path):
     result = cli("train", "voice", "--data", data / "tess", "--out", tmp_path / "r", "--epochs", 1, "-q", ok=False)
-    assert result.exit_code == 1 and "holdout" in result.output
+    assert result.exit_code == 1 and "holdout" in result.output  # TESS: two speakers, too few to split
+    named = cli("train", "voice", "--data", data / "tess", "--out", tmp_path / "r", "--holdout-speakers", "ravdess:05",
+                "--epochs", 1, "-q", ok=False)  # fmt: skip
+    assert named.exit_code == 1 and "ravdess:05" in named.output
+    corpus = cli("train", "voice", "--data", data / "tess", "--out", tmp_path / "r", "--holdout-corpus", "nope",
+                 "--epochs", 1, "-q", ok=False)  # fmt: skip
+    assert corpus.exit_code == 1 and "nope" in corpus.output and "tess" in corpus.output
+
+
+def test_train_voice_holds_out_whole_corpora_from_labels_csv(data, tmp_path):
+    """Two labels.csv corpora with different label sets: one trains, one is held out whole."""
+    for corpus, labels, speakers in (("alpha", ("angry", "happy", "other"), 5), ("beta", ("sad", "calm"), 2)):
+        root = tmp_path / corpus
+        root.mkdir()
+        rows = []
+        for k, label in enumerate(labels):
+            for spk in range(speakers):
+                name = f"{label}_{spk}.wav"
+                sf.write(root / name, _tone(label if label in LABELS else "happy", 1.0, 16_000, k * 10 + spk), 16_000)
+                rows.append(f"{name},{label},s{spk},female,xx,{corpus.upper()}")
+        (root / "labels.csv").write_text("path,emotion,speaker,gender,language,corpus\n" + "\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    cli("train", "voice", "--data", tmp_path / "alpha", tmp_path / "beta", "--out", run, "--holdout-corpus", "beta",
+        "--epochs", 1, "--width", 8, "--batch-size", 4, "-q")  # fmt: skip
+    metrics = json.loads((run / "metrics.json").read_text())
+    groups = metrics["validation"]["per_group"]
+    # beta whole (calm counts as neutral); one of alpha's five speakers; "other" is dropped.
+    assert sorted(groups) == ["alpha-speakers", "beta"]
+    assert groups["beta"]["n"] == 4 and groups["beta"]["classes"] == ["sad", "neutral"]
+    assert groups["alpha-speakers"]["n"] == 2 and groups["alpha-speakers"]["chance"] == 0.5
+    assert metrics["train_clips"] == 8 and metrics["train_corpora"] == ["alpha"]
 
 
 # ---------------------------------------------------------------- export

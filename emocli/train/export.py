@@ -38,6 +38,11 @@ def _card_metrics(metrics: dict | None) -> dict:
         return {}
     measured = metrics.get("validation", metrics)
     card = {key: measured[key] for key in ("accuracy", "macro_f1", "n") if key in measured}
+    if "per_group" in measured:  # a voice run: each held-out corpus or speaker group, with its chance level
+        card["per_group"] = {
+            name: {k: r[k] for k in ("accuracy", "macro_f1", "n", "chance") if k in r}
+            for name, r in measured["per_group"].items()
+        }
     card["dataset"] = metrics.get("dataset", "")  # a run's metrics.json and an evaluation both name it
     split = measured.get("split", "")
     card["split"] = f"validation: {split}" if "validation" in metrics else split

@@ -1,17 +1,21 @@
-"""Train the voice model: a small 1D CNN over MFCC + log-mel frames (RAVDESS, TESS, CREMA-D).
+"""Train the voice model for voices it never heard: a small 1D CNN over MFCC + log-mel frames.
 
-Every epoch sees a fresh random window of ``spec.window_frames`` frames from every
-training clip, perturbed in tempo and vocal-tract length, with SpecAugment-style masks
-and a random gain: with 16 training actors the net otherwise learns the speakers (train
-accuracy 99%, held-out 56%; with the perturbations 92% / 70%). Validation is
-speaker-independent (held-out speakers) and clip-level: softmax averaged over sliding
-windows with 50% overlap, exactly as ``emocli evaluate`` scores a voice model.
+Protocol: whole corpora (``holdout_corpora``) and whole speakers (``holdout_speakers``, plus
+a fraction of every larger corpus's speakers) are left out of training. After every epoch
+each held-out group is scored at clip level (softmax averaged over 2 s windows with 50 %
+overlap, as ``emocli evaluate`` does); the best epoch is the best mean over the groups, so
+no corpus's own test speakers choose the model. A softmax temperature is then fitted on the
+held-out windows and stored with the preprocessing, so inference's confidences are calibrated.
+
+Corpora label different subsets of the seven emotions; the loss is restricted to each
+clip's corpus's labels (``voice_batches.masked_crossentropy``) and batches draw corpora and
+classes evenly (``voice_batches.sampling_weights``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,46 +23,52 @@ import keras
 import numpy as np
 from keras import layers
 
-from ..datasets import AudioItem, find_audio, load_audio_features
-from ..evaluate import clip_probabilities, silence_frame
-from ..features import FeatureSpec, dct_matrix, normalize
+from ..datasets import AudioItem, find_audio, load_waveforms
+from ..evaluate import clip_windows, silence_frame
+from ..features import FeatureSpec, audio_features, normalize
 from ..labels import LABELS
 from .run import (
     Checkpoint,
     RichProgress,
     RunDir,
-    class_weights,
     classification_report,
     compile_for_training,
     plot_confusion,
     plot_curves,
     set_seed,
 )
+from .voice_batches import Augment, WaveBatches, masked_crossentropy
 
 # RAVDESS actors 21-24 are kept by the project owners for the final measurement;
-# 17-20 (two women, two men) are the validation speakers here.
+# 17-20 (two women, two men) are the held-out RAVDESS speakers here.
 DEFAULT_HOLDOUT = ("ravdess:17", "ravdess:18", "ravdess:19", "ravdess:20")
+MIN_SPEAKERS_TO_SPLIT = 5  # a corpus with fewer speakers is trained on whole (or held out whole)
 
 
 @dataclass
 class VoiceConfig:
     data: list[str]
-    epochs: int = 60
-    batch_size: int = 32
+    epochs: int = 30
+    steps: int = 0  # batches per epoch; 0: as many as one pass over the training clips
+    batch_size: int = 64
     lr: float = 2e-3
     width: int = 64
-    dropout: float = 0.4
-    center: bool = True  # subtract each window's own mean over time first (per-window CMN)
+    dropout: float = 0.3
     holdout_speakers: list[str] = field(default_factory=lambda: list(DEFAULT_HOLDOUT))
-    calm: str = "neutral"  # RAVDESS "calm" in training: "neutral" or "drop" (validation always scores it as neutral)
-    label_smoothing: float = 0.1
-    class_weight_power: float = 0.5
-    time_masks: int = 2  # SpecAugment: masks of up to 10% of the frames each
-    freq_masks: int = 2  # ... and of up to 8 mel bands each
-    gain_db: float = 6.0  # random level change, +- this many dB
-    speed: float = 0.1  # random tempo change, +- this fraction (time axis resampled)
-    warp: float = 0.1  # vocal-tract-length perturbation: mel axis stretched by +- this fraction
+    holdout_fraction: float = 0.2  # of the speakers of every corpus with none named in holdout_speakers
+    holdout_corpora: list[str] = field(default_factory=list)
+    calm: str = "neutral"  # "calm" in training: "neutral" or "drop" (validation always scores it as neutral)
+    corpus_power: float = 0.5  # corpora drawn in proportion to size**power
+    augment: Augment = field(default_factory=Augment)
     seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.augment, dict):
+            self.augment = Augment(**self.augment)
+        if self.calm not in ("neutral", "drop"):
+            raise ValueError(f"calm must be 'neutral' or 'drop', not {self.calm!r}")
+        if not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout fraction must be within [0, 1), not {self.holdout_fraction}")
 
 
 def speaker_id(name: str) -> str:
@@ -73,164 +83,184 @@ def speaker_id(name: str) -> str:
 
 
 def build_voice_model(
-    n_features: int, width: int = 64, dropout: float = 0.4, center: bool = True, n_classes: int = len(LABELS)
+    n_features: int, width: int = 64, dropout: float = 0.3, n_classes: int = len(LABELS)
 ) -> keras.Model:
-    """Four Conv1D blocks (BN, ReLU, pooling) over time, then global average pooling.
+    """Conv1D blocks over time, then mean and max pooling over time.
 
-    The time axis is left open (``None``), so the same model scores a 2 s window or a
-    whole clip; about 0.35 M parameters (1.4 MB) at width 64. ``center`` feeds the
-    network each feature's deviation from the window's own mean next to the
-    standardised features: cepstral mean normalisation, which removes much of the
-    speaker's and the microphone's fixed colouring, while the raw half keeps loudness.
+    The time axis is left open, so one model scores a 2 s window or a whole clip. The net
+    sees each feature's deviation from the window's own mean beside the standardised
+    features: cepstral mean normalisation removes much of the speaker's and the
+    microphone's fixed colouring, while the raw half keeps level and spectral balance.
     """
     inputs = keras.Input((None, n_features), name="features")
-    x = inputs
-    if center:
-        window_mean = layers.GlobalAveragePooling1D(keepdims=True, name="window_mean")(x)
-        x = layers.Concatenate(name="with_centered")([x, layers.Subtract(name="centered")([x, window_mean])])
-    for i, mult in enumerate((1, 2, 4, 4)):
+    window_mean = layers.GlobalAveragePooling1D(keepdims=True, name="window_mean")(inputs)
+    x = layers.Concatenate(name="with_centered")([inputs, layers.Subtract(name="centered")([inputs, window_mean])])
+    x = layers.Conv1D(width, 1, use_bias=False)(x)  # mixes the features once, cheaply
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    for i, mult in enumerate((1, 2, 2, 3)):
         x = layers.Conv1D(width * mult, 5 if i == 0 else 3, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
         if i < 3:
             x = layers.MaxPooling1D(2, padding="same")(x)
-    x = layers.GlobalAveragePooling1D()(x)
+    x = layers.Concatenate(name="pooled")([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(width * 2, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="emocli_voice")
 
 
-def fit_scaler(clips: list[np.ndarray], spec: FeatureSpec) -> FeatureSpec:
-    """The spec with per-feature mean/std of every frame of the (training) clips."""
-    frames = np.concatenate(clips).astype(np.float64)
-    mean, std = frames.mean(0), np.maximum(frames.std(0), 1e-3)
+def fit_scaler(waves: list[np.ndarray], spec: FeatureSpec, limit: int = 2000) -> FeatureSpec:
+    """The spec with per-feature mean/std over the frames of (up to ``limit``) training clips."""
+    step = max(1, len(waves) // limit)
+    frames = np.concatenate([audio_features(w.astype(np.float32) / 32767.0, spec) for w in waves[::step]])
+    mean, std = frames.mean(0, dtype=np.float64), np.maximum(frames.std(0, dtype=np.float64), 1e-3)
     return FeatureSpec.from_dict({**spec.to_dict(), "mean": mean.round(5).tolist(), "std": std.round(5).tolist()})
 
 
-class CropBatches:
-    """Endless (x, y, weight) batches of random crops, deterministic per (seed, epoch).
+def held_out_speakers(items: list[AudioItem], named: set[str], fraction: float) -> set[str]:
+    """``named``, plus ``fraction`` of the speakers of every corpus with at least
+    MIN_SPEAKERS_TO_SPLIT speakers and none named; picked by a hash of their id, so the
+    choice does not move with the data's order or the seed."""
+    out = set(named)
+    by_corpus: dict[str, set[str]] = {}
+    for it in items:
+        by_corpus.setdefault(it.dataset, set()).add(it.speaker)
+    for speakers in by_corpus.values():
+        if speakers & named or len(speakers) < MIN_SPEAKERS_TO_SPLIT:
+            continue
+        ranked = sorted(speakers, key=lambda s: hashlib.sha1(s.encode()).hexdigest())
+        out |= set(ranked[: round(fraction * len(speakers))])
+    return out
 
-    Epoch ``e`` is always drawn from ``default_rng([seed, e])``, so a resumed run sees
-    the same crops as an uninterrupted one.
+
+@dataclass
+class Group:
+    """A held-out set scored on its own: one whole corpus, or one corpus's held-out speakers."""
+
+    name: str
+    windows: np.ndarray  # every clip's windows, stacked
+    bounds: np.ndarray  # clip i's windows are windows[bounds[i]:bounds[i + 1]]
+    y: np.ndarray
+
+    def clip_probabilities(self, predict) -> np.ndarray:
+        probs = np.asarray(predict(self.windows))
+        return np.stack([probs[a:b].mean(0) for a, b in zip(self.bounds[:-1], self.bounds[1:])])
+
+    def report(self, probs: np.ndarray) -> dict:
+        classes = sorted(set(self.y.tolist()))
+        return {
+            **classification_report(self.y, probs.argmax(1)),
+            "chance": round(1 / len(classes), 4),
+            "classes": [LABELS[c] for c in classes],
+        }
+
+
+def make_group(name: str, waves: list[np.ndarray], y: np.ndarray, spec: FeatureSpec) -> Group:
+    pad = normalize(silence_frame(spec)[None], spec)[0]
+    per_clip = [
+        clip_windows(normalize(audio_features(w.astype(np.float32) / 32767.0, spec), spec), spec.window_frames, pad)
+        for w in waves
+    ]
+    bounds = np.cumsum([0] + [len(w) for w in per_clip])
+    return Group(name, np.concatenate(per_clip).astype(np.float32), bounds, y)
+
+
+class GroupValidation(keras.callbacks.Callback):
+    """After every epoch: each group's clip-level accuracy; ``val_accuracy`` is their mean.
+
+    Listed before ``Checkpoint``, so the best model is chosen on the mean over groups.
     """
 
-    def __init__(self, clips, y, weights, spec: FeatureSpec, config: VoiceConfig):
-        self.clips, self.y, self.weights, self.config = clips, y, weights, config
-        self.frames, self.n_mfcc = spec.window_frames, spec.n_mfcc
-        self.mean, self.std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
-        std = self.std
-        self.pad = (silence_frame(spec) - self.mean) / std
-        self.dct = dct_matrix(spec.n_mels, spec.n_mfcc)
-        # What +1 dB of level does to a normalised frame: +1 on every log-mel band and,
-        # through the orthonormal DCT, a fixed shift of the MFCCs.
-        per_db = np.concatenate([dct_matrix(spec.n_mels, spec.n_mfcc).sum(1), np.ones(spec.n_mels, np.float32)])
-        self.gain_direction = (per_db / std).astype(np.float32)
-
-    def steps(self) -> int:
-        return int(np.ceil(len(self.y) / self.config.batch_size))
-
-    @staticmethod
-    def _resample_time(x: np.ndarray, n: int) -> np.ndarray:
-        """Linear interpolation of the frames of ``x`` to ``n`` frames."""
-        pos = np.linspace(0, len(x) - 1, n)
-        i0 = np.floor(pos).astype(int)
-        i1 = np.minimum(i0 + 1, len(x) - 1)
-        frac = (pos - i0).astype(np.float32)[:, None]
-        return x[i0] * (1 - frac) + x[i1] * frac
-
-    def perturb(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Tempo and vocal-tract-length perturbation of a normalised clip.
-
-        Both act on the log-mel half; the MFCC half is recomputed from it through the
-        same DCT as ``features.audio_features``, so the two halves stay consistent.
-        """
-        c = self.config
-        if c.speed > 0:
-            clip = self._resample_time(clip, max(2, round(len(clip) / rng.uniform(1 - c.speed, 1 + c.speed))))
-        if c.warp > 0:
-            m = self.n_mfcc
-            log_mel = clip[:, m:] * self.std[m:] + self.mean[m:]
-            n_mels = log_mel.shape[1]
-            # Band j takes the energy of band j * alpha: alpha > 1 sounds like a shorter vocal tract.
-            pos = np.clip(np.arange(n_mels) * rng.uniform(1 - c.warp, 1 + c.warp), 0, n_mels - 1)
-            i0 = np.floor(pos).astype(int)
-            i1 = np.minimum(i0 + 1, n_mels - 1)
-            frac = (pos - i0).astype(np.float32)
-            log_mel = log_mel[:, i0] * (1 - frac) + log_mel[:, i1] * frac
-            raw = np.concatenate([log_mel @ self.dct.T, log_mel], axis=1)
-            clip = (raw - self.mean) / self.std
-        return clip.astype(np.float32)
-
-    def crop(self, clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        n, w = len(clip), self.frames
-        if n >= w:
-            start = rng.integers(0, n - w + 1)
-            return clip[start : start + w]
-        out = np.repeat(self.pad[None], w, axis=0)
-        start = rng.integers(0, w - n + 1)
-        out[start : start + n] = clip
-        return out
-
-    def augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        c = self.config
-        x = x + rng.uniform(-c.gain_db, c.gain_db) * self.gain_direction
-        for _ in range(c.time_masks):
-            width = rng.integers(0, self.frames // 10 + 1)
-            start = rng.integers(0, self.frames - width + 1)
-            x[start : start + width] = 0.0  # the training mean
-        n_mels = x.shape[1] - self.n_mfcc
-        for _ in range(c.freq_masks):
-            width = rng.integers(0, 9)
-            start = self.n_mfcc + rng.integers(0, n_mels - width + 1)
-            x[:, start : start + width] = 0.0
-        return x
-
-    def __call__(self, first_epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        k, bs = len(LABELS), self.config.batch_size
-        epoch = first_epoch
-        while True:
-            rng = np.random.default_rng([self.config.seed, epoch])
-            order = rng.permutation(len(self.y))
-            for b in range(0, len(order), bs):
-                idx = order[b : b + bs]
-                x = np.stack([self.augment(self.crop(self.perturb(self.clips[i], rng), rng), rng) for i in idx])
-                yield x, keras.utils.to_categorical(self.y[idx], k), self.weights[idx].astype(np.float32)
-            epoch += 1
-
-
-class ClipValidation(keras.callbacks.Callback):
-    """Clip-level validation after every epoch; writes val_accuracy/val_loss/val_macro_f1 into the logs.
-
-    Listed before ``Checkpoint`` so that the best model is chosen on the clip-level score.
-    """
-
-    def __init__(self, core: keras.Model, clips, y, spec: FeatureSpec, pad: np.ndarray):
+    def __init__(self, core: keras.Model, groups: list[Group]):
         super().__init__()
-        self.core, self.clips, self.y, self.spec, self.pad = core, clips, y, spec, pad
+        self.core, self.groups = core, groups
 
-    def probabilities(self) -> np.ndarray:
-        return clip_probabilities(
-            self.clips, self.spec, lambda x: self.core.predict(x, batch_size=256, verbose=0), self.pad
-        )
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.core.predict(x, batch_size=512, verbose=0)
+
+    def reports(self) -> dict[str, dict]:
+        return {g.name: g.report(g.clip_probabilities(self.predict)) for g in self.groups}
 
     def on_epoch_end(self, epoch, logs=None):
-        probs = self.probabilities()
-        report = classification_report(self.y, probs.argmax(1))
+        reports = self.reports()
         if logs is not None:
-            logs["val_accuracy"] = report["accuracy"]
-            logs["val_macro_f1"] = report["macro_f1"]
-            logs["val_loss"] = float(-np.log(np.maximum(probs[np.arange(len(self.y)), self.y], 1e-7)).mean())
+            logs["val_accuracy"] = metrics_mean(reports, "accuracy")
+            logs["val_macro_f1"] = metrics_mean(reports, "macro_f1")
+            for name, r in reports.items():
+                logs[f"val_{name}"] = r["accuracy"]
 
 
-def _select(
-    items: list[AudioItem], clips: list[np.ndarray], keep
-) -> tuple[list[np.ndarray], np.ndarray, list[AudioItem]]:
-    chosen = [(c, it) for c, it in zip(clips, items, strict=True) if keep(it)]
-    return (
-        [c for c, _ in chosen],
-        np.asarray([LABELS.index(it.label) for _, it in chosen], np.int64),
-        [it for _, it in chosen],
+def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
+    """The softmax temperature that minimises the held-out negative log-likelihood."""
+    log_p = np.log(np.maximum(probs, 1e-12))
+    best, best_nll = 1.0, np.inf
+    for t in np.exp(np.linspace(np.log(0.25), np.log(8.0), 121)):
+        z = log_p / t
+        z -= z.max(1, keepdims=True)
+        nll = float(np.mean(np.log(np.exp(z).sum(1)) - z[np.arange(len(y)), y]))
+        if nll < best_nll:
+            best, best_nll = float(t), nll
+    return round(best, 4)
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    confidence, predicted = probs.max(1), probs.argmax(1)
+    edges = np.linspace(0, 1, bins + 1)
+    error = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (confidence > lo) & (confidence <= hi)
+        if sel.any():
+            error += sel.mean() * abs(float(np.mean(predicted[sel] == y[sel])) - float(confidence[sel].mean()))
+    return round(error, 4)
+
+
+def _tempered(probs: np.ndarray, t: float) -> np.ndarray:
+    p = np.maximum(probs, 1e-12) ** (1 / t)
+    return p / p.sum(1, keepdims=True)
+
+
+def _split(items: list[AudioItem], config: VoiceConfig) -> tuple[list[int], dict[str, list[int]]]:
+    """Indices of the training clips, and of each held-out group."""
+    corpora = {it.dataset for it in items}
+    wanted = {c.lower() for c in config.holdout_corpora}
+    if wanted - corpora:
+        raise ValueError(
+            f"holdout corpora {sorted(wanted - corpora)} are not in the data (corpora found: {', '.join(sorted(corpora))})"
+        )
+    named = {speaker_id(s) for s in config.holdout_speakers}
+    found = {it.speaker for it in items}
+    explicit = config.holdout_speakers != list(DEFAULT_HOLDOUT)
+    if explicit and not named & found:
+        raise ValueError(
+            f"none of the holdout speakers {sorted(named)} is in the data (speakers found: "
+            f"{', '.join(sorted(found)[:12])}{' ...' if len(found) > 12 else ''}); pass --holdout-speakers"
+        )
+    speakers = held_out_speakers(
+        [it for it in items if it.dataset not in wanted], named & found, config.holdout_fraction
     )
+    train, groups = [], {}
+    for i, it in enumerate(items):
+        if it.dataset in wanted:
+            groups.setdefault(it.dataset, []).append(i)
+        elif it.speaker in speakers:
+            groups.setdefault(f"{it.dataset}-speakers", []).append(i)
+        elif not (config.calm == "drop" and it.source_label.lower() == "calm"):
+            train.append(i)
+    if not groups:
+        raise ValueError(
+            "nothing held out to validate on: name --holdout-speakers or --holdout-corpus, "
+            "or give corpora with at least five speakers"
+        )
+    if not train:
+        raise ValueError("no training clips left after the holdout")
+    return train, dict(sorted(groups.items()))
+
+
+def metrics_mean(reports: dict[str, dict], key: str) -> float:
+    return round(float(np.mean([r[key] for r in reports.values()])), 4)
 
 
 def dataset_name(sources: list[str]) -> str:
@@ -239,88 +269,89 @@ def dataset_name(sources: list[str]) -> str:
 
 def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> dict:
     """Train (or resume) a voice run in ``out``; returns its metrics."""
-    if config.calm not in ("neutral", "drop"):
-        raise ValueError(f"calm must be 'neutral' or 'drop', not {config.calm!r}")
     run = RunDir(out)
     set_seed(config.seed)
-    holdout = {speaker_id(s) for s in config.holdout_speakers}
-    # Features are cached per set of files: load them with calm kept, and drop calm afterwards.
-    items = find_audio(config.data, calm="neutral")
-    base_spec = FeatureSpec()
-    clips, items = load_audio_features(items, base_spec)
-    found = {it.speaker for it in items}
-    if not holdout & found:
-        raise ValueError(
-            f"none of the holdout speakers {sorted(holdout)} is in the data (speakers found: {', '.join(sorted(found)[:12])}"
-            f"{' ...' if len(found) > 12 else ''}); pass --holdout-speakers"
-        )
-    train_clips, y_tr, _ = _select(
-        items, clips, lambda it: it.speaker not in holdout and not (config.calm == "drop" and it.source_label == "calm")
-    )
-    val_clips, y_va, val_items = _select(items, clips, lambda it: it.speaker in holdout)
-    if not train_clips:
-        raise ValueError("no training clips left after holding out the validation speakers")
-
+    items = find_audio(config.data, calm="neutral")  # calm dropped, if asked, at the split
+    base = FeatureSpec()
+    waves, items = load_waveforms(items, base.sample_rate)
+    train, held = _split(items, config)
+    labels = np.asarray([LABELS.index(it.label) for it in items], np.int64)
+    corpora = [items[i].dataset for i in train]
     if run.resumable() and (run / "preprocess.json").is_file():
         spec = FeatureSpec.from_dict(json.loads((run / "preprocess.json").read_text()))
     else:
-        spec = fit_scaler(train_clips, base_spec)
-    train_clips = [normalize(c, spec) for c in train_clips]
-    val_clips = [normalize(c, spec) for c in val_clips]
-    k = len(LABELS)
-    weights = class_weights(y_tr, k, config.class_weight_power)
-    batches = CropBatches(train_clips, y_tr, np.asarray([weights[i] for i in y_tr]), spec, config)
-    steps = batches.steps()
-
+        spec = fit_scaler([waves[i] for i in train], base)
+    groups = [make_group(name, [waves[i] for i in idx], labels[idx], spec) for name, idx in held.items()]
+    steps = config.steps or int(np.ceil(len(train) / config.batch_size))
+    batches = WaveBatches(
+        [waves[i] for i in train],
+        labels[train],
+        corpora,
+        spec,
+        config.augment,
+        config.batch_size,
+        steps,
+        config.corpus_power,
+        config.seed,
+    )
     if run.resumable():
         model = keras.models.load_model(run / "checkpoint.keras")
     else:
-        model = build_voice_model(spec.n_features, config.width, config.dropout, config.center)
-        compile_for_training(model, config.lr, config.epochs, steps, config.label_smoothing)
+        model = build_voice_model(spec.n_features, config.width, config.dropout)
+        compile_for_training(model, config.lr, config.epochs, steps, 0.0, loss=masked_crossentropy)
     run.write_json("config.json", {"task": "voice", **asdict(config), "backend": keras.backend.backend()})
     run.write_json("preprocess.json", spec.to_dict())
     start = run.state["epoch"]
-    validation = ClipValidation(model, val_clips, y_va, spec, batches.pad)
+    batches.epoch = start
+    validation = GroupValidation(model, groups)
     callbacks = [validation, Checkpoint(run, model)] + ([] if quiet else [RichProgress(config.epochs, steps)])
     if start < config.epochs:
-        model.fit(
-            batches(start),
-            steps_per_epoch=steps,
-            epochs=config.epochs,
-            initial_epoch=start,
-            shuffle=False,
-            callbacks=callbacks,
-            verbose=0,
-        )
+        model.fit(batches, epochs=config.epochs, initial_epoch=start, callbacks=callbacks, verbose=0)
 
-    best = keras.models.load_model(run / "model.keras")
+    best = keras.models.load_model(run / "model.keras", compile=False)
     validation.core = best
-    probs = validation.probabilities()
-    report = classification_report(y_va, probs.argmax(1))
-    per_dataset = {}
-    for name in sorted({it.dataset for it in val_items}):
-        mask = np.asarray([it.dataset == name for it in val_items])
-        per_dataset[name] = {"speakers": sorted({it.speaker for it in val_items if it.dataset == name}),
-                             **classification_report(y_va[mask], probs[mask].argmax(1))}  # fmt: skip
+    window_probs = [np.asarray(validation.predict(g.windows)) for g in groups]
+    window_y = np.concatenate([np.repeat(g.y, np.diff(g.bounds)) for g in groups])
+    raw = np.concatenate(window_probs)
+    temperature = fit_temperature(raw, window_y)
+    calibrated = _tempered(raw, temperature)
+    run.write_json("preprocess.json", {**spec.to_dict(), "temperature": temperature})
+
+    reports = {g.name: g.report(g.clip_probabilities(validation.predict)) for g in groups}
+    y_all = np.concatenate([g.y for g in groups])
+    probs_all = np.concatenate([g.clip_probabilities(validation.predict) for g in groups])
+    overall = classification_report(y_all, probs_all.argmax(1))
+    held_corpora = sorted(c.lower() for c in config.holdout_corpora)
     split = (
-        f"speakers {', '.join(sorted(holdout & found))} held out; clip level, {spec.window_s:g} s windows, 50% overlap"
+        f"held out: corpora {', '.join(held_corpora) or 'none'}; speakers "
+        f"{', '.join(sorted({items[i].speaker for name, idx in held.items() if name.endswith('-speakers') for i in idx}))}"
+        f"; clip level, {spec.window_s:g} s windows, 50% overlap; score: mean accuracy over the held-out groups"
     )
     metrics = {
         "task": "voice",
         "dataset": dataset_name(config.data),
+        "split": split,
         "epochs": run.state["epoch"],
         "best_epoch": run.state.get("best_epoch"),
-        "train_clips": len(y_tr),
-        "validation": {"split": split, **report, "per_dataset": per_dataset},
+        "train_clips": len(train),
+        "train_corpora": sorted(set(corpora)),
+        "calibration": {
+            "temperature": temperature,
+            "ece_before": expected_calibration_error(raw, window_y),
+            "ece_after": expected_calibration_error(calibrated, window_y),
+            "windows": int(len(window_y)),
+        },
+        "validation": {
+            "split": split,
+            "accuracy": metrics_mean(reports, "accuracy"),
+            "macro_f1": metrics_mean(reports, "macro_f1"),
+            "n": overall["n"],
+            "per_group": reports,
+            "pooled": overall,
+        },
     }
-    title = f"held-out speakers: accuracy {report['accuracy']:.3f}, macro-F1 {report['macro_f1']:.3f} (n={report['n']})"
-    plot_confusion(report, run / "confusion.png", title)
+    title = f"held out: mean accuracy {metrics['validation']['accuracy']:.3f} over {len(groups)} groups"
+    plot_confusion(overall, run / "confusion.png", title)
     plot_curves(run)
     run.write_json("metrics.json", metrics)
     return metrics
-
-
-if __name__ == "__main__":  # a resumable run without the CLI: python -m emocli.train.voice OUT EPOCHS DATA...
-    import sys
-
-    print(json.dumps(train_voice(VoiceConfig(sys.argv[3:], epochs=int(sys.argv[2])), sys.argv[1]), indent=1)[:3000])

@@ -1,0 +1,117 @@
+"""The voice-activity detector: speech is speech, noise, music, hum and tones are not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import CLIPS, make_video, tone
+
+from emocli.media import read_audio
+from emocli.vad import FRAME, SpeechDetector
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def detector() -> SpeechDetector:
+    return SpeechDetector()
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """Two real sentences (CREMA-D), end to end: about 4.5 s with pauses."""
+    return np.concatenate([read_audio(CLIPS / f"1001_DFA_{e}_XX.mp4", SR) for e in ("NEU", "HAP")])
+
+
+def coloured_noise(seconds: float, exponent: float, seed: int = 0) -> np.ndarray:
+    """Noise whose power falls as 1/f**exponent: 0 white, 1 pink, 2 brown."""
+    n = int(seconds * SR)
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    f = np.maximum(np.arange(len(spectrum)), 1.0)
+    y = np.fft.irfft(spectrum / f ** (exponent / 2), n)
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
+def chord(seconds: float) -> np.ndarray:
+    """A C major synth chord with harmonics and a slow tremolo: music, not speech."""
+    t = np.arange(int(seconds * SR)) / SR
+    y = sum(np.sin(2 * np.pi * f * k * t) / k for f in (261.63, 329.63, 392.0) for k in (1, 2, 3))
+    y *= 0.8 + 0.2 * np.sin(2 * np.pi * 4 * t)
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+
+
+def hum(seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.2 * np.sin(2 * np.pi * 50 * t) + 0.1 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
+
+
+NOT_SPEECH = {
+    "silence": lambda s: np.zeros(int(s * SR), np.float32),
+    "white noise": lambda s: coloured_noise(s, 0),
+    "pink noise": lambda s: coloured_noise(s, 1),
+    "brown noise": lambda s: coloured_noise(s, 2),
+    "440 Hz sine": lambda s: tone(s, 440.0),
+    "mains hum": hum,
+    "synth chord": chord,
+}
+
+
+@pytest.mark.parametrize("kind", NOT_SPEECH)
+def test_noise_music_and_tones_are_not_speech(detector, kind):
+    probs = detector.probabilities(NOT_SPEECH[kind](4.0))
+    assert len(probs) == 4 * SR // FRAME
+    assert not detector.is_voiced(probs), f"{kind}: {np.mean(probs >= detector.threshold):.2f} of frames voiced"
+
+
+def test_speech_is_speech_even_under_noise(detector, speech):
+    assert detector.is_voiced(detector.probabilities(speech))
+    noise = coloured_noise(len(speech) / SR, 1, seed=1)[: len(speech)]
+    gain = np.sqrt(np.mean(speech**2) / np.mean(noise**2)) / 10 ** (10 / 20)  # 10 dB SNR
+    noisy = detector.probabilities(speech + gain * noise)
+    assert detector.is_voiced(noisy)
+    # Not just any frame: most of what was speech in the clean clip is still speech.
+    clean = detector.probabilities(speech) >= detector.threshold
+    assert np.mean(noisy[clean] >= detector.threshold) > 0.7
+
+
+def test_windows_moving_forward_score_each_frame_once_and_agree_with_the_whole(detector, speech):
+    whole = detector.probabilities(speech)
+    track, seen = detector.track(), {}
+    n = 2 * SR
+    for centre in np.arange(0.5, len(speech) / SR, 0.5):
+        begin = int(round(centre * SR)) - n // 2
+        window = np.zeros(n, np.float32)
+        lo, hi = max(begin, 0), min(begin + n, len(speech))
+        window[lo - begin : hi - begin] = speech[lo:hi]
+        first = -(-max(begin, 0) // FRAME)
+        for k, p in enumerate(track.window(window, begin)):
+            seen.setdefault(first + k, p)
+    frames = sorted(k for k in seen if k < len(whole))
+    np.testing.assert_allclose([seen[k] for k in frames], whole[frames], atol=1e-5)
+    assert track.speech_s == pytest.approx(np.sum(whole >= detector.threshold) * FRAME / SR, abs=0.1)
+
+
+def test_non_finite_samples_are_silence(detector):
+    y = coloured_noise(2.0, 1)
+    y[::7] = np.nan
+    y[::11] = np.inf
+    probs = detector.probabilities(y)
+    assert np.all(np.isfinite(probs)) and not detector.is_voiced(probs)
+
+
+def test_threshold_is_validated():
+    with pytest.raises(ValueError, match="threshold"):
+        SpeechDetector(threshold=1.5)
+
+
+def test_noise_soundtrack_gives_no_voice_and_no_speech_seconds(tmp_path, models, face_image):
+    """A video whose sound is pink noise: no interval is voiced, and speech_s is 0."""
+    from emocli.pipeline import Analyzer
+
+    frames = [face_image] * 30
+    video = make_video(tmp_path / "noise.mp4", frames, fps=10.0, audio=coloured_noise(3.0, 1))
+    with Analyzer(**models) as analyzer:
+        timeline = analyzer.timeline(video)
+    assert len(timeline.rows) >= 3
+    assert not any(r["voice_active"] for r in timeline.rows)
+    assert timeline.speech_s == 0.0

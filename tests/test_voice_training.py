@@ -1,0 +1,85 @@
+"""The voice recipe's parts: balanced draws, the masked loss, waveform augmentation, calibration."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+pytest.importorskip("keras")
+
+from emocli.train.voice import fit_temperature, held_out_speakers  # noqa: E402
+from emocli.train.voice_batches import (  # noqa: E402
+    Augment,
+    augment_waveform,
+    label_masks,
+    masked_crossentropy,
+    sampling_weights,
+)
+
+
+def test_draws_balance_corpora_by_square_root_and_classes_within_each():
+    corpora = np.array(["big"] * 900 + ["small"] * 100)
+    y = np.array([0] * 800 + [3] * 100 + [4] * 50 + [6] * 50)
+    p = sampling_weights(corpora, y, power=0.5)
+    assert p.sum() == pytest.approx(1.0)
+    assert p[corpora == "big"].sum() / p[corpora == "small"].sum() == pytest.approx(3.0)  # sqrt(900 / 100)
+    assert p[y == 0].sum() == pytest.approx(p[y == 3].sum())  # classes of "big" drawn equally
+    assert p[y == 4].sum() == pytest.approx(p[y == 6].sum())
+
+
+def test_masked_loss_ignores_labels_the_corpus_never_uses():
+    import keras
+
+    masks = label_masks(np.array(["a", "a", "b"]), np.array([0, 3, 4]))
+    assert masks[0].tolist() == masks[1].tolist() == [1, 0, 0, 1, 0, 0, 0] and masks[2, 4] == 1 and masks[2].sum() == 1
+    target = np.concatenate([np.eye(7)[[0]], masks[[0]]], axis=1).astype(np.float32)
+    # Same odds between angry and happy, different mass elsewhere: the same loss.
+    p1 = np.array([[0.30, 0.05, 0.05, 0.10, 0.20, 0.20, 0.10]], np.float32)
+    p2 = np.array([[0.06, 0.30, 0.30, 0.02, 0.12, 0.10, 0.10]], np.float32)
+    l1 = float(keras.ops.convert_to_numpy(masked_crossentropy(target, p1))[0])
+    l2 = float(keras.ops.convert_to_numpy(masked_crossentropy(target, p2))[0])
+    assert l1 == pytest.approx(l2, abs=1e-5)
+    worse = np.array([[0.10, 0.05, 0.05, 0.30, 0.20, 0.20, 0.10]], np.float32)
+    assert float(keras.ops.convert_to_numpy(masked_crossentropy(target, worse))[0]) > l1 + 0.5
+
+
+def test_augmented_waveforms_stay_finite_bounded_and_of_the_same_length():
+    rng = np.random.default_rng(0)
+    t = np.arange(32_000) / 16_000
+    speech_like = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    always = Augment(noise_p=1.0, reverb_p=1.0, telephone_p=1.0, mulaw_p=1.0)
+    outs = [augment_waveform(speech_like, 16_000, always, rng, babble=speech_like[::-1].copy()) for _ in range(10)]
+    assert all(o.shape == speech_like.shape and np.all(np.isfinite(o)) and np.abs(o).max() <= 1.0 for o in outs)
+    assert all(np.abs(o - speech_like).mean() > 1e-3 for o in outs)
+    # The telephone band leaves nothing below 300 Hz.
+    never = Augment(noise_p=0.0, reverb_p=0.0, telephone_p=1.0, mulaw_p=0.0, gain_db=0.0)
+    hum = (0.3 * np.sin(2 * np.pi * 100 * t)).astype(np.float32)
+    assert np.abs(augment_waveform(hum, 16_000, never, rng)).max() < 0.01
+
+
+def test_temperature_softens_overconfident_probabilities():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 2000)
+    right = rng.random(2000) < 0.5  # right half the time ...
+    predicted = np.where(right, y, (y + rng.integers(1, 7, 2000)) % 7)
+    probs = np.full((2000, 7), 0.01 / 6)
+    probs[np.arange(2000), predicted] = 0.99  # ... at 99 % confidence
+    t = fit_temperature(probs, y)
+    assert t > 2.0
+    calibrated = probs ** (1 / t)
+    calibrated /= calibrated.sum(1, keepdims=True)
+    assert calibrated.max(1).mean() == pytest.approx(0.5, abs=0.1)
+
+
+def test_speaker_holdout_is_a_fraction_of_larger_corpora_and_stable():
+    from emocli.datasets import AudioItem
+
+    items = [AudioItem(f"{c}{s}.wav", "happy", f"{c}:{s}", c, "happy") for c, n in (("big", 10), ("tiny", 2))
+             for s in range(n)]  # fmt: skip
+    held = held_out_speakers(items, set(), 0.2)
+    assert len(held) == 2 and all(s.startswith("big:") for s in held)
+    assert held == held_out_speakers(list(reversed(items)), set(), 0.2)
+    assert held_out_speakers(items, {"big:3"}, 0.2) == {"big:3"}  # named speakers replace the fraction there
