@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .faces import FaceDetector, FaceTracker, crop_face
+from .faces import FaceDetector, FaceFollower, FaceTracker, align_face
 from .features import voice_active
 from .fusion import MODES, default_face_weight, fuse
 from .labels import LABELS
 from .media import AudioStream, FrameReader, MediaError, decoder_threads, frame_sampler, probe
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
+from .speaker import SpeakerDetector, loudness, mouth_patch
 from .timeline import Timeline
 
 
@@ -36,6 +37,8 @@ class AnalyzeOptions:
     min_face: float = 0.05
     min_face_score: float = 0.5
     face_views: bool = True  # average the face model's views (zooms x mirror); False: the crop once
+    frame_rate: float = 10.0  # frames sampled per second: tracked faces' mouths for who speaks
+    face_frames: int = 3  # of an interval's sampled frames, how many are classified and pooled per face
     threads: int = 0  # onnxruntime threads per model; 0: one (the models are small)
     decode_threads: int = 0  # ffmpeg threads decoding the frames; 0: media.decoder_threads()
 
@@ -46,6 +49,8 @@ class AnalyzeOptions:
             raise ValueError(f"fusion must be one of {MODES}, not {self.fusion!r}")
         if self.face_weight is not None and not 0.0 <= self.face_weight <= 1.0:
             raise ValueError("face_weight must be within [0, 1]")
+        if self.frame_rate <= 0 or self.face_frames < 1:
+            raise ValueError("frame_rate must be positive and face_frames at least 1")
 
 
 def _model_path(given: str | Path | None, task: str) -> Path:
@@ -107,13 +112,17 @@ class Analyzer:
         n = max(1, math.ceil(duration / o.interval - 1e-6))
         spans = [(i * o.interval, min((i + 1) * o.interval, duration)) for i in range(n)]
         centres = [(a + b) / 2 for a, b in spans]
-        frames = frame_sampler(info, centres, o.decode_threads or decoder_threads()) if info.has_video else None
+        grid = _frame_times(spans, o.interval, _per_interval(o, info.fps if info.has_video else 0.0))
+        times = [t for ts in grid for t in ts]
+        frames = frame_sampler(info, times, o.decode_threads or decoder_threads()) if info.has_video else None
         audio = AudioStream(path, self.voice_model.sample_rate) if info.has_audio else None
         tracker = FaceTracker()
         rows: list[dict] = []
         try:
-            sampled = frames.frames_at(centres) if frames is not None else ((t, None) for t in centres)
-            for (start, end), (centre, frame) in zip(spans, sampled):
+            sampled = frames.frames_at(times) if frames is not None else ((t, None) for t in times)
+            speakers = SpeakerDetector()
+            for (start, end), centre, ts in zip(spans, centres, grid):
+                shots = [next(sampled) for _ in ts]  # (time, frame or None) of the interval's sampled frames
                 voice = None
                 active = False
                 if audio is not None:
@@ -121,14 +130,16 @@ class Analyzer:
                     active = voice_active(window)
                     if active:
                         voice = self.voice_model.predict([window])[0]
-                faces = self.detector.detect(frame) if frame is not None else []
-                ids = tracker.update([f.box for f in faces])
-                probs = self.face_model.predict([crop_face(frame, f, self.face_model.crop_margin) for f in faces])
+                    first = (int(round(centre * audio.sample_rate)) - len(window) // 2) / audio.sample_rate
+                    for t, level in zip(ts, loudness(window, first, ts, audio.sample_rate)):
+                        speakers.add_loudness(t, level)
+                faces, ids, probs = self._faces(shots, centre, tracker, speakers if audio is not None else None)
+                speaking = speakers.speaking(ids, ts[-1]) if active and faces else {}
                 base = {"video": name, "t_start": round(start, 3), "t_end": round(end, 3)}
                 if not faces:
                     rows.append(self._row(base, None, None, None, active, voice))
                 for face, face_id, p in zip(faces, ids, probs):
-                    rows.append(self._row(base, face, face_id, p, active, voice))
+                    rows.append(self._row(base, face, face_id, p, active, voice, speaking.get(face_id)))
         finally:
             if frames is not None:
                 frames.close()
@@ -138,18 +149,89 @@ class Analyzer:
                      width=info.width, height=info.height, fps=info.fps, face_weight=self.face_weight, fusion=o.fusion)  # fmt: skip
         return Timeline(rows, facts)
 
-    def _row(self, base: dict, face, face_id, face_p, active: bool, voice_p) -> dict:
+    def _faces(self, shots: list, centre: float, tracker: FaceTracker, speakers: SpeakerDetector | None):
+        """One interval's faces: detected in the sampled frame nearest its centre, tracked
+        (ids), followed through its other sampled frames (their mouths go to ``speakers``),
+        and classified in ``face_frames`` of them, eyes levelled, probabilities averaged."""
+        seen = [j for j, (_, frame) in enumerate(shots) if frame is not None]
+        if not seen:
+            return [], [], np.zeros((0, len(LABELS)))
+        c = min(seen, key=lambda j: abs(shots[j][0] - centre))
+        faces = self.detector.detect(shots[c][1])
+        ids = tracker.update([f.box for f in faces])
+        if not faces:
+            return faces, ids, np.zeros((0, len(LABELS)))
+        classify = _spread(seen, c, self.options.face_frames)
+        followers = [FaceFollower(shots[c][1], f) for f in faces] if len(seen) > 1 else []
+        crops: list[list] = [[] for _ in faces]
+        for j in seen:
+            t, frame = shots[j]
+            if j not in classify and speakers is None:
+                continue
+            located = faces if j == c else [fl.find(frame) for fl in followers]
+            if speakers is not None:
+                for face_id, face in zip(ids, located):
+                    speakers.add_mouth(face_id, t, mouth_patch(frame, face))
+            if j in classify:
+                for k, face in enumerate(located):
+                    crops[k].append(align_face(frame, face, self.face_model.crop_margin))
+        probs = self.face_model.predict([crop for per_face in crops for crop in per_face])
+        pooled = np.stack([probs[k * len(classify) : (k + 1) * len(classify)].mean(axis=0) for k in range(len(faces))])
+        return faces, ids, pooled
+
+    def _row(self, base: dict, face, face_id, face_p, active: bool, voice_p, speaking: bool | None = None) -> dict:
         row = dict(base)
         if face is not None:
             row.update(face_id=face_id, face_x=face.x, face_y=face.y, face_w=face.w, face_h=face.h,
                        face_score=round(face.score, 4), **_summary("face", face_p))  # fmt: skip
+            if active and speaking is not None:
+                row["face_speaking"] = speaking
         row["voice_active"] = active
         if voice_p is not None:
             row.update(_summary("voice", voice_p))
-        fused = fuse(face_p, voice_p, self.options.fusion, self.face_weight)
+        # The voice is the speaker's: fused into the face that speaks (or, with no face on
+        # screen, standing alone), never into a face that only listens.
+        heard = voice_p if face is None or speaking or self.options.fusion != "weighted" else None
+        fused = fuse(face_p, heard, self.options.fusion, self.face_weight)
         if fused is not None:
             row.update(_summary("fused", fused))
         return row
+
+
+def _per_interval(o: AnalyzeOptions, fps: float) -> int:
+    """Frames to sample per interval: ``frame_rate`` a second, at most a quarter of the
+    video's rate. The sampler decodes reference frames only and takes a new one per
+    requested time: with up to three unreferenced B-frames in a row (x264's default) a
+    quarter of the rate is always there, and asking for more would make the samples lag."""
+    if fps <= 0:
+        return 1
+    return max(1, min(round(o.interval * o.frame_rate), int(o.interval * fps / 4 + 1e-9)))
+
+
+def _frame_times(spans: list[tuple[float, float]], interval: float, per_interval: int) -> list[list[float]]:
+    """Per interval, the times of its sampled frames: ``per_interval`` evenly spaced across a
+    whole interval (an odd count, so one falls on its middle), those within a final, shorter
+    one (at least its first). Together they form one even grid, which FrameSampler decodes
+    in one pass."""
+    k = max(1, int(per_interval))
+    k -= 1 - k % 2  # odd, never more
+    step = interval / k
+    out = []
+    for start, end in spans:
+        ts = [start + (j + 0.5) * step for j in range(k)]
+        out.append([t for t in ts if t <= end + 1e-9] or ts[:1])
+    return out
+
+
+def _spread(seen: list[int], centre: int, n: int) -> list[int]:
+    """``n`` of the frame indices ``seen``, one in the middle of each n-th of them, the one
+    nearest the interval's centre (``centre``, where the face was detected) among them."""
+    if n >= len(seen):
+        return list(seen)
+    picks = [seen[round((q + 0.5) * len(seen) / n - 0.5)] for q in range(n)]
+    nearest = min(range(n), key=lambda i: abs(picks[i] - centre))
+    picks[nearest] = centre
+    return sorted(set(picks))
 
 
 def _summary(prefix: str, p: np.ndarray) -> dict:

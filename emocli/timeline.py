@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .labels import LABELS
 
-_FACE = ["face_id", "face_x", "face_y", "face_w", "face_h", "face_score", "face_emotion", "face_confidence"]
+_FACE = ["face_id", "face_x", "face_y", "face_w", "face_h", "face_score", "face_emotion", "face_confidence",
+         "face_speaking"]  # fmt: skip
 _VOICE = ["voice_active", "voice_emotion", "voice_confidence"]
 COLUMNS = (
     ["video", "t_start", "t_end", *_FACE, *_VOICE, "fused_emotion", "fused_confidence"]
@@ -24,6 +25,7 @@ COLUMNS = (
     + [f"fused_p_{label}" for label in LABELS]
 )
 INT_COLUMNS = frozenset(["face_id", "face_x", "face_y", "face_w", "face_h"])
+BOOL_COLUMNS = frozenset(["voice_active", "face_speaking"])
 TEXT_COLUMNS = frozenset(["video", "face_emotion", "voice_emotion", "fused_emotion"])
 ROUNDED = frozenset(c for c in COLUMNS if "_p_" in c or c.endswith("_confidence") or c == "face_score")
 DECIMALS = 4  # of probabilities, confidences and detector scores in the CSV
@@ -77,7 +79,10 @@ class Timeline:
 
     @property
     def speech_s(self) -> float:
-        """Seconds of the intervals where the voice-activity gate heard speech."""
+        """Seconds of speech the voice-activity detector heard (read back from a CSV: the
+        voiced intervals' length)."""
+        if "speech_s" in self.facts:
+            return self.facts["speech_s"]
         return round(sum(r["t_end"] - r["t_start"] for r in self._spans().values() if r.get("voice_active")), 3)
 
     def dominant_emotion(self) -> str:
@@ -96,13 +101,15 @@ class Timeline:
         import pandas as pd
 
         frame = pd.DataFrame(self.rows, columns=COLUMNS)
-        frame = frame.astype({**dict.fromkeys(sorted(INT_COLUMNS), "Int64"), "voice_active": bool})
+        # face_speaking is empty where there is no face or no speech: nullable, like the ids.
+        frame = frame.astype({**dict.fromkeys(sorted(INT_COLUMNS), "Int64"), "voice_active": bool,
+                              "face_speaking": "boolean"})  # fmt: skip
         frame.attrs.update(self.facts, intervals=self.intervals, faces=self.faces, speech_s=self.speech_s)
         frame.attrs.setdefault("duration_s", self.duration_s)
         return frame
 
     def write_csv(self, path: str | Path) -> None:
-        """COLUMNS as the header; probabilities to 4 decimals; voice_active as true/false."""
+        """COLUMNS as the header; probabilities to 4 decimals; voice_active and face_speaking as true/false."""
         with open(path, "w", newline="", encoding="utf-8") as f:
             out = csv.writer(f, lineterminator="\n")
             out.writerow(COLUMNS)
@@ -122,7 +129,7 @@ class Timeline:
 def _cell(column: str, value) -> str:
     if is_missing(value):
         return ""
-    if column == "voice_active":
+    if column in BOOL_COLUMNS:
         return "true" if value else "false"
     if column in INT_COLUMNS:
         return str(int(value))
@@ -136,6 +143,8 @@ def _parse(column: str, text: str):
         return text.strip().lower() == "true"
     if text == "":
         return None
+    if column in BOOL_COLUMNS:
+        return text.strip().lower() == "true"
     if column in TEXT_COLUMNS:
         return text
     if column in INT_COLUMNS:

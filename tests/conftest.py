@@ -197,3 +197,11 @@ def scene(
     for y, x in at:
         frame[y : y + f.shape[0], x : x + f.shape[1]] = f[: size[0] - y, : size[1] - x]
     return frame
+
+
+@pytest.fixture(scope="session")
+def speech() -> np.ndarray:
+    """Real speech, 16 kHz mono: two CREMA-D example sentences one after the other (~4.3 s)."""
+    from emocli.media import read_audio
+
+    return np.concatenate([read_audio(CLIPS / "1001_DFA_ANG_XX.mp4"), read_audio(CLIPS / "1001_DFA_SAD_XX.mp4")])

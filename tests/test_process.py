@@ -155,6 +155,7 @@ def test_no_speech_fuses_face_alone(videos, models, name):
     assert df["voice_emotion"].isna().all() and df[P["voice"]].isna().all().all()
     assert np.allclose(df[P["fused"]].to_numpy(), df[P["face"]].to_numpy())
     assert df.attrs["speech_s"] == 0.0
+    assert df["face_id"].notna().all() and df["face_speaking"].isna().all()  # no speech: nobody speaks or listens
 
 
 def test_models_are_really_used(videos, models):
@@ -280,22 +281,32 @@ def test_timeline_csv_is_what_pandas_reads_and_reads_back(tmp_path):
     face = {"face_id": 0, "face_x": 3, "face_y": 4, "face_w": 50, "face_h": 52, "face_score": 0.98765,
             "fused_emotion": "happy", "fused_p_happy": 0.7, "fused_p_sad": 0.3}  # fmt: skip
     rows = [
-        {**base, "t_start": 0.0, **face},
-        {**base, "t_start": 0.0, **face, "face_id": 1, "fused_p_happy": 0.1, "fused_p_sad": float("nan")},
+        {**base, "t_start": 0.0, **face, "face_speaking": True},
+        {
+            **base,
+            "t_start": 0.0,
+            **face,
+            "face_id": 1,
+            "face_speaking": False,
+            "fused_p_happy": 0.1,
+            "fused_p_sad": float("nan"),
+        },  # fmt: skip
         {**base, "t_start": 1.0, "t_end": 1.5, "voice_active": False, "voice_emotion": None},
     ]
     timeline = Timeline(rows, {"duration_s": 1.5})
     timeline.write_csv(tmp_path / "t.csv")
     lines = (tmp_path / "t.csv").read_text().splitlines()
     assert lines[0] == ",".join(COLUMNS) and len(lines) == 4
-    assert lines[1].startswith('"a, b.mp4",0.0,1.0,0,3,4,50,52,0.9877,,,true,sad,0.1235,happy,,')
-    assert lines[3].startswith('"a, b.mp4",1.0,1.5,,,,,,,,,false,,0.1235,,,')
+    assert lines[1].startswith('"a, b.mp4",0.0,1.0,0,3,4,50,52,0.9877,,,true,true,sad,0.1235,happy,,')
+    assert lines[2].startswith('"a, b.mp4",0.0,1.0,1,3,4,50,52,0.9877,,,false,true,sad,')
+    assert lines[3].startswith('"a, b.mp4",1.0,1.5,,,,,,,,,,false,,0.1235,,,')
 
     frame = pd.read_csv(tmp_path / "t.csv")
     expected = timeline.to_pandas()
     assert frame.columns.tolist() == expected.columns.tolist() == COLUMNS
     assert frame["face_id"].tolist()[:2] == [0, 1] and frame["face_id"].isna().tolist() == [False, False, True]
     assert frame["voice_active"].tolist() == [True, True, False]
+    assert expected["face_speaking"].dtype == "boolean" and expected["face_speaking"].tolist() == [True, False, pd.NA]
     assert np.allclose(frame[P["voice"]], expected[P["voice"]].astype(float).round(4))
     assert expected.attrs["faces"] == 2 and expected.attrs["intervals"] == 2 and expected.attrs["speech_s"] == 1.0
 
@@ -303,6 +314,7 @@ def test_timeline_csv_is_what_pandas_reads_and_reads_back(tmp_path):
     assert (back.intervals, back.faces, back.speech_s, back.duration_s) == (2, 2, 1.0, 1.5)
     assert back.dominant_emotion() == timeline.dominant_emotion() == "happy"
     assert back.rows[2]["voice_emotion"] is None and back.rows[1]["fused_p_sad"] is None
+    assert [r["face_speaking"] for r in back.rows] == [True, False, None]
     back.write_csv(tmp_path / "again.csv")
     assert (tmp_path / "again.csv").read_text() == (tmp_path / "t.csv").read_text()
     (tmp_path / "other.csv").write_text("video,t_start\nx,0\n")
