@@ -16,13 +16,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .faces import FaceDetector, FaceFollower, FaceTracker, align_face
-from .features import voice_active
 from .fusion import MODES, default_face_weight, fuse
 from .labels import LABELS
 from .media import AudioStream, FrameReader, MediaError, decoder_threads, frame_sampler, probe
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
 from .speaker import SpeakerDetector, loudness, mouth_patch
 from .timeline import Timeline
+from .vad import DEFAULT_THRESHOLD, SpeechDetector
+from .vad import SAMPLE_RATE as VAD_RATE
 
 
 @dataclass
@@ -36,6 +37,7 @@ class AnalyzeOptions:
     max_faces: int = 8
     min_face: float = 0.05
     min_face_score: float = 0.5
+    vad_threshold: float = DEFAULT_THRESHOLD  # speech probability of a 32 ms frame that counts as speech
     face_views: bool = True  # average the face model's views (zooms x mirror); False: the crop once
     frame_rate: float = 10.0  # frames sampled per second: tracked faces' mouths for who speaks
     face_frames: int = 3  # of an interval's sampled frames, how many are classified and pooled per face
@@ -76,6 +78,12 @@ class Analyzer:
             else default_face_weight(self.face_model.info, self.voice_model.info)
         )
         self.detector = FaceDetector(o.min_face_score, o.max_faces, o.min_face)
+        self.speech = SpeechDetector(o.vad_threshold)
+        if self.voice_model.sample_rate != VAD_RATE:
+            raise ModelError(
+                f"{self.voice_model.info.path}: the voice-activity detector hears {VAD_RATE} Hz audio; "
+                f"this model was trained at {self.voice_model.sample_rate} Hz"
+            )
 
     def close(self) -> None:
         self.detector.close()
@@ -117,6 +125,7 @@ class Analyzer:
         frames = frame_sampler(info, times, o.decode_threads or decoder_threads()) if info.has_video else None
         audio = AudioStream(path, self.voice_model.sample_rate) if info.has_audio else None
         tracker = FaceTracker()
+        speech = self.speech.track()
         rows: list[dict] = []
         try:
             sampled = frames.frames_at(times) if frames is not None else ((t, None) for t in times)
@@ -127,7 +136,8 @@ class Analyzer:
                 active = False
                 if audio is not None:
                     window = audio.window(centre, o.window)
-                    active = voice_active(window)
+                    begin = int(round(centre * audio.sample_rate)) - len(window) // 2  # as AudioStream.window
+                    active = self.speech.is_voiced(speech.window(window, begin))
                     if active:
                         voice = self.voice_model.predict([window])[0]
                     first = (int(round(centre * audio.sample_rate)) - len(window) // 2) / audio.sample_rate
@@ -145,7 +155,7 @@ class Analyzer:
                 frames.close()
             if audio is not None:
                 audio.close()
-        facts = dict(video=name, duration_s=round(duration, 3), has_video=info.has_video, has_audio=info.has_audio,
+        facts = dict(video=name, duration_s=round(duration, 3), speech_s=round(speech.speech_s, 3), has_video=info.has_video, has_audio=info.has_audio,
                      width=info.width, height=info.height, fps=info.fps, face_weight=self.face_weight, fusion=o.fusion)  # fmt: skip
         return Timeline(rows, facts)
 
