@@ -582,7 +582,9 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
 
                 results = run_pool(todo, options, batch, workers, progress)
             try:
-                with contextlib.closing(results):  # on a signal, the engine stops its workers here
+                # Again: starting Ray installs its own handlers. On a signal, the engine stops
+                # its workers as `results` closes.
+                with stop_on_signals(), contextlib.closing(results):
                     for job, row in results:
                         rows[job] = row
                         progress.finished(job, row)

@@ -57,6 +57,12 @@ class VideoWorker:
             return summary_row(job.name, "failed", error=self.load_error)
         return run_job(self.analyzer, job, self.batch)
 
+    def where(self) -> tuple[str, int]:
+        """This actor's node and process id: the driver stops the ones on its own node with SIGTERM."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), os.getpid()
+
 
 class RayConnectError(ValueError):
     """The cluster at --ray-address cannot be joined; one line (a ValueError, so the CLI prints it)."""
@@ -129,14 +135,16 @@ def run_ray(jobs: list[Job], options: AnalyzeOptions, batch: BatchOptions, progr
     ray = require_ray()
     started = _start(ray, batch)
     actors: list = []
+    places: list = []
+    pending: dict = {}  # object ref -> (actor, job)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         workers = max(1, min(batch.workers or cpus, len(jobs)))
         worker_class = ray.remote(num_cpus=1)(VideoWorker)
         actors = [worker_class.remote(options, batch) for _ in range(workers)]
+        places = [actor.where.remote() for actor in actors]
         idle = deque(actors)
         queue = deque(jobs)
-        pending: dict = {}  # object ref -> (actor, job)
         while queue or pending:
             while queue and idle:
                 actor, job = idle.popleft(), queue.popleft()
@@ -158,10 +166,31 @@ def run_ray(jobs: list[Job], options: AnalyzeOptions, batch: BatchOptions, progr
                 idle.append(actor)
                 yield job, row
     finally:
+        if pending:  # a signal: stop the videos in flight cleanly where this machine can
+            _stop_actors(ray, places, list(pending))
         for actor in actors:
             ray.kill(actor)
         if started:
             ray.shutdown()
+
+
+def _stop_actors(ray, places: list, pending: list, grace_s: float = 10.0) -> None:
+    """SIGTERM the actors on this node (Ray raises SystemExit in the video's thread: it
+    unwinds, removing its temporaries and stopping its ffmpeg) and give their videos
+    ``grace_s`` to end; ray.kill then ends the rest."""
+    import signal
+
+    here = ray.get_runtime_context().get_node_id()
+    try:
+        located = ray.get(places, timeout=grace_s)
+    except Exception:  # an actor still loading or already gone: ray.kill handles it
+        return
+    for node, pid in located:
+        if node == here:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(Exception):
+        ray.wait(pending, num_returns=len(pending), timeout=grace_s)
 
 
 def _ray_error(e: Exception) -> str:

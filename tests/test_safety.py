@@ -8,13 +8,16 @@ limits matter) on small generated clips.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -268,6 +271,7 @@ def test_rerun_with_other_options_or_a_changed_video_redoes_it_and_says_why(sour
 def test_train_face_checks_its_values_before_tensorflow(tmp_path, args, message):
     code = f"""
 import sys
+import time
 from typer.testing import CliRunner
 from emocli.cli import app
 from emocli.outputs import SUMMARY_COLUMNS
@@ -312,3 +316,62 @@ def test_evaluate_writes_its_picture_in_out_or_here_never_beside_the_model(face_
     report = json.loads(as_json.stdout)
     assert report["n"] == 6 and (out / "face-confusion.png").is_file()
     assert [p.name for p in model.parent.iterdir()] == ["face.onnx"]
+
+
+# ---------------------------------------------------------------- 6. signals
+
+
+def _session_processes(sid: int) -> list[str]:
+    """Processes still alive in session ``sid`` (the batch and everything it started)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            alive.append(text[: text.rindex(")") + 1])
+    return alive
+
+
+@pytest.mark.parametrize(
+    "signum, workers, engine", [(signal.SIGTERM, 2, "local"), (signal.SIGINT, 1, "local"), (signal.SIGTERM, 2, "ray")]
+)
+def test_a_signal_stops_everything_keeps_what_finished_and_a_rerun_completes_it(
+    source, models, tmp_path, signum, workers, engine
+):
+    if engine == "ray":
+        pytest.importorskip("ray")
+    folder = inputs(tmp_path, source, *[f"v{i}.mp4" for i in range(5)])
+    reference = tmp_path / "reference"
+    assert emocli(folder, "-o", reference, "--no-plot", "--workers", "1", models=models).returncode == 0
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "emocli", "process", str(folder), "-o", str(out), "--no-plot", "--quiet",
+           "--workers", str(workers), "--engine", engine, *models_args(models)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if len((out / "summary.csv").read_text().splitlines()) > 1:
+                break  # one video finished and on record, others in flight
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert err.strip().splitlines() == [
+        f"interrupted: the videos that finished are in {out / 'summary.csv'}; rerun to do the rest"
+    ]
+    time.sleep(0.5)  # the kernel reaps what the batch waited for
+    assert _session_processes(proc.pid) == [], "workers, ffmpeg or the resource tracker outlived the batch"
+    assert not list(out.glob(".*.part-*")), "temporaries left behind"
+    done = summary(out)
+    assert 1 <= len(done) < 5 and set(done["status"]) == {"ok"}  # what finished, and only that
+
+    rerun = emocli(folder, "-o", out, "--no-plot", "--workers", "2", models=models)
+    assert rerun.returncode == 0, rerun.stderr
+    statuses = summary(out)["status"].tolist()
+    assert statuses.count("ok") + statuses.count("skipped") == 5 and statuses.count("skipped") >= len(done)
+    csvs = {p.name: p.read_bytes() for p in out.glob("v*.csv")}
+    assert csvs == {p.name: p.read_bytes() for p in reference.glob("v*.csv")}
