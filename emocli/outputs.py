@@ -127,10 +127,21 @@ class CsvWriter(Writer):
         timeline.write_csv(tmp)
 
 
+class PeopleWriter(Writer):
+    """``<stem>.people.csv``: one row per person (face id), from ``Timeline.people``."""
+
+    suffix = ".people.csv"
+
+    def _write(self, timeline: Timeline, tmp: Path) -> None:
+        timeline.write_people_csv(tmp)
+
+
 class PlotWriter(Writer):
-    """Fused emotion over time (stacked), and the face's and voice's top label beneath it."""
+    """Fused emotion over time (stacked); beneath it a strip per person (their fused emotion,
+    a black bar where they speak) and one for the voice's top label."""
 
     suffix = ".png"
+    MAX_PEOPLE = 8  # strips for the people seen longest; more would not be legible
 
     def _write(self, timeline: Timeline, tmp: Path) -> None:
         import matplotlib
@@ -144,7 +155,12 @@ class PlotWriter(Writer):
         t0 = np.array(list(intervals), dtype=float)
         t1 = np.array([rows[0]["t_end"] for rows in intervals.values()], dtype=float)
         fused = per_interval(intervals, "fused")
-        fig, (ax, strip) = plt.subplots(2, 1, figsize=(11, 4.8), height_ratios=[3.2, 1], sharex=True)
+        people = timeline.people()
+        people = sorted(sorted(people, key=lambda p: -p["seconds_visible"])[: self.MAX_PEOPLE], key=lambda p: p["face_id"])
+        strips = len(people) + 1
+        extra = 0.3 * max(0, strips - 2)  # inches: the figure grows by a strip's height per person past the first
+        fig, (ax, strip) = plt.subplots(2, 1, figsize=(11, 4.8 + extra), height_ratios=[3.2, 0.5 * strips + extra],
+                                        sharex=True)  # fmt: skip
         # Each label's band is one step-shaped polygon, and each strip one collection, rather
         # than a patch per interval: matplotlib draws a handful of artists, not hundreds.
         edges = np.append(t0, t1[-1:])
@@ -158,16 +174,24 @@ class PlotWriter(Writer):
         name = Path(str(timeline.facts.get("video", ""))).name
         dom = timeline.dominant_emotion()
         ax.set_title(f"{name}: mostly {dom}" if dom else f"{name}: no face or speech found", loc="left")
-        for row, prefix in ((1, "face"), (0, "voice")):
-            probs = per_interval(intervals, prefix)
-            seen = ~np.isnan(probs).any(axis=1)
-            top_colours = [colours[LABELS[k]] for k in probs[seen].argmax(axis=1)]
-            strip.broken_barh(list(zip(t0[seen], (t1 - t0)[seen])), (row - 0.4, 0.8), facecolors=top_colours)
-        strip.set(yticks=[0, 1], yticklabels=["voice", "face"], xlabel="time (s)", ylim=(-0.5, 1.5))
+        voice = per_interval(intervals, "voice")
+        heard = ~np.isnan(voice).any(axis=1)
+        strip.broken_barh(list(zip(t0[heard], (t1 - t0)[heard])), (-0.4, 0.8),
+                          facecolors=[colours[LABELS[k]] for k in voice[heard].argmax(axis=1)])  # fmt: skip
+        for row, person in enumerate(people, start=1):
+            mine = [(r["t_start"], r["t_end"] - r["t_start"], r) for rows in intervals.values() for r in rows
+                    if has_face(r) and int(r["face_id"]) == person["face_id"] and isinstance(r.get("fused_emotion"), str)]  # fmt: skip
+            strip.broken_barh([(a, w) for a, w, _ in mine], (row - 0.4, 0.8),
+                              facecolors=[colours[r["fused_emotion"]] for _, _, r in mine])  # fmt: skip
+            spoke = [(a, w) for a, w, r in mine if r.get("face_speaking") is True]
+            if spoke:
+                strip.broken_barh(spoke, (row - 0.4, 0.2), facecolors="black")
+        strip.set(yticks=range(strips), yticklabels=["voice"] + [f"#{p['face_id']}" for p in people],
+                  xlabel="time (s)", ylim=(-0.5, strips - 0.5))  # fmt: skip
         fig.legend(
-            handles=[Patch(color=colours[k], label=k) for k in LABELS],
+            handles=[Patch(color=colours[k], label=k) for k in LABELS] + [Patch(color="black", label="speaks")],
             loc="upper right",
-            ncols=7,
+            ncols=8,
             fontsize=8,
             frameon=False,
         )
@@ -175,7 +199,7 @@ class PlotWriter(Writer):
         # whatever the timeline (the texts around the axes are fixed), without measuring
         # every tick label: that was 40 % of a plot's time.
         w, h = fig.get_size_inches()
-        fig.subplots_adjust(left=0.67 / w, right=1 - 0.15 / w, bottom=0.585 / h, top=1 - 0.605 / h, hspace=0.14)
+        fig.subplots_adjust(left=0.67 / w, right=1 - 0.15 / w, bottom=0.585 / h, top=1 - 0.605 / h, hspace=0.14 * 4.8 / h)
         fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
 

@@ -29,6 +29,13 @@ BOOL_COLUMNS = frozenset(["voice_active", "face_speaking"])
 TEXT_COLUMNS = frozenset(["video", "face_emotion", "voice_emotion", "fused_emotion"])
 ROUNDED = frozenset(c for c in COLUMNS if "_p_" in c or c.endswith("_confidence") or c == "face_score")
 DECIMALS = 4  # of probabilities, confidences and detector scores in the CSV
+PEOPLE_COLUMNS = [
+    "face_id",
+    "seconds_visible",
+    "seconds_speaking",
+    "dominant_face_emotion",
+    "dominant_fused_emotion",
+] + [f"share_{label}" for label in LABELS]
 
 
 def is_missing(value) -> bool:
@@ -95,6 +102,40 @@ class Timeline:
                     mass[k] += p
         return LABELS[max(range(len(LABELS)), key=mass.__getitem__)] if sum(mass) > 0 else ""
 
+    def people(self) -> list[dict]:
+        """One row per face id (PEOPLE_COLUMNS): seconds the face was seen and seconds it spoke,
+        its most frequent face-only and fused emotion, and the share of its seen time each
+        label was its fused emotion (time-weighted; the shares sum to 1)."""
+        seen: dict[int, dict] = {}
+        for row in self.rows:
+            if not has_face(row):
+                continue
+            person = seen.setdefault(int(row["face_id"]), {"visible": 0.0, "speaking": 0.0, "face": {}, "fused": {}})
+            span = row["t_end"] - row["t_start"]
+            person["visible"] += span
+            person["speaking"] += span if row.get("face_speaking") is True else 0.0
+            for kind in ("face", "fused"):
+                label = row.get(f"{kind}_emotion")
+                if isinstance(label, str):
+                    person[kind][label] = person[kind].get(label, 0.0) + span
+        out = []
+        for face_id, p in sorted(seen.items()):
+            total = sum(p["fused"].values())
+            row = {"face_id": face_id, "seconds_visible": round(p["visible"], 3),
+                   "seconds_speaking": round(p["speaking"], 3),
+                   "dominant_face_emotion": _most(p["face"]), "dominant_fused_emotion": _most(p["fused"])}  # fmt: skip
+            row.update({f"share_{label}": round(p["fused"].get(label, 0.0) / total, DECIMALS) if total else 0.0
+                        for label in LABELS})  # fmt: skip
+            out.append(row)
+        return out
+
+    def write_people_csv(self, path: str | Path) -> None:
+        """``people()`` as CSV: PEOPLE_COLUMNS as the header."""
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            out = csv.DictWriter(f, PEOPLE_COLUMNS, lineterminator="\n")
+            out.writeheader()
+            out.writerows(self.people())
+
     def to_pandas(self):
         """The rows as a DataFrame (columns: COLUMNS; face ids and boxes as nullable Int64),
         the facts in its ``attrs``."""
@@ -124,6 +165,11 @@ class Timeline:
             if missing:
                 raise ValueError(f"{path}: not an emocli timeline (no column {sorted(missing)[0]})")
             return cls([{c: _parse(c, row[c]) for c in COLUMNS} for row in reader])
+
+
+def _most(seconds: dict[str, float]) -> str:
+    """The label with the most seconds (ties: the earlier label in LABELS); '' for none."""
+    return max(seconds, key=lambda label: (seconds[label], -LABELS.index(label))) if seconds else ""
 
 
 def _cell(column: str, value) -> str:

@@ -401,8 +401,9 @@ def test_annotation_follows_the_timeline_interval_by_interval(tmp_path):
     assert np.abs(frames[25].astype(int) - 90).max() < 20  # nothing left drawn after the faces are gone
 
 
-def test_plot_shows_fused_probabilities_and_top_labels_over_time(tmp_path):
-    """Fused band by band over time; the face strip shows the mean over an interval's faces, blank without one."""
+def test_plot_shows_fused_probabilities_and_a_strip_per_person(tmp_path):
+    """Fused band by band over time; a strip per person (their fused emotion, black where they
+    speak, blank where they are not seen); the voice's strip beneath."""
     import cv2
 
     from emocli.outputs import COLOURS, PlotWriter
@@ -414,32 +415,67 @@ def test_plot_shows_fused_probabilities_and_top_labels_over_time(tmp_path):
     for i in range(10):
         base = {"video": "v.mp4", "t_start": float(i), "t_end": i + 1.0, "voice_active": True,
                 "voice_emotion": "sad", "voice_confidence": 1.0, **probs("voice", sad=1.0)}  # fmt: skip
-        fused = probs("fused", happy=1.0) if i < 5 else probs("fused", sad=1.0)
         if i >= 5:
-            rows.append({**base, **fused})
+            rows.append({**base, **probs("fused", sad=1.0), "fused_emotion": "sad"})
             continue
-        faces = (
-            [probs("face", angry=1.0)] if i != 2 else [probs("face", angry=0.6, happy=0.4), probs("face", happy=1.0)]
-        )
-        rows += [{**base, **fused, "face_id": k, "face_x": 0, "face_y": 0, "face_w": 9, "face_h": 9, **f}
-                 for k, f in enumerate(faces)]  # fmt: skip
+        box = {"face_x": 0, "face_y": 0, "face_w": 9, "face_h": 9}
+        rows.append({**base, **box, "face_id": 0, "face_speaking": i < 2, "fused_emotion": "happy",
+                     **probs("fused", happy=1.0)})  # fmt: skip
+        if i == 2:
+            rows.append({**base, **box, "face_id": 1, "face_speaking": False, "fused_emotion": "angry",
+                         **probs("fused", angry=1.0)})  # fmt: skip
     out = PlotWriter().write(Timeline(rows, {"video": "v.mp4"}), tmp_path / "v")
     img = cv2.imread(str(out)).astype(int)
 
-    def where(label: str) -> tuple[np.ndarray, np.ndarray]:
-        """Pixels of the label's colour in rows where it spans 50 px or more (not the legend's)."""
-        match = np.abs(img - np.array(COLOURS[label][::-1])).max(axis=2) < 8
-        return np.nonzero(match & (match.sum(axis=1, keepdims=True) >= 50))
+    def where(colour) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels of the colour in rows where it spans 30 px or more (not the legend's)."""
+        match = np.abs(img - np.array(colour[::-1])).max(axis=2) < 8
+        return np.nonzero(match & (match.sum(axis=1, keepdims=True) >= 30))
 
-    face_rows, angry_cols = where("angry")
-    happy_rows, happy_cols = where("happy")
-    sad_rows, sad_cols = where("sad")
-    band = happy_rows < face_rows.min()  # the fused probabilities, above the strips
+    happy_rows, happy_cols = where(COLOURS["happy"])
+    angry_rows, angry_cols = where(COLOURS["angry"])
+    sad_rows, sad_cols = where(COLOURS["sad"])
+    black_rows, black_cols = where((0, 0, 0))
+    strips_top = np.intersect1d(happy_rows, sad_rows).max() + 1  # below the fused band: its rows hold both
+    angry_cols, angry_rows = angry_cols[angry_rows >= strips_top], angry_rows[angry_rows >= strips_top]
+    band = happy_rows < strips_top  # the fused probabilities, above the strips
     left, right = happy_cols[band].min(), happy_cols[band].max()
-    assert left < right < sad_cols[sad_rows < face_rows.min()].min()  # happy first, then sad
     width = (right - left + 1) / 5  # one interval
-    assert angry_cols.max() < left + 5 * width  # no face strip in the faceless half
-    strip_happy = happy_cols[(happy_rows >= face_rows.min()) & (happy_rows <= face_rows.max())]
-    assert abs(strip_happy.min() - (left + 2 * width)) < 3 and abs(strip_happy.max() + 1 - (left + 3 * width)) < 3
-    voice = sad_cols[sad_rows > face_rows.max()]  # the voice strip, beneath: sad throughout
-    assert voice.min() - left < 3 and voice.max() - (left + 10 * width) < 3
+    assert left < right < sad_cols[sad_rows < strips_top].min()  # fused: happy first, then sad
+    # person #1: angry over interval 2 only, in a strip above person #0's
+    assert abs(angry_cols.min() - (left + 2 * width)) < 3 and abs(angry_cols.max() + 1 - (left + 3 * width)) < 3
+    person0 = happy_rows >= strips_top
+    assert happy_rows[person0].min() > angry_rows.max()
+    assert abs(happy_cols[person0].min() - left) < 3 and abs(happy_cols[person0].max() + 1 - (left + 5 * width)) < 3
+    # black (speaks) within person #0's strip, over intervals 0-1
+    inside = (black_cols > left) & (black_cols < left + 10 * width - 2)  # not the axes' frame
+    speaks = inside & (black_rows > happy_rows[person0].min() - 3) & (black_rows < happy_rows[person0].max() + 3)
+    assert speaks.any()
+    assert abs(black_cols[speaks].min() - left) < 3 and abs(black_cols[speaks].max() + 1 - (left + 2 * width)) < 3
+    voice = sad_rows > happy_rows[person0].max()  # the voice strip, beneath: sad throughout
+    assert abs(sad_cols[voice].min() - left) < 3 and abs(sad_cols[voice].max() + 1 - (left + 10 * width)) < 3
+
+
+def test_people_csv_one_row_per_person(tmp_path):
+    """Seconds seen and speaking, dominant face and fused emotions, and the fused shares, per face id."""
+    from emocli.outputs import PeopleWriter
+    from emocli.timeline import PEOPLE_COLUMNS
+
+    def row(start, end, face_id, face, fused, speaking):
+        return {"video": "v", "t_start": start, "t_end": end, "face_id": face_id, "face_emotion": face,
+                "fused_emotion": fused, "face_speaking": speaking, "voice_active": speaking is not None}  # fmt: skip
+
+    rows = [row(0.0, 1.0, 0, "sad", "angry", True), row(0.0, 1.0, 1, "happy", "happy", False),
+            row(1.0, 2.0, 0, "sad", "sad", None), row(2.0, 2.5, 0, "neutral", "angry", True),
+            {"video": "v", "t_start": 2.5, "t_end": 3.0, "voice_active": True}]  # fmt: skip
+    out = PeopleWriter().write(Timeline(rows), tmp_path / "v")
+    assert out.name == "v.people.csv"
+    people = pd.read_csv(out)
+    assert people.columns.tolist() == PEOPLE_COLUMNS
+    assert people["face_id"].tolist() == [0, 1]
+    assert people["seconds_visible"].tolist() == [2.5, 1.0] and people["seconds_speaking"].tolist() == [1.5, 0.0]
+    assert people["dominant_face_emotion"].tolist() == ["sad", "happy"]
+    assert people["dominant_fused_emotion"].tolist() == ["angry", "happy"]
+    shares = people[[f"share_{label}" for label in LABELS]]
+    assert np.allclose(shares.sum(axis=1), 1.0)
+    assert people.loc[0, "share_angry"] == pytest.approx(0.6) and people.loc[0, "share_sad"] == pytest.approx(0.4)
