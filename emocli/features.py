@@ -93,12 +93,9 @@ def dct_matrix(n_mels: int, n_mfcc: int) -> np.ndarray:
     return basis.astype(np.float32)
 
 
-def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
-    """MFCC + log-mel frames of a mono float signal at ``spec.sample_rate``.
-
-    Returns ``(frames, n_mfcc + n_mels)`` float32, one frame per ``hop`` samples
-    (centred, reflect-padded, Hann window: librosa's conventions), unnormalised.
-    """
+def mel_power(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
+    """Mel-band power ``(frames, n_mels)`` of a mono float signal at ``spec.sample_rate``: one
+    frame per ``hop`` samples (centred, reflect-padded, Hann window: librosa's conventions)."""
     y = np.asarray(signal, dtype=np.float32).reshape(-1)
     pad = spec.n_fft // 2
     if len(y) == 0:
@@ -110,10 +107,22 @@ def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.
     )
     window = np.hanning(spec.n_fft + 1)[:-1].astype(np.float32)  # periodic Hann
     power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
-    mel = power.astype(np.float32) @ mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax).T
+    return power.astype(np.float32) @ mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax).T
+
+
+def features_from_mel(mel: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
+    """MFCC + log-mel ``(frames, n_mfcc + n_mels)`` float32 from mel-band power, unnormalised."""
     log_mel = 10.0 * np.log10(np.maximum(mel, 1e-10))
     mfcc = log_mel @ dct_matrix(spec.n_mels, spec.n_mfcc).T
     return np.concatenate([mfcc, log_mel], axis=1).astype(np.float32)
+
+
+def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
+    """MFCC + log-mel frames of a mono float signal: ``features_from_mel(mel_power(signal))``.
+
+    Training augments the mel power in between; inference goes straight through.
+    """
+    return features_from_mel(mel_power(signal, spec), spec)
 
 
 def normalize(features: np.ndarray, spec: FeatureSpec) -> np.ndarray:

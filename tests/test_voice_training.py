@@ -13,7 +13,7 @@ pytest.importorskip("keras")
 from emocli.train.voice import fit_temperature, held_out_speakers  # noqa: E402
 from emocli.train.voice_batches import (  # noqa: E402
     Augment,
-    augment_waveform,
+    augment_mel,
     label_masks,
     masked_crossentropy,
     sampling_weights,
@@ -46,18 +46,28 @@ def test_masked_loss_ignores_labels_the_corpus_never_uses():
     assert float(keras.ops.convert_to_numpy(masked_crossentropy(target, worse))[0]) > l1 + 0.5
 
 
-def test_augmented_waveforms_stay_finite_bounded_and_of_the_same_length():
+def test_augmented_windows_stay_finite_and_perturb_as_asked():
+    from emocli.features import FeatureSpec, mel_power
+    from emocli.train.voice_batches import band_centres, noise_bank
+
+    spec = FeatureSpec()
     rng = np.random.default_rng(0)
     t = np.arange(32_000) / 16_000
-    speech_like = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
-    always = Augment(noise_p=1.0, reverb_p=1.0, telephone_p=1.0, mulaw_p=1.0)
-    outs = [augment_waveform(speech_like, 16_000, always, rng, babble=speech_like[::-1].copy()) for _ in range(10)]
-    assert all(o.shape == speech_like.shape and np.all(np.isfinite(o)) and np.abs(o).max() <= 1.0 for o in outs)
-    assert all(np.abs(o - speech_like).mean() > 1e-3 for o in outs)
-    # The telephone band leaves nothing below 300 Hz.
-    never = Augment(noise_p=0.0, reverb_p=0.0, telephone_p=1.0, mulaw_p=0.0, gain_db=0.0)
-    hum = (0.3 * np.sin(2 * np.pi * 100 * t)).astype(np.float32)
-    assert np.abs(augment_waveform(hum, 16_000, never, rng)).max() < 0.01
+    voiced = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    mel = mel_power(voiced, spec)
+    noises = noise_bank(spec, per_kind=1)
+    always = Augment(noise_p=1.0, reverb_p=1.0, telephone_p=0.0)
+    outs = [augment_mel(mel, spec, always, rng, noises) for _ in range(10)]
+    assert all(o.shape == mel.shape and np.all(np.isfinite(o)) and np.all(o >= 0) for o in outs)
+    # Noise fills the pauses: the quietest frames are far louder than in the clean window.
+    quiet = mel.sum(1) <= np.percentile(mel.sum(1), 20)
+    assert quiet.sum() > 20 and all(o[quiet].mean() > 1e-3 * mel.mean() > mel[quiet].mean() for o in outs)
+    # The telephone band keeps 300-3400 Hz and drops the rest, at unchanged gain.
+    phone = Augment(speed=0, warp=0, gain_db=0, tilt_db=0, noise_p=0, reverb_p=0, telephone_p=1.0)
+    out = augment_mel(mel, spec, phone, rng, noises)
+    centres = band_centres(spec)
+    inside = (centres >= 300) & (centres <= 3400)
+    assert np.allclose(out[:, inside], mel[:, inside]) and np.all(out[:, ~inside] <= mel[:, ~inside] * 1e-3)
 
 
 def test_temperature_softens_overconfident_probabilities():

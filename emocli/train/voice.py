@@ -25,7 +25,7 @@ from keras import layers
 
 from ..datasets import AudioItem, find_audio, load_waveforms
 from ..evaluate import clip_windows, silence_frame
-from ..features import FeatureSpec, audio_features, normalize
+from ..features import FeatureSpec, audio_features, features_from_mel, mel_power, normalize
 from ..labels import LABELS
 from .run import (
     Checkpoint,
@@ -37,7 +37,7 @@ from .run import (
     plot_curves,
     set_seed,
 )
-from .voice_batches import Augment, WaveBatches, masked_crossentropy
+from .voice_batches import Augment, MelBatches, masked_crossentropy
 
 # RAVDESS actors 21-24 are kept by the project owners for the final measurement;
 # 17-20 (two women, two men) are the held-out RAVDESS speakers here.
@@ -112,10 +112,17 @@ def build_voice_model(
     return keras.Model(inputs, outputs, name="emocli_voice")
 
 
-def fit_scaler(waves: list[np.ndarray], spec: FeatureSpec, limit: int = 2000) -> FeatureSpec:
-    """The spec with per-feature mean/std over the frames of (up to ``limit``) training clips."""
-    step = max(1, len(waves) // limit)
-    frames = np.concatenate([audio_features(w.astype(np.float32) / 32767.0, spec) for w in waves[::step]])
+def clip_mels(waves: list[np.ndarray], spec: FeatureSpec) -> list[np.ndarray]:
+    """Every clip's mel power (``features.mel_power``), what training augments."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda w: mel_power(w.astype(np.float32) / 32767.0, spec), waves))
+
+
+def fit_scaler(mels: list[np.ndarray], spec: FeatureSpec) -> FeatureSpec:
+    """The spec with per-feature mean/std over every frame of the (training) clips."""
+    frames = np.concatenate([features_from_mel(m, spec) for m in mels])
     mean, std = frames.mean(0, dtype=np.float64), np.maximum(frames.std(0, dtype=np.float64), 1e-3)
     return FeatureSpec.from_dict({**spec.to_dict(), "mean": mean.round(5).tolist(), "std": std.round(5).tolist()})
 
@@ -277,14 +284,15 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     train, held = _split(items, config)
     labels = np.asarray([LABELS.index(it.label) for it in items], np.int64)
     corpora = [items[i].dataset for i in train]
+    mels = clip_mels([waves[i] for i in train], base)
     if run.resumable() and (run / "preprocess.json").is_file():
         spec = FeatureSpec.from_dict(json.loads((run / "preprocess.json").read_text()))
     else:
-        spec = fit_scaler([waves[i] for i in train], base)
+        spec = fit_scaler(mels, base)
     groups = [make_group(name, [waves[i] for i in idx], labels[idx], spec) for name, idx in held.items()]
     steps = config.steps or int(np.ceil(len(train) / config.batch_size))
-    batches = WaveBatches(
-        [waves[i] for i in train],
+    batches = MelBatches(
+        mels,
         labels[train],
         corpora,
         spec,

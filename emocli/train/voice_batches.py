@@ -1,9 +1,12 @@
-"""Training batches for the voice model: balanced draws of augmented waveforms, as features.
+"""Training batches for the voice model: balanced draws of augmented windows, as features.
 
 Real recordings differ from the studio corpora in noise, room, microphone, telephone
-band and level, so every training window is perturbed as a waveform first (speed, gain,
-noise at a random SNR, reverberation, telephone band, 8-bit mu-law) and only then turned
-into features by ``features.audio_features``, the function inference uses.
+band and level, so every training window is perturbed. The perturbations act on each
+clip's mel-band power (``features.mel_power``), where they are cheap and nearly exact:
+power adds (noise at a random SNR, another voice as babble), a room smears it over time
+(an exponential reverberation tail), a channel scales bands (telephone band, spectral
+tilt, gain), and tempo and vocal-tract length resample its axes. ``features_from_mel``
+then gives the features inference computes.
 
 Draws are balanced: each corpus is drawn in proportion to a power of its size (0.5: the
 largest corpus does not drown the small ones) and, within a corpus, each of its classes
@@ -17,19 +20,20 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from ..features import FeatureSpec, audio_features, normalize
+from ..features import FeatureSpec, features_from_mel, mel_basis, mel_power
 from ..labels import LABELS
 
 
 @dataclass
 class Augment:
-    speed: float = 0.1  # resampled by 1 +- this: tempo and pitch together
+    speed: float = 0.1  # tempo: the time axis resampled by 1 +- this
+    warp: float = 0.1  # vocal-tract length: the mel axis stretched by 1 +- this
     gain_db: float = 10.0  # level change, +- this many dB
+    tilt_db: float = 6.0  # microphone colour: a spectral slope of +- this many dB over the band
     noise_p: float = 0.5  # share of windows with added noise ...
     snr_db: tuple[float, float] = (0.0, 25.0)  # ... at an SNR drawn from this range
     reverb_p: float = 0.3
     telephone_p: float = 0.15  # 300-3400 Hz band
-    mulaw_p: float = 0.1  # 8-bit mu-law: a codec's quantisation
     time_masks: int = 2  # SpecAugment: masks of up to 10% of the frames each
     freq_masks: int = 2  # ... and of up to 8 mel bands each
 
@@ -42,8 +46,8 @@ def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndar
     return y / (np.sqrt(np.mean(y**2)) + 1e-9)
 
 
-def _tonal(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """A few harmonic notes with vibrato: music-like background."""
+def tonal(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A few harmonic notes with vibrato: a music-like background, unit RMS."""
     t = np.arange(n) / sr
     y = np.zeros(n)
     for f0 in rng.uniform(110, 880, rng.integers(1, 4)):
@@ -53,64 +57,84 @@ def _tonal(n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     return y / (np.sqrt(np.mean(y**2)) + 1e-9)
 
 
-def _fft_convolve(y: np.ndarray, h: np.ndarray) -> np.ndarray:
-    n = len(y) + len(h) - 1
-    size = 1 << (n - 1).bit_length()
-    return np.fft.irfft(np.fft.rfft(y, size) * np.fft.rfft(h, size), size)[: len(y)]
+def noise_bank(spec: FeatureSpec, seed: int = 0, per_kind: int = 8, seconds: float = 4.0) -> list[np.ndarray]:
+    """Mel power of white, pink and brown noise and of music-like tones, 4 s each."""
+    rng = np.random.default_rng([seed, 7])
+    n = int(seconds * spec.sample_rate)
+    signals = [coloured_noise(n, e, rng) for e in (0.0, 1.0, 2.0) for _ in range(per_kind)]
+    signals += [tonal(n, spec.sample_rate, rng) for _ in range(per_kind)]
+    return [mel_power(0.1 * y.astype(np.float32), spec) for y in signals]
 
 
-def _band(y: np.ndarray, sr: int, low: float, high: float) -> np.ndarray:
-    spectrum = np.fft.rfft(y)
-    f = np.fft.rfftfreq(len(y), 1 / sr)
-    spectrum[(f < low) | (f > high)] = 0
-    return np.fft.irfft(spectrum, len(y))
+def band_centres(spec: FeatureSpec) -> np.ndarray:
+    """Each mel band's centre frequency (Hz), from its filter's peak."""
+    fft_hz = np.fft.rfftfreq(spec.n_fft, 1.0 / spec.sample_rate)
+    return fft_hz[np.argmax(mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax), axis=1)]
 
 
-def augment_waveform(y: np.ndarray, sr: int, a: Augment, rng: np.random.Generator, babble=None) -> np.ndarray:
-    """A perturbed copy of a float waveform (same length). ``babble``: another clip, as speech noise."""
-    n = len(y)
-    y = y.astype(np.float64)
-    if rng.random() < a.reverb_p:
-        rt60 = rng.uniform(0.15, 0.8)
-        t = np.arange(int(sr * rt60)) / sr
-        h = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60)
-        h[0] = 1.0 / rng.uniform(0.3, 1.0)  # the direct sound
-        wet = _fft_convolve(y, h)
-        y = wet * np.sqrt(np.mean(y**2) / (np.mean(wet**2) + 1e-12))
-    if rng.random() < a.noise_p:
-        kind = rng.integers(0, 5)
-        if kind < 3:
-            noise = coloured_noise(n, float(kind), rng)
-        elif kind == 3:
-            noise = _tonal(n, sr, rng)
-        else:
-            noise = babble if babble is not None and np.any(babble) else coloured_noise(n, 1.0, rng)
-            noise = noise / (np.sqrt(np.mean(noise**2)) + 1e-9)
-        power = np.mean(y**2) + 1e-10
-        y = y + noise * np.sqrt(power / 10 ** (rng.uniform(*a.snr_db) / 10))
-    if rng.random() < a.telephone_p:
-        y = _band(y, sr, 300.0, 3400.0)
-    y *= 10 ** (rng.uniform(-a.gain_db, a.gain_db) / 20)
-    peak = np.abs(y).max()
-    if peak > 1.0:
-        y /= peak
-    if rng.random() < a.mulaw_p:
-        mu = 255.0
-        q = np.round((np.sign(y) * np.log1p(mu * np.abs(y)) / np.log1p(mu) + 1) * 127.5)
-        c = q / 127.5 - 1
-        y = np.sign(c) * np.expm1(np.abs(c) * np.log1p(mu)) / mu
-    return y.astype(np.float32)
+def _resample(x: np.ndarray, n: int, axis: int = 0) -> np.ndarray:
+    """Linear interpolation of ``x`` to ``n`` points along ``axis`` (0 or 1)."""
+    length = x.shape[axis]
+    pos = np.linspace(0, length - 1, n)
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, length - 1)
+    frac = (pos - i0).astype(np.float32)
+    if axis == 0:
+        return x[i0] * (1 - frac[:, None]) + x[i1] * frac[:, None]
+    return x[:, i0] * (1 - frac) + x[:, i1] * frac
 
 
-def crop(wave: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """A random ``n``-sample stretch of ``wave``; a shorter clip is placed at random in silence."""
-    if len(wave) >= n:
-        start = rng.integers(0, len(wave) - n + 1)
-        return wave[start : start + n]
-    out = np.zeros(n, np.float32)
-    start = rng.integers(0, n - len(wave) + 1)
-    out[start : start + len(wave)] = wave
+def crop(mel: np.ndarray, n: int, rng: np.random.Generator, floor: np.ndarray) -> np.ndarray:
+    """``n`` frames of ``mel`` from a random start; a shorter clip is placed at random in ``floor``."""
+    if len(mel) >= n:
+        start = rng.integers(0, len(mel) - n + 1)
+        return mel[start : start + n].copy()
+    out = np.repeat(floor[None], n, axis=0)
+    start = rng.integers(0, n - len(mel) + 1)
+    out[start : start + len(mel)] = mel
     return out
+
+
+def reverberate(mel: np.ndarray, hop_s: float, rng: np.random.Generator) -> np.ndarray:
+    """A room's exponential tail (RT60 0.15-0.8 s) added to the direct sound, band by band."""
+    rt60 = rng.uniform(0.15, 0.8)
+    k = np.arange(1, int(rt60 / hop_s) + 1)
+    tail = 10 ** (-6.0 * k * hop_s / rt60)  # power falls 60 dB over RT60
+    tail *= rng.uniform(0.3, 1.5) / tail.sum()  # reverberant-to-direct energy
+    n = len(mel) + len(k)
+    size = 1 << (n - 1).bit_length()
+    kernel = np.zeros(size)
+    kernel[1 : len(k) + 1] = tail
+    kernel[0] = 1.0
+    wet = np.fft.irfft(np.fft.rfft(mel, size, axis=0) * np.fft.rfft(kernel)[:, None], size, axis=0)[: len(mel)]
+    return np.maximum(wet, 0.0).astype(np.float32)
+
+
+def augment_mel(
+    mel: np.ndarray, spec: FeatureSpec, a: Augment, rng: np.random.Generator, noises: list, babble=None
+) -> np.ndarray:
+    """A perturbed copy of a window's mel power (same shape). ``babble``: another clip's window."""
+    n, bands = mel.shape
+    if a.warp > 0:  # band j takes the power of band j * alpha: alpha > 1 sounds like a shorter vocal tract
+        mel = _resample(mel, int(round(bands * rng.uniform(1 - a.warp, 1 + a.warp))), axis=1)
+        mel = mel[:, :bands] if mel.shape[1] >= bands else np.pad(mel, ((0, 0), (0, bands - mel.shape[1])), "edge")
+    if rng.random() < a.reverb_p:
+        mel = reverberate(mel, spec.hop / spec.sample_rate, rng)
+    if rng.random() < a.noise_p:
+        pick = rng.integers(0, len(noises) + 1)
+        noise = babble if pick == len(noises) and babble is not None else noises[pick % len(noises)]
+        start = rng.integers(0, max(1, len(noise) - n + 1))
+        noise = noise[start : start + n]
+        if len(noise) < n:
+            noise = np.resize(noise, (n, bands))
+        snr = 10 ** (rng.uniform(*a.snr_db) / 10)
+        mel = mel + noise * (mel.mean() / (noise.mean() + 1e-12) / snr)
+    if rng.random() < a.telephone_p:
+        centres = band_centres(spec)
+        mel = mel * np.where((centres < 300) | (centres > 3400), 1e-4, 1.0).astype(np.float32)
+    slope = np.linspace(-0.5, 0.5, bands) * rng.uniform(-a.tilt_db, a.tilt_db)
+    gain = rng.uniform(-a.gain_db, a.gain_db)
+    return (mel * 10 ** ((slope + gain) / 10)).astype(np.float32)
 
 
 def sampling_weights(corpora: np.ndarray, y: np.ndarray, power: float) -> np.ndarray:
@@ -137,16 +161,17 @@ def label_masks(corpora: np.ndarray, y: np.ndarray) -> np.ndarray:
     return masks
 
 
-class WaveBatches(keras.utils.PyDataset):
+class MelBatches(keras.utils.PyDataset):
     """``steps`` batches per epoch of (features, [one-hot | label mask]), drawn with replacement.
 
-    Batch ``b`` of epoch ``e`` comes from ``default_rng([seed, e, b])``, so a resumed run
-    draws what an uninterrupted one would.
+    ``mels`` are the training clips' mel power (``features.mel_power``). Batch ``b`` of
+    epoch ``e`` comes from ``default_rng([seed, e, b])``, so a resumed run draws what an
+    uninterrupted one would.
     """
 
     def __init__(
         self,
-        waves: list[np.ndarray],
+        mels: list[np.ndarray],
         y: np.ndarray,
         corpora: list[str],
         spec: FeatureSpec,
@@ -158,12 +183,14 @@ class WaveBatches(keras.utils.PyDataset):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.waves, self.y, self.spec, self.augment = waves, y, spec, augment
+        self.mels, self.y, self.spec, self.augment = mels, y, spec, augment
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
         self.p = sampling_weights(np.asarray(corpora), y, power)
         self.masks = label_masks(np.asarray(corpora), y)
+        self.noises = noise_bank(spec, seed)
+        self.floor = mel_power(np.zeros(spec.n_fft, np.float32), spec)[0]
+        self.mean, self.std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
         self.epoch = 0
-        self.n = spec.window_samples
 
     def __len__(self) -> int:
         return self.steps
@@ -172,17 +199,15 @@ class WaveBatches(keras.utils.PyDataset):
         self.epoch += 1
 
     def window(self, i: int, rng: np.random.Generator) -> np.ndarray:
-        a = self.augment
+        a, frames = self.augment, self.spec.window_frames
         rate = rng.uniform(1 - a.speed, 1 + a.speed)
-        raw = crop(self.waves[i], int(self.n * rate), rng).astype(np.float32) / 32767.0
-        y = np.interp(np.linspace(0, len(raw) - 1, self.n), np.arange(len(raw)), raw).astype(np.float32)
-        other = self.waves[rng.integers(0, len(self.waves))]
-        babble = crop(other, self.n, rng).astype(np.float32) / 32767.0
-        y = augment_waveform(y, self.spec.sample_rate, a, rng, babble)
-        x = normalize(audio_features(y, self.spec), self.spec)
+        mel = _resample(crop(self.mels[i], max(2, int(round(frames * rate))), rng, self.floor), frames)
+        babble = crop(self.mels[rng.integers(0, len(self.mels))], frames, rng, self.floor)
+        mel = augment_mel(mel, self.spec, a, rng, self.noises, babble)
+        x = (features_from_mel(mel, self.spec) - self.mean) / self.std
         for _ in range(a.time_masks):
-            width = rng.integers(0, len(x) // 10 + 1)
-            start = rng.integers(0, len(x) - width + 1)
+            width = rng.integers(0, frames // 10 + 1)
+            start = rng.integers(0, frames - width + 1)
             x[start : start + width] = 0.0  # the training mean
         for _ in range(a.freq_masks):
             width = rng.integers(0, 9)
