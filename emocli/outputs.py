@@ -236,8 +236,9 @@ class AnnotatedVideoWriter(Writer):
         audio = bool(timeline.facts.get("has_audio", True)) and info.has_audio
         codec = info.audio_codec if audio else None
         render_filtered(
-            self.source, tmp, filters, "\n".join(commands), audio_codec=codec, size=(info.width, info.height)
-        )
+            self.source, tmp, filters, "\n".join(commands), audio_codec=codec, size=(info.width, info.height),
+            streams=(info.video_stream, info.audio_stream),
+        )  # fmt: skip
 
     @staticmethod
     def _commands(rows: list[dict], slots: int, style: _TagStyle) -> list[str]:

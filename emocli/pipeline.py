@@ -18,7 +18,7 @@ from threadpoolctl import threadpool_limits
 from .faces import FaceDetector, FaceFollower, FaceTracker, align_face
 from .fusion import MODES, default_face_weight, fuse
 from .labels import LABELS
-from .media import AudioStream, FrameReader, MediaError, decoder_threads, frame_sampler, probe
+from .media import AudioStream, MediaError, decoder_threads, frame_sampler, probe
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
 from .speaker import SpeakerDetector, loudness, mouth_patch
 from .timeline import Timeline
@@ -110,11 +110,9 @@ class Analyzer:
         if not info.has_video and not info.has_audio:
             raise MediaError("no video or audio stream")
         o = self.options
+        # The media's own length (its packets), on its presentation timeline: a header that
+        # claims more is not believed, and info.note says so.
         duration = info.duration
-        if info.has_video and duration <= 0:  # the container does not say: OpenCV counts the frames
-            with FrameReader(path) as reader:
-                if reader.fps > 0:
-                    duration = reader.cap.get(7) / reader.fps  # CAP_PROP_FRAME_COUNT
         if duration <= 0:
             raise MediaError("cannot tell the duration (no readable frames or samples)")
         n = max(1, math.ceil(duration / o.interval - 1e-6))
@@ -122,8 +120,14 @@ class Analyzer:
         centres = [(a + b) / 2 for a, b in spans]
         grid = _frame_times(spans, o.interval, _per_interval(o, info.fps if info.has_video else 0.0))
         times = [t for ts in grid for t in ts]
-        frames = frame_sampler(info, times, o.decode_threads or decoder_threads()) if info.has_video else None
-        audio = AudioStream(path, self.voice_model.sample_rate) if info.has_audio else None
+        threads = o.decode_threads or decoder_threads()
+        # Each stream placed where it starts: a video or audio that begins late is seen or heard then.
+        frames = frame_sampler(info, times, threads, reach=o.interval / 2) if info.has_video else None
+        audio = (
+            AudioStream(path, self.voice_model.sample_rate, info.audio_stream, info.audio_offset)
+            if info.has_audio
+            else None
+        )
         tracker = FaceTracker()
         speech = self.speech.track()
         rows: list[dict] = []
@@ -156,7 +160,8 @@ class Analyzer:
             if audio is not None:
                 audio.close()
         facts = dict(video=name, duration_s=round(duration, 3), speech_s=round(speech.speech_s, 3), has_video=info.has_video, has_audio=info.has_audio,
-                     width=info.width, height=info.height, fps=info.fps, face_weight=self.face_weight, fusion=o.fusion)  # fmt: skip
+                     width=info.width, height=info.height, fps=info.fps, face_weight=self.face_weight, fusion=o.fusion,
+                     note=info.note)  # fmt: skip
         return Timeline(rows, facts)
 
     def _faces(self, shots: list, centre: float, tracker: FaceTracker, speakers: SpeakerDetector | None):

@@ -54,9 +54,15 @@ class BatchProgress:
         self._running.pop(job.source.name, None)
         if row["status"] == "failed":
             self.failed += 1
-            # Errors go out even with --quiet: one readable line per video.
+        if row["error"]:
+            # Errors, and notes on what an ok video lacks (media cut short), go out even with
+            # --quiet: one readable line per video.
             self.console.print(
-                f"{job.name}: {row['error']}", style="red", markup=False, highlight=False, soft_wrap=True
+                f"{job.name}: {row['error']}",
+                style="red" if row["status"] == "failed" else "yellow",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
         if self._progress is not None:
             self._progress.update(self._task, advance=1, current=self._current())

@@ -62,8 +62,17 @@ def corrupted_middle(path: Path, source: Path, block: int = 2048) -> Path:
     return path
 
 
+def speech(seconds: float) -> np.ndarray:
+    """Real speech (a CREMA-D sentence, 16 kHz), cut or repeated to ``seconds``: what the
+    voice-activity detector must hear as speech (a tone is not)."""
+    from emocli.media import read_audio
+
+    voice = read_audio(CLIPS / "1001_DFA_ANG_XX.mp4")
+    return np.resize(voice, int(seconds * 16_000))
+
+
 def audio_only(path: Path, seconds: float = 2.0) -> Path:
-    wav = write_wav(path.with_suffix(".src.wav"), tone(seconds))
+    wav = write_wav(path.with_suffix(".src.wav"), speech(seconds))
     ffmpeg_run("-i", str(wav), "-c:a", "aac", str(path))
     wav.unlink()
     return path
@@ -90,7 +99,7 @@ def odd_sized(path: Path, seconds: float = 1.0) -> Path:
     """33x17 frames: 4:4:4 H.264 keeps odd sizes, where 4:2:0 would force even ones."""
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, (17, 33, 3), dtype=np.uint8) for _ in range(int(seconds * FPS))]
-    return make_video(path, frames, FPS, tone(seconds), codec=["-c:v", "libx264", "-pix_fmt", "yuv444p"])
+    return make_video(path, frames, FPS, speech(seconds), codec=["-c:v", "libx264", "-pix_fmt", "yuv444p"])
 
 
 def variable_rate(path: Path, face_image: np.ndarray, seconds: float = 3.0) -> Path:
@@ -161,3 +170,92 @@ def build_corpus(root: Path, face_image: np.ndarray) -> dict[str, Case]:
         locked.chmod(0)
         failed("no read permission", locked, "permission denied")
     return cases
+
+
+# ---------------------------------------------------------------- timing: where streams start and end
+
+
+def _wav(path: Path, signal: np.ndarray) -> Path:
+    return write_wav(path.with_suffix(".src.wav"), signal)
+
+
+def _silent_video(path: Path, face_image: np.ndarray | None, seconds: float, fps: float = FPS) -> Path:
+    frames = face_frames(face_image, seconds) if face_image is not None else [scene(None, size=SIZE)]
+    frames = frames[:1] * max(1, int(round(seconds * fps)))
+    return make_video(path, frames, fps)
+
+
+def late_audio(path: Path, face_image: np.ndarray, delay: float = 3.0, speech_s: float = 2.0) -> Path:
+    """A face from 0 s; speech that starts ``delay`` seconds in (the audio stream starts late)."""
+    video = _silent_video(path.with_suffix(".v.mp4"), face_image, delay)
+    wav = _wav(path, speech(speech_s))
+    ffmpeg_run("-i", str(video), "-itsoffset", str(delay), "-i", str(wav), "-map", "0:v", "-map", "1:a",
+               "-c:v", "copy", "-c:a", "aac", str(path))  # fmt: skip
+    video.unlink()
+    wav.unlink()
+    return path
+
+
+def late_video(path: Path, face_image: np.ndarray, delay: float = 2.0, seconds: float = 5.0) -> Path:
+    """Speech from 0 s; the video (a face) starts ``delay`` seconds in: an MP4 edit list places it."""
+    video = _silent_video(path.with_suffix(".v.mp4"), face_image, seconds - delay)
+    wav = _wav(path, speech(seconds))
+    ffmpeg_run("-itsoffset", str(delay), "-i", str(video), "-i", str(wav), "-map", "0:v", "-map", "1:a",
+               "-c:v", "copy", "-c:a", "aac", str(path))  # fmt: skip
+    video.unlink()
+    wav.unlink()
+    return path
+
+
+def ts_offset(path: Path, face_image: np.ndarray, seconds: float = 3.0, offset: float = 10.0) -> Path:
+    """MPEG-TS whose timestamps start ``offset`` seconds (plus the muxer's own 1.4 s) in."""
+    plain = make_video(path.with_suffix(".plain.mp4"), face_frames(face_image, seconds), FPS, speech(seconds))
+    ffmpeg_run("-i", str(plain), "-c", "copy", "-output_ts_offset", str(offset), "-f", "mpegts", str(path))
+    plain.unlink()
+    return path
+
+
+def slide_show(path: Path, face_image: np.ndarray, seconds: float = 10.0, fps: float = 0.5) -> Path:
+    """A face in every frame, one frame every 2 s."""
+    frame = scene(face_image, size=SIZE, at=FACE_AT, scale=FACE_SCALE)
+    return make_video(path, [frame] * int(seconds * fps), fps)
+
+
+def lying_header(path: Path, face_image: np.ndarray, seconds: float = 2.3, claims_s: float = 3600.0) -> Path:
+    """A Matroska file whose Segment Duration claims ``claims_s`` over ``seconds`` of media."""
+    import struct
+
+    clip(path, face_image, seconds)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # EBML Duration, an 8-byte float in milliseconds
+    assert at > 0, "no Matroska Duration element"
+    data[at + 3 : at + 11] = struct.pack(">d", claims_s * 1000.0)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def two_audio_tracks(path: Path, face_image: np.ndarray, seconds: float = 2.0) -> Path:
+    """A first, non-default track (a tone) and a second, default one (speech)."""
+    video = _silent_video(path.with_suffix(".v.mp4"), face_image, seconds)
+    tone_wav, speech_wav = _wav(path.with_suffix(".t.mp4"), tone(seconds)), _wav(path, speech(seconds))
+    ffmpeg_run("-i", str(video), "-i", str(tone_wav), "-i", str(speech_wav), "-map", "0:v", "-map", "1:a", "-map", "2:a",
+               "-c:v", "copy", "-c:a", "aac", "-disposition:a:0", "0", "-disposition:a:1", "default", str(path))  # fmt: skip
+    for p in (video, tone_wav, speech_wav):
+        p.unlink()
+    return path
+
+
+def broken_float_audio(path: Path, face_image: np.ndarray, seconds: float = 3.0) -> Path:
+    """Float PCM speech with a stretch of NaN and a few infinite samples (a broken recorder)."""
+    samples = speech(seconds).astype("<f4")
+    samples[16_000:20_000] = np.nan
+    samples[30_000:30_010] = np.inf
+    samples[30_010:30_020] = -np.inf
+    raw = path.with_suffix(".f32")
+    raw.write_bytes(samples.tobytes())
+    video = _silent_video(path.with_suffix(".v.mp4"), face_image, seconds)
+    ffmpeg_run("-i", str(video), "-f", "f32le", "-ar", "16000", "-ac", "1", "-i", str(raw), "-map", "0:v",
+               "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_f32le", str(path))  # fmt: skip
+    video.unlink()
+    raw.unlink()
+    return path
