@@ -25,6 +25,7 @@ from .outputs import (
     SUMMARY_COLUMNS,
     AnnotatedVideoWriter,
     CsvWriter,
+    PeopleWriter,
     PlotWriter,
     atomic_path,
     part_prefix,
@@ -199,9 +200,12 @@ def discover(inputs: list[str | Path], out: str | Path) -> list[Job]:
     for path in files:
         rel = path.relative_to(root)
         stem = out / rel.with_suffix("")
-        # clip.mp4 next to clip.mov, or a top-level summary.mp4 (summary.csv is the batch's): by full name
-        if stem in taken or str(rel.with_suffix("")).lower() == "summary":
+        # By full name: clip.mp4 next to clip.mov; a top-level summary.mp4 (summary.csv is the
+        # batch's); clip.people.mp4 (clip.people.csv is clip.mp4's people).
+        if stem in taken or str(rel.with_suffix("")).lower() == "summary" or stem.name.endswith(".people"):
             stem = out / rel
+        # A name so long that an output's suffix would pass the limit: its head and a hash.
+        stem = stem.with_name(short_name(stem.name, len(PeopleWriter.suffix)))
         taken.add(stem)
         jobs.append(Job(path, stem))
     return jobs
@@ -226,6 +230,23 @@ def check_outputs(jobs: list[Job], batch: BatchOptions, out: Path) -> None:
                 hit = inputs.get((st.st_dev, st.st_ino))
         if hit is not None:
             raise UsageError(f"-o {out}: {target} would overwrite the input {hit.name}; choose another folder")
+    for job in jobs:
+        foreign = [t for t, j in targets if j is job and os.path.lexists(t)]
+        if foreign and not _ours(job.stem):
+            raise UsageError(f"-o {out}: {foreign[0]} exists and emocli did not write it; choose another folder")
+
+
+def _ours(stem: Path) -> bool:
+    """Whether the files already at ``stem``'s output names are emocli's: a record names
+    them, or (an emocli that kept no record) its timeline CSV is one."""
+    if record_path(stem).is_file():
+        return True
+    try:
+        with open(CsvWriter().path(stem), newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return header[:3] == ["video", "t_start", "t_end"]
 
 
 def writers(job: Job, batch: BatchOptions, has_video: bool = True) -> list:
@@ -239,6 +260,7 @@ def writers(job: Job, batch: BatchOptions, has_video: bool = True) -> list:
         ws.append(AnnotatedVideoWriter(job.source))
     if batch.plot:
         ws.append(PlotWriter())
+    ws.append(PeopleWriter())
     ws.append(CsvWriter())
     return ws
 
@@ -367,7 +389,8 @@ def remove_stale_parts(stem: Path) -> None:
     """
     if not stem.parent.is_dir():
         return
-    finals = [w.path(stem) for w in (CsvWriter(), PlotWriter(), AnnotatedVideoWriter(stem))] + [record_path(stem)]
+    kinds = (CsvWriter(), PeopleWriter(), PlotWriter(), AnnotatedVideoWriter(stem))
+    finals = [w.path(stem) for w in kinds] + [record_path(stem)]
     for final in finals:
         prefix = part_prefix(final)
         for part in stem.parent.glob(f"{_glob_escape(prefix)}*{_glob_escape(final.suffix)}"):

@@ -270,7 +270,8 @@ print("light:", light, "lean:", lean, "heavy:", heavy)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "light: [] lean: [] heavy: []" in out.stdout, out.stdout
-    assert {p.name for p in (tmp_path / "noplot").iterdir()} == {"talking.csv", "talking.mp4", "summary.csv"}
+    visible = {p.name for p in (tmp_path / "noplot").iterdir() if not p.name.startswith(".")}  # not the record
+    assert visible == {"talking.csv", "talking.people.csv", "talking.mp4", "summary.csv"}
     assert {p.name for p in (tmp_path / "all").iterdir()} >= {"talking.csv", "talking.png", "talking.mp4"}
 
 

@@ -76,6 +76,14 @@ def test_annotated_output_onto_its_input_is_refused_before_any_work(source, mode
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # nothing written, nothing changed
 
 
+def test_a_file_of_the_users_at_an_output_name_is_never_written_over(source, models, tmp_path):
+    folder = inputs(tmp_path, source, "notes.mp4")
+    (folder / "notes.csv").write_text("my own notes\n")
+    result = cli("process", folder, "-o", folder, models=models)
+    assert result.exit_code == 2 and "notes.csv exists and emocli did not write it" in result.output
+    assert (folder / "notes.csv").read_text() == "my own notes\n"
+
+
 def test_output_folder_inside_the_input_is_never_walked(source, models, tmp_path):
     folder = inputs(tmp_path, source, "a.mp4", "sub/b.mp4")
     out = folder / "out"
@@ -141,8 +149,10 @@ def test_summary_that_cannot_be_written_is_one_line_and_the_batch_goes_on(source
 def test_an_output_that_cannot_be_written_fails_that_video_alone(source, models, tmp_path):
     folder = inputs(tmp_path, source, "a.mp4", "b.mp4")
     out = tmp_path / "out"
-    (out / "a.csv").mkdir(parents=True)  # a folder where a's timeline goes
-    result = cli("process", folder, "-o", out, models=models)
+    assert cli("process", folder, "-o", out, models=models).exit_code == 0
+    (out / "a.csv").unlink()
+    (out / "a.csv").mkdir()  # a folder where a's timeline goes
+    result = cli("process", folder, "-o", out, "--overwrite", models=models)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"{folder / 'a.mp4'}: cannot write {out / 'a.csv'}: Is a directory"]
     assert summary(out)["status"].tolist() == ["failed", "ok"]
@@ -183,16 +193,20 @@ def test_unwritable_output_folder(source, models, tmp_path):
 
 
 def test_longest_names_and_a_video_named_like_the_summary(source, models, tmp_path):
-    long = "é" * 125 + ".mp4"  # 254 bytes: every temporary and record name must shorten
-    folder = inputs(tmp_path, source, long, "summary.mp4")
+    long = "é" * 125 + ".mp4"  # 254 bytes: every output, temporary and record name must shorten
+    folder = inputs(tmp_path, source, long, "summary.mp4", "x.mp4", "x.people.mp4")
     out = tmp_path / "out"
     result = cli("process", folder, "-o", out, models=models)
     assert result.exit_code == 0, result.output
-    assert (out / ("é" * 125 + ".csv")).is_file() and (out / "summary.mp4.csv").is_file()
-    assert len(pd.read_csv(out / "summary.mp4.csv")) == 2 and len(summary(out)) == 2
+    (timeline,) = [p for p in out.glob("é*.csv") if not p.name.endswith(".people.csv")]
+    assert timeline.with_name(timeline.name.removesuffix(".csv") + ".people.csv").is_file()
+    assert (out / "summary.mp4.csv").is_file()
+    assert len(pd.read_csv(out / "summary.mp4.csv")) == 2 and len(summary(out)) == 4
+    # x.people.mp4's timeline is not x.mp4's people (x.people.csv)
+    assert "face_id" in pd.read_csv(out / "x.people.csv") and (out / "x.people.mp4.csv").is_file()
     assert not [p for p in out.iterdir() if ".part-" in p.name]
     again = cli("process", folder, "-o", out, models=models)
-    assert summary(out)["status"].tolist() == ["skipped", "skipped"], again.output
+    assert summary(out)["status"].tolist() == ["skipped"] * 4, again.output
 
 
 def test_fifo_socket_and_folder_model_never_block(source, models, tmp_path):
@@ -228,7 +242,7 @@ def test_rerun_with_other_options_or_a_changed_video_redoes_it_and_says_why(sour
     assert cli("process", folder, "-o", out, models=models).exit_code == 0
     one_second = pd.read_csv(out / "a.csv")
     record = json.loads(record_path(out / "a").read_text())
-    assert record["key"]["interval"] == 1.0 and record["outputs"] == ["a.csv"]
+    assert record["key"]["interval"] == 1.0 and record["outputs"] == ["a.people.csv", "a.csv"]
 
     runner = CliRunner()
     base = ["process", str(folder), "-o", str(out), *models_args(models), "--no-plot", "--workers", "1"]
