@@ -156,7 +156,9 @@ class PlotWriter(Writer):
         t1 = np.array([rows[0]["t_end"] for rows in intervals.values()], dtype=float)
         fused = per_interval(intervals, "fused")
         people = timeline.people()
-        people = sorted(sorted(people, key=lambda p: -p["seconds_visible"])[: self.MAX_PEOPLE], key=lambda p: p["face_id"])
+        people = sorted(
+            sorted(people, key=lambda p: -p["seconds_visible"])[: self.MAX_PEOPLE], key=lambda p: p["face_id"]
+        )
         strips = len(people) + 1
         extra = 0.3 * max(0, strips - 2)  # inches: the figure grows by a strip's height per person past the first
         fig, (ax, strip) = plt.subplots(2, 1, figsize=(11, 4.8 + extra), height_ratios=[3.2, 0.5 * strips + extra],
@@ -199,7 +201,9 @@ class PlotWriter(Writer):
         # whatever the timeline (the texts around the axes are fixed), without measuring
         # every tick label: that was 40 % of a plot's time.
         w, h = fig.get_size_inches()
-        fig.subplots_adjust(left=0.67 / w, right=1 - 0.15 / w, bottom=0.585 / h, top=1 - 0.605 / h, hspace=0.14 * 4.8 / h)
+        fig.subplots_adjust(
+            left=0.67 / w, right=1 - 0.15 / w, bottom=0.585 / h, top=1 - 0.605 / h, hspace=0.14 * 4.8 / h
+        )
         fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
 
@@ -208,7 +212,11 @@ class AnnotatedVideoWriter(Writer):
     """The source video, every frame, with boxes, ids and labels drawn; its audio kept.
 
     One ffmpeg decodes, draws and encodes: a box and a tag per face slot and a voice tag,
-    switched once per interval by a ``sendcmd`` script, so no frame comes through Python.
+    driven by a ``sendcmd`` script, so no frame comes through Python. A face keeps its slot
+    while it is seen; its box moves every frame, interpolated between the positions the
+    analysis sampled (``track`` in the rows it made, else each interval's box at its
+    middle). The tag shows the face's own emotion; the speaker's also says it speaks and
+    its fused emotion.
     """
 
     suffix = ".mp4"
@@ -224,40 +232,50 @@ class AnnotatedVideoWriter(Writer):
             raise RuntimeError("no frame to annotate")
         style = _TagStyle(info.width, info.height)
         intervals = timeline.by_interval()
-        slots = max((sum(map(has_face, rows)) for rows in intervals.values()), default=0)
+        slots = _slots(intervals)
+        n_slots = max((len(s) for s in slots.values()), default=0)
         font = filter_arg(str(_font_file()))
         filters = []
-        for k in range(slots):
+        for k in range(n_slots):
             filters.append(f"drawbox@box{k}=enable=0:t={style.thick + 1}")
             filters.append(f"drawtext@tag{k}=enable=0:{style.text_options(font)}")
         filters.append(f"drawtext@voice=enable=0:{style.text_options(font)}")
-        commands = [f"{start!r} [enter] " + ", ".join(self._commands(rows, slots, style)) + ";"
-                    for start, rows in intervals.items()]  # fmt: skip
+        script: dict[float, list[str]] = {}
+        for start, rows in intervals.items():
+            script.setdefault(start, []).extend(self._commands(rows, slots[start], n_slots, style))
+        fps = info.fps if info.fps > 0 else 25.0
+        for t, commands in _motion(intervals, slots, _keyframes(intervals), fps, style):
+            script.setdefault(t, []).extend(commands)
+        commands = [f"{t!r} [enter] " + ", ".join(cmds) + ";" for t, cmds in sorted(script.items()) if cmds]
         audio = bool(timeline.facts.get("has_audio", True)) and info.has_audio
         codec = info.audio_codec if audio else None
         render_filtered(
-            self.source, tmp, filters, "\n".join(commands), audio_codec=codec, size=(info.width, info.height),
-            streams=(info.video_stream, info.audio_stream),
-        )  # fmt: skip
+            self.source, tmp, filters, "\n".join(commands), audio_codec=codec, size=(info.width, info.height)
+        )
 
     @staticmethod
-    def _commands(rows: list[dict], slots: int, style: _TagStyle) -> list[str]:
-        """The sendcmd commands that draw one interval's faces and voice (rows: its timeline rows)."""
+    def _commands(rows: list[dict], slots: dict[int, int], n_slots: int, style: _TagStyle) -> list[str]:
+        """The sendcmd commands that draw one interval's faces (in their ``slots``: face id ->
+        slot) and voice (rows: its timeline rows)."""
         out = []
-        faces = [r for r in rows if has_face(r)]
-        for k in range(slots):
-            if k >= len(faces):
+        faces = {int(r["face_id"]): r for r in rows if has_face(r)}
+        used = {slot: face_id for face_id, slot in slots.items()}
+        for k in range(n_slots):
+            if k not in used:
                 out += [f"drawbox@box{k} enable 0", f"drawtext@tag{k} enable 0"]
                 continue
-            r = faces[k]
-            prefix = "fused" if isinstance(r.get("fused_emotion"), str) else "face"
+            r = faces[used[k]]
+            prefix = "face" if isinstance(r.get("face_emotion"), str) else "fused"
             label, conf = r[f"{prefix}_emotion"], r[f"{prefix}_confidence"]
+            text = f"#{int(r['face_id'])} {label} {conf:.0%}"
+            if r.get("face_speaking") is True:
+                text += " - speaks"
+                if isinstance(r.get("fused_emotion"), str):
+                    text += f" - fused {r['fused_emotion']} {r['fused_confidence']:.0%}"
             x, y, w, h = (int(r[c]) for c in ("face_x", "face_y", "face_w", "face_h"))
             out += [f"drawbox@box{k} {key} {value}" for key, value in
                     (("x", x), ("y", y), ("w", w), ("h", h), ("color", style.hex(label)), ("enable", 1))]  # fmt: skip
-            above = y - style.thick - style.pad - 2
-            top = above if above - style.height - style.pad > 0 else y + h + style.height + style.pad + 4
-            out += [style.tag(f"tag{k}", f"#{int(r['face_id'])} {label} {conf:.0%}", label, x + style.pad, top)]
+            out += [style.tag(f"tag{k}", text, label, x + style.pad, style.tag_bottom(y, h))]
         first = rows[0]
         if first.get("voice_active") and isinstance(first.get("voice_emotion"), str):
             text = f"voice {first['voice_emotion']} {first['voice_confidence']:.0%}"
@@ -265,6 +283,60 @@ class AnnotatedVideoWriter(Writer):
         else:
             out.append("drawtext@voice enable 0")
         return out
+
+
+def _slots(intervals: dict[float, list[dict]]) -> dict[float, dict[int, int]]:
+    """Per interval, face id -> drawing slot: a face keeps its slot for as long as it is seen
+    in consecutive intervals; a new face takes the lowest free one."""
+    out: dict[float, dict[int, int]] = {}
+    held: dict[int, int] = {}
+    for start, rows in intervals.items():
+        ids = [int(r["face_id"]) for r in rows if has_face(r)]
+        held = {fid: slot for fid, slot in held.items() if fid in ids}
+        for fid in ids:
+            if fid not in held:
+                held[fid] = min(set(range(len(ids) + len(held))) - set(held.values()))
+        out[start] = dict(held)
+    return out
+
+
+def _keyframes(intervals: dict[float, list[dict]]) -> dict[int, list[tuple]]:
+    """Per face id, its sampled positions (t, x, y, w, h) in time order: the rows' ``track``
+    where the analysis left one, else each row's box at its interval's middle."""
+    keys: dict[int, list[tuple]] = {}
+    for rows in intervals.values():
+        for r in rows:
+            if not has_face(r):
+                continue
+            box = tuple(float(r[c]) for c in ("face_x", "face_y", "face_w", "face_h"))
+            points = r.get("track") or [((r["t_start"] + r["t_end"]) / 2, *box)]
+            keys.setdefault(int(r["face_id"]), []).extend(tuple(p) for p in points)
+    return {fid: sorted(points) for fid, points in keys.items()}
+
+
+def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
+    """(time, commands) moving each slot's box and tag to its face's interpolated position,
+    at every frame where it moved by a pixel or more."""
+    last: dict[int, tuple] = {}
+    spans = [(start, rows[0]["t_end"]) for start, rows in intervals.items()]
+    for start, end in spans:
+        first = int(np.ceil(start * fps - 1e-6))
+        frames = np.arange(first, int(np.ceil(end * fps - 1e-6))) / fps
+        at = slots[start]
+        for t in frames:
+            cmds = []
+            for fid, k in at.items():
+                points = np.array(keys[fid])
+                box = [int(round(np.interp(t, points[:, 0], points[:, i]))) for i in range(1, 5)]
+                if last.get(k) == (fid, *box):
+                    continue
+                x, y, w, h = box
+                cmds += [f"drawbox@box{k} x {x}", f"drawbox@box{k} y {y}", f"drawbox@box{k} w {w}",
+                         f"drawbox@box{k} h {h}", f"drawtext@tag{k} x {x + style.pad}",
+                         f"drawtext@tag{k} y {style.tag_bottom(y, h)}-th"]  # fmt: skip
+                last[k] = (fid, *box)
+            if cmds:
+                yield round(float(t), 6), cmds
 
 
 class _TagStyle:
@@ -277,6 +349,11 @@ class _TagStyle:
         self.size = max(10, int(round(26 * scale)))
         self.height = int(round(self.size * 0.75))  # cap height of DejaVu Sans Bold, in pixels
         self.pad = max(3, int(round(4 * scale)))
+
+    def tag_bottom(self, y: int, h: int) -> int:
+        """The baseline of a face's tag: above its box, or beneath it where there is no room."""
+        above = y - self.thick - self.pad - 2
+        return above if above - self.height - self.pad > 0 else y + h + self.height + self.pad + 4
 
     def text_options(self, font: str) -> str:
         return f"fontfile={font}:expansion=none:fontsize={self.size}:box=1:boxborderw={self.pad}:text=."

@@ -16,7 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .faces import FaceDetector, FaceFollower, FaceTracker, align_face
-from .fusion import MODES, default_face_weight, fuse
+from .fusion import MODES, fuse
 from .labels import LABELS
 from .media import AudioStream, MediaError, decoder_threads, frame_sampler, probe
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
@@ -38,7 +38,10 @@ class AnalyzeOptions:
     min_face: float = 0.05
     min_face_score: float = 0.5
     vad_threshold: float = DEFAULT_THRESHOLD  # speech probability of a 32 ms frame that counts as speech
-    face_views: bool = True  # average the face model's views (zooms x mirror); False: the crop once
+    # Per classified frame: the crop and its mirror image (False), or the face model's views
+    # (zooms x mirror, True): three times the model time for the same accuracy once frames
+    # are pooled (benchmarks/av_validation.py --faces).
+    face_views: bool = False
     frame_rate: float = 10.0  # frames sampled per second: tracked faces' mouths for who speaks
     face_frames: int = 3  # of an interval's sampled frames, how many are classified and pooled per face
     threads: int = 0  # onnxruntime threads per model; 0: one (the models are small)
@@ -72,11 +75,8 @@ class Analyzer:
         o = self.options
         self.face_model = FaceModel(_model_path(o.face_model, "face"), o.threads, views=o.face_views)
         self.voice_model = VoiceModel(_model_path(o.voice_model, "voice"), o.threads)
-        self.face_weight = (
-            o.face_weight
-            if o.face_weight is not None
-            else default_face_weight(self.face_model.info, self.voice_model.info)
-        )
+        # None: fusion.py's fitted rule, which weighs each interval's two confidences.
+        self.face_weight = o.face_weight
         self.detector = FaceDetector(o.min_face_score, o.max_faces, o.min_face)
         self.speech = SpeechDetector(o.vad_threshold)
         if self.voice_model.sample_rate != VAD_RATE:
@@ -147,13 +147,14 @@ class Analyzer:
                     first = (int(round(centre * audio.sample_rate)) - len(window) // 2) / audio.sample_rate
                     for t, level in zip(ts, loudness(window, first, ts, audio.sample_rate)):
                         speakers.add_loudness(t, level)
-                faces, ids, probs = self._faces(shots, centre, tracker, speakers if audio is not None else None)
+                faces, ids, probs, tracks = self._faces(shots, centre, tracker, speakers if audio is not None else None)
                 speaking = speakers.speaking(ids, ts[-1]) if active and faces else {}
                 base = {"video": name, "t_start": round(start, 3), "t_end": round(end, 3)}
                 if not faces:
                     rows.append(self._row(base, None, None, None, active, voice))
-                for face, face_id, p in zip(faces, ids, probs):
+                for face, face_id, p, track in zip(faces, ids, probs, tracks):
                     rows.append(self._row(base, face, face_id, p, active, voice, speaking.get(face_id)))
+                    rows[-1]["track"] = track  # not a column: the annotated video's boxes follow it
         finally:
             if frames is not None:
                 frames.close()
@@ -170,29 +171,45 @@ class Analyzer:
         and classified in ``face_frames`` of them, eyes levelled, probabilities averaged."""
         seen = [j for j, (_, frame) in enumerate(shots) if frame is not None]
         if not seen:
-            return [], [], np.zeros((0, len(LABELS)))
+            return [], [], np.zeros((0, len(LABELS))), []
         c = min(seen, key=lambda j: abs(shots[j][0] - centre))
         faces = self.detector.detect(shots[c][1])
         ids = tracker.update([f.box for f in faces])
         if not faces:
-            return faces, ids, np.zeros((0, len(LABELS)))
+            return faces, ids, np.zeros((0, len(LABELS))), []
         classify = _spread(seen, c, self.options.face_frames)
         followers = [FaceFollower(shots[c][1], f) for f in faces] if len(seen) > 1 else []
         crops: list[list] = [[] for _ in faces]
-        for j in seen:
+        tracks: list[list] = [[] for _ in faces]  # (t, x, y, w, h) where each face was followed
+        used = [j for j in seen if j in classify or speakers is not None]
+        where = {c: faces}
+        # Outwards from the detection, each frame searched around the face's place in the
+        # one before: a moving head is followed in steps, not one long jump.
+        for side in ([j for j in used if j > c], [j for j in reversed(used) if j < c]):
+            before = faces
+            for j in side:
+                before = where[j] = [fl.find(shots[j][1], near) for fl, near in zip(followers, before)]
+        for j in used:
             t, frame = shots[j]
-            if j not in classify and speakers is None:
-                continue
-            located = faces if j == c else [fl.find(frame) for fl in followers]
+            located = where[j]
+            for k, face in enumerate(located):
+                tracks[k].append((round(t, 3), *face.box))
             if speakers is not None:
                 for face_id, face in zip(ids, located):
                     speakers.add_mouth(face_id, t, mouth_patch(frame, face))
             if j in classify:
                 for k, face in enumerate(located):
-                    crops[k].append(align_face(frame, face, self.face_model.crop_margin))
+                    crop = align_face(frame, face, self.face_model.crop_margin)
+                    crops[k] += [crop] if self.options.face_views else [crop, crop[:, ::-1]]
         probs = self.face_model.predict([crop for per_face in crops for crop in per_face])
-        pooled = np.stack([probs[k * len(classify) : (k + 1) * len(classify)].mean(axis=0) for k in range(len(faces))])
-        return faces, ids, pooled
+        n = len(crops[0])  # predictions per face
+        pooled = np.stack([probs[k * n : (k + 1) * n].mean(axis=0) for k in range(len(faces))])
+        for face_id, track in zip(ids, tracks):
+            if len(track) > 1:  # where the face is heading: the next detection is matched against it
+                (t0, x0, y0, *_), (t1, x1, y1, w, h) = track[0], track[-1]
+                ahead = (centre + self.options.interval - t1) / max(t1 - t0, 1e-3)
+                tracker.moved(face_id, (round(x1 + (x1 - x0) * ahead), round(y1 + (y1 - y0) * ahead), w, h))
+        return faces, ids, pooled, tracks
 
     def _row(self, base: dict, face, face_id, face_p, active: bool, voice_p, speaking: bool | None = None) -> dict:
         row = dict(base)
@@ -215,9 +232,9 @@ class Analyzer:
 
 def _per_interval(o: AnalyzeOptions, fps: float) -> int:
     """Frames to sample per interval: ``frame_rate`` a second, at most a quarter of the
-    video's rate. The sampler decodes reference frames only and takes a new one per
-    requested time: with up to three unreferenced B-frames in a row (x264's default) a
-    quarter of the rate is always there, and asking for more would make the samples lag."""
+    video's rate. The sampler decodes reference frames only: with up to three unreferenced
+    B-frames in a row (x264's default) a quarter of the rate is always there, and asking
+    for more would return the same frame twice."""
     if fps <= 0:
         return 1
     return max(1, min(round(o.interval * o.frame_rate), int(o.interval * fps / 4 + 1e-9)))
@@ -225,16 +242,16 @@ def _per_interval(o: AnalyzeOptions, fps: float) -> int:
 
 def _frame_times(spans: list[tuple[float, float]], interval: float, per_interval: int) -> list[list[float]]:
     """Per interval, the times of its sampled frames: ``per_interval`` evenly spaced across a
-    whole interval (an odd count, so one falls on its middle), those within a final, shorter
-    one (at least its first). Together they form one even grid, which FrameSampler decodes
-    in one pass."""
+    whole interval (an odd count, so one falls on its middle); in a final, shorter one those
+    before its end, or its middle where none is. Together they form one even grid (but for
+    that middle, which may end it), which FrameSampler decodes in one pass."""
     k = max(1, int(per_interval))
     k -= 1 - k % 2  # odd, never more
     step = interval / k
     out = []
     for start, end in spans:
         ts = [start + (j + 0.5) * step for j in range(k)]
-        out.append([t for t in ts if t <= end + 1e-9] or ts[:1])
+        out.append([t for t in ts if t < end - 1e-9] or [(start + end) / 2])
     return out
 
 

@@ -9,6 +9,7 @@ import pytest
 from conftest import CLIPS, make_video, scene
 
 import emocli
+from emocli.fusion import fuse
 from emocli.labels import LABELS
 from emocli.media import ffmpeg
 from emocli.speaker import SpeakerDetector
@@ -94,9 +95,14 @@ def test_the_face_whose_mouth_moves_with_the_speech_speaks(clips, models, who):
     # the voice goes into the speaker's fused emotion only; the silent face keeps its own
     assert np.allclose(silent[P["fused"]].to_numpy(), silent[P["face"]].to_numpy())
     spoke = speaker[speaker["face_speaking"].astype(bool)]
-    w = df.attrs["face_weight"]
-    mix = w * spoke[P["face"]].to_numpy() + (1 - w) * spoke[P["voice"]].to_numpy()
-    assert np.allclose(spoke[P["fused"]].to_numpy(), mix / mix.sum(1, keepdims=True), atol=1e-6)
+    mix = fuse(spoke[P["face"]].to_numpy(), spoke[P["voice"]].to_numpy())
+    assert np.allclose(spoke[P["fused"]].to_numpy(), mix, atol=1e-6)
+    assert not np.allclose(spoke[P["fused"]].to_numpy(), spoke[P["face"]].to_numpy(), atol=1e-3)
+    # with --face-weight, the speaker's fused emotion is that weighted mean instead
+    weighted = voiced_faces(emocli.analyze(clips[f"{who} speaks"], interval=0.5, face_weight=0.25, **models))
+    spoke = weighted[weighted["face_speaking"].astype(bool)]
+    mix = 0.25 * spoke[P["face"]].to_numpy() + 0.75 * spoke[P["voice"]].to_numpy()
+    assert len(spoke) and np.allclose(spoke[P["fused"]].to_numpy(), mix, atol=1e-6)
     # empty where nobody speaks
     unvoiced = df[~df["voice_active"]]
     assert unvoiced["face_speaking"].isna().all()

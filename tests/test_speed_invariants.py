@@ -24,7 +24,7 @@ def centres(duration: float, interval: float) -> list[float]:
 def both(path, interval: float, skip: str = "none"):
     info = probe(path)
     times = centres(info.duration, interval)
-    with FrameReader(path) as reader:
+    with FrameReader(path, info.video_offset, end=info.duration) as reader:  # placed as the sampler places it
         fps = reader.fps
         expected = list(reader.frames_at(times))
     with FrameSampler(path, info, fps, skip=skip) as sampler:
@@ -78,7 +78,7 @@ def test_skipping_unreferenced_frames_samples_a_frame_at_most_a_few_later(corpus
         fps = reader.fps
     candidates = []
     for k in range(4):
-        with FrameReader(path) as reader:
+        with FrameReader(path, info.video_offset, end=info.duration) as reader:
             candidates.append([f for _, f in reader.frames_at([t + k / fps for t in times])])
     with FrameSampler(path, info, fps) as sampler:
         got = [f for _, f in sampler.frames_at(times)]

@@ -1,0 +1,50 @@
+"""Fusion: the fitted product rule lets the confident modality lead; --face-weight and the modes keep working."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emocli.fusion import FACE_EXPONENT, RULE, VOICE_EXPONENT, fuse, fuse_with
+from emocli.labels import LABELS
+
+K = len(LABELS)
+
+
+def dist(label: str, confidence: float) -> np.ndarray:
+    """``confidence`` on ``label``, the rest spread evenly."""
+    p = np.full(K, (1 - confidence) / (K - 1))
+    p[LABELS.index(label)] = confidence
+    return p
+
+
+def test_the_confident_modality_leads():
+    assert LABELS[int(np.argmax(fuse(dist("happy", 0.9), dist("angry", 0.3))))] == "happy"
+    assert LABELS[int(np.argmax(fuse(dist("happy", 0.2), dist("angry", 0.95))))] == "angry"
+    # the same two labels, the confidences swapped: the decision follows the confidence
+    face_sure = fuse(dist("sad", 0.8), dist("fear", 0.3))
+    voice_sure = fuse(dist("sad", 0.3), dist("fear", 0.95))
+    assert face_sure[LABELS.index("sad")] > face_sure[LABELS.index("fear")]
+    assert voice_sure[LABELS.index("fear")] > voice_sure[LABELS.index("sad")]
+
+
+def test_rule_is_a_normalised_product_of_powers():
+    face, voice = dist("happy", 0.6), dist("sad", 0.5)
+    fused = fuse(face, voice)
+    assert fused.sum() == pytest.approx(1.0)
+    if RULE == "product":
+        expected = face**FACE_EXPONENT * voice**VOICE_EXPONENT
+        assert np.allclose(fused, expected / expected.sum())
+    # rows at once, as the validation script fits them; tiny probabilities do not underflow
+    rows = fuse_with(np.stack([face, np.full(K, 1e-300)]), np.stack([voice, voice]), "product", 2.0, 1.0)
+    assert np.isfinite(rows).all() and np.allclose(rows.sum(axis=1), 1.0)
+
+
+def test_face_weight_modes_and_a_missing_modality():
+    face, voice = dist("happy", 0.7), dist("angry", 0.6)
+    assert np.allclose(fuse(face, voice, face_weight=0.25), 0.25 * face + 0.75 * voice)
+    assert fuse(face, voice, "face") is face and fuse(face, voice, "voice") is voice
+    assert fuse(None, voice) is voice and fuse(face, None) is face
+    assert fuse(face, None, "voice") is None
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        fuse(face, voice, "loud")
