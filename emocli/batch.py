@@ -81,9 +81,9 @@ class Job:
 
 
 def _special(path: Path) -> bool:
-    """A FIFO, socket or device: listed (so it gets a failed row), never opened."""
+    """A FIFO, socket or device (or a link to one): listed (so it gets a failed row), never opened."""
     try:
-        mode = path.lstat().st_mode
+        mode = path.stat().st_mode
     except OSError:
         return False
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)

@@ -212,6 +212,7 @@ def test_longest_names_and_a_video_named_like_the_summary(source, models, tmp_pa
 def test_fifo_socket_and_folder_model_never_block(source, models, tmp_path):
     folder = inputs(tmp_path, source, "a.mp4")
     os.mkfifo(folder / "pipe.mp4")
+    os.symlink("/dev/null", folder / "null.mp4")
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(folder / "live.mp4"))
     try:
@@ -223,6 +224,7 @@ def test_fifo_socket_and_folder_model_never_block(source, models, tmp_path):
     rows = summary(tmp_path / "out").set_index("video")
     assert rows.loc[str(folder / "pipe.mp4"), "error"] == "not a regular file (a FIFO)"
     assert rows.loc[str(folder / "live.mp4"), "error"] == "not a regular file (a socket)"
+    assert rows.loc[str(folder / "null.mp4"), "error"] == "not a regular file (a device)"
     assert rows.loc[str(folder / "a.mp4"), "status"] == "ok"
     assert named.stderr.strip() == f"{folder / 'pipe.mp4'}: not a regular file (a FIFO)"
     result = CliRunner().invoke(app, ["process", str(folder / "a.mp4"), "-o", str(tmp_path / "o3"),
