@@ -256,6 +256,14 @@ def find_audio(sources: list[str | Path], calm: str | None = "neutral") -> list[
     return items
 
 
+def _in_order(items: list[AudioItem], paths: list[str], arrays: list[np.ndarray]):
+    """A cache's arrays (stored by path) for ``items``, in their order: the cache's key does
+    not depend on the order the clips were found in."""
+    by_path = dict(zip(paths, arrays, strict=True))
+    ok = [i for i in items if str(i.path) in by_path]
+    return [by_path[str(i.path)] for i in ok], ok
+
+
 def load_audio_features(items: list[AudioItem], spec, workers: int = 4) -> tuple[list[np.ndarray], list[AudioItem]]:
     """Features of every clip (``features.audio_features``, unnormalised), cached as .npz.
 
@@ -270,9 +278,8 @@ def load_audio_features(items: list[AudioItem], spec, workers: int = 4) -> tuple
     cache = cache_dir() / f"voice-{key}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            feats, offsets, kept = z["features"], z["offsets"], set(z["paths"].tolist())
-        ok = [i for i in items if str(i.path) in kept]
-        return [feats[a:b].astype(np.float32) for a, b in zip(offsets[:-1], offsets[1:])], ok
+            feats, offsets, paths = z["features"], z["offsets"], z["paths"].tolist()
+        return _in_order(items, paths, [feats[a:b].astype(np.float32) for a, b in zip(offsets[:-1], offsets[1:])])
 
     skipped = SkipCounter("audio files")
 
@@ -315,9 +322,8 @@ def load_waveforms(
     cache = cache_dir() / f"waves-{key}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            waves, offsets, kept = z["waves"], z["offsets"], set(z["paths"].tolist())
-        ok = [i for i in items if str(i.path) in kept]
-        return [waves[a:b] for a, b in zip(offsets[:-1], offsets[1:])], ok
+            waves, offsets, paths = z["waves"], z["offsets"], z["paths"].tolist()
+        return _in_order(items, paths, [waves[a:b] for a, b in zip(offsets[:-1], offsets[1:])])
 
     skipped = SkipCounter("audio files")
     limit = int(max_s * sample_rate)

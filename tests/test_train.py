@@ -161,6 +161,9 @@ def test_audio_layouts_are_recognised(data):
     assert {it.speaker for it in ok if it.dataset == "ravdess"} == {"ravdess:01", "ravdess:02", "ravdess:17"}
     assert {it.label for it in ok if it.dataset == "tess"} == {"angry", "surprise", "sad"}
     assert all(f.shape[1] == FeatureSpec().n_features for f in feats)
+    # From the cache, in another order: each clip keeps its own features.
+    again, ok_again = load_audio_features(list(reversed(items)), FeatureSpec())
+    assert ok_again == list(reversed(ok)) and all(np.array_equal(a, b) for a, b in zip(again, reversed(feats)))
 
 
 # ---------------------------------------------------------------- training
