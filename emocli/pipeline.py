@@ -42,7 +42,10 @@ class AnalyzeOptions:
     # (zooms x mirror, True): three times the model time for the same accuracy once frames
     # are pooled (benchmarks/av_validation.py --faces).
     face_views: bool = False
-    frame_rate: float = 10.0  # frames sampled per second: tracked faces' mouths for who speaks
+    # Frames sampled per second, for the faces' emotion (face_frames of them) and their mouths
+    # (who speaks): each costs its decoding to pixels and following its faces, so three a
+    # second keep a CSV run near the cost of decoding the video (benchmarks/floor.py).
+    frame_rate: float = 3.0
     face_frames: int = 3  # of an interval's sampled frames, how many are classified and pooled per face
     threads: int = 0  # onnxruntime threads per model; 0: one (the models are small)
     decode_threads: int = 0  # ffmpeg threads decoding the frames; 0: media.decoder_threads()
@@ -231,13 +234,15 @@ class Analyzer:
 
 
 def _per_interval(o: AnalyzeOptions, fps: float) -> int:
-    """Frames to sample per interval: ``frame_rate`` a second, at most a quarter of the
+    """Frames to sample per interval: ``frame_rate`` a second (at least three), at most a quarter of the
     video's rate. The sampler decodes reference frames only: with up to three unreferenced
     B-frames in a row (x264's default) a quarter of the rate is always there, and asking
     for more would return the same frame twice."""
     if fps <= 0:
         return 1
-    return max(1, min(round(o.interval * o.frame_rate), int(o.interval * fps / 4 + 1e-9)))
+    cap = int(o.interval * fps / 4 + 1e-9)
+    # At least three, whatever the rate: who speaks compares a mouth across an interval's frames.
+    return max(1, min(max(3, round(o.interval * o.frame_rate)), cap))
 
 
 def _frame_times(spans: list[tuple[float, float]], interval: float, per_interval: int) -> list[list[float]]:
