@@ -8,6 +8,7 @@
                   and with one view
   voice           features + VoiceModel.predict per 2 s window, ms (target <= 5 ms)
   features        audio_features alone, ms/window
+  vad             SpeechDetector over one second of audio (what each 1 s interval adds), ms
   detect          FaceDetector.detect per 720p frame and per 480x360 frame, ms
   cold process    `emocli process` on a 10 s clip minus `python -c "import emocli.cli"`,
                   both timed in this run (target <= 3 s beyond import)
@@ -45,6 +46,7 @@ def main() -> None:
     from emocli.features import FeatureSpec, audio_features
     from emocli.media import FrameReader, read_audio
     from emocli.models import FaceModel, VoiceModel
+    from emocli.vad import SpeechDetector
 
     face_path, voice_path, note = pick()
     print(f"{note}; {load_note()}")
@@ -72,6 +74,9 @@ def main() -> None:
                 )
         subjects["voice features+predict (ms)"] = lambda: per_call(lambda: voice.predict([window]), 30)
         subjects["features only (ms)"] = lambda: per_call(lambda: audio_features(window, spec), 30)
+        speech = SpeechDetector()
+        second = window[: spec.sample_rate]
+        subjects["vad per second of audio (ms)"] = lambda: per_call(lambda: speech.probabilities(second), 30)
         subjects["detect 1280x720 (ms)"] = lambda: per_call(lambda: [det.detect(f) for f in frames], 3) / len(frames)
         subjects["detect 480x360 (ms)"] = lambda: per_call(lambda: [det.detect(f) for f in small], 3) / len(small)
         for _ in range(a.repeats):

@@ -124,7 +124,7 @@ def test_mediapipe_import_leaves_matplotlib_alone():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_analysis_runs_on_one_blas_thread_and_gives_the_others_back(models, tmp_path, monkeypatch):
+def test_analysis_runs_on_one_blas_thread_and_gives_the_others_back(models, speech, tmp_path, monkeypatch):
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from emocli.models import VoiceModel
@@ -136,14 +136,14 @@ def test_analysis_runs_on_one_blas_thread_and_gives_the_others_back(models, tmp_
     seen: list[dict[str, int]] = []
     predict = VoiceModel.predict
     monkeypatch.setattr(VoiceModel, "predict", lambda self, w: seen.append(blas_threads()) or predict(self, w))
-    video = make_video(tmp_path / "v.mp4", [np.full((64, 64, 3), 90, np.uint8)] * 30, audio=tone(3.0))
+    video = make_video(tmp_path / "v.mp4", [np.full((64, 64, 3), 90, np.uint8)] * 30, audio=speech[:48_000])
     with threadpool_limits(2, user_api="blas"):  # as on a 2-core machine, whatever this one has
         before = blas_threads()
         with Analyzer(**models) as analyzer:
             timeline = analyzer.analyze(video)
         after = blas_threads()
     assert before and set(before.values()) == {2} and all(after[lib] == 2 for lib in before)
-    assert timeline["voice_active"].all() and len(seen) == len(timeline)
+    assert timeline["voice_active"].sum() >= 2 and len(seen) == timeline["voice_active"].sum()
     assert all(threads[lib] == 1 for threads in seen for lib in before)
 
 
