@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 import emocli
 from emocli.cli import app
 from emocli.labels import LABELS
-from emocli.media import probe
+from emocli.media import ffmpeg, probe
 from emocli.outputs import _TagStyle
 from emocli.timeline import COLUMNS, Timeline
 
@@ -533,3 +533,16 @@ def test_annotated_boxes_follow_the_face_and_keep_their_slot(tmp_path):
     assert abs(left_edge_at(frames[5]) - 40) <= 3
     assert abs(left_edge_at(frames[10]) - 90) <= 4
     assert abs(left_edge_at(frames[15]) - 140) <= 3
+
+
+def test_ids_stay_with_a_head_that_crosses_the_frame(models, tmp_path):
+    """A real talking face panned across the frame at a face's width every half second keeps one id."""
+    out = tmp_path / "moving.mp4"
+    graph = "[1:v]crop=300:300:90:30[f];[0:v][f]overlay=x='40+280*t':y=30:shortest=1[v]"
+    subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=960x360:r=30000/1001:d=2.2", "-i",
+                    str(EXAMPLES / "crema-d" / "1001_DFA_HAP_XX.mp4"), "-filter_complex", graph, "-map", "[v]",
+                    "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", str(out)], check=True)  # fmt: skip
+    df = emocli.analyze(out, interval=0.5, **models)
+    assert df["face_id"].notna().all() and len(df) >= 4
+    assert df["face_id"].nunique() == 1
+    assert (np.diff(df["face_x"].to_numpy()) > 100).all()  # it did move a face's width per interval
