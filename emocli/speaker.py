@@ -6,13 +6,14 @@ the last ``history`` seconds a face's mouth *moves* when its patch changes betwe
 consecutive samples by more than a still face's compression noise. While speech is heard:
 no moving mouth, nobody speaks (an off-screen voice over listening faces); one, it speaks;
 several, the one whose departure from its shape in the quietest moments rises and falls
-with the loudness (correlation over the history) speaks. numpy and OpenCV only: a few tenths of a
-millisecond per face and frame.
+with the loudness (correlation over the history) speaks. numpy and OpenCV only: a few
+tenths of a millisecond per face and frame.
 
 Thresholds and the choice of cues are measured by benchmarks/av_validation.py
 ``--speaker`` on side-by-side CREMA-D clips. Telling two moving mouths apart is the weak
-part: sampled frames come on the decoder's reference frames, tens of milliseconds off
-their nominal times, which blurs the fine timing a synchrony measure needs.
+part: at the pipeline's three frames a second, each on a decoder reference frame tens of
+milliseconds off its nominal time, little of the fine timing a synchrony measure needs is
+left.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ PATCH_W, PATCH_H = 24, 16  # the mouth patch, pixels: 1.2 x 0.8 eye distances
 LOUDNESS_HALF_S = 0.04  # loudness at an instant: RMS over +-40 ms (a syllable's vowel)
 
 # Measured by benchmarks/av_validation.py --speaker (see the module docstring).
-MIN_MOTION = 2.0  # grey levels per pixel between samples: still faces stayed under 1, nine speakers in ten over 8
+MIN_MOTION = 2.0  # grey levels per pixel between samples: above a still face's compression noise, below a talking mouth
 MIN_SAMPLES = 5  # fewer sampled frames with loudness in the history: no correlation, motion decides
 
 
