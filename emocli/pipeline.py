@@ -18,8 +18,9 @@ from threadpoolctl import threadpool_limits
 from .faces import FaceDetector, FaceFollower, FaceTracker, align_face
 from .fusion import MODES, fuse
 from .labels import LABELS
-from .media import AudioStream, MediaError, decoder_threads, frame_sampler, probe
+from .media import AudioStream, MediaError, frame_sampler, probe
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
+from .resources import Plan
 from .speaker import SpeakerDetector, loudness, mouth_patch
 from .timeline import Timeline
 from .vad import DEFAULT_THRESHOLD, SpeechDetector
@@ -48,7 +49,7 @@ class AnalyzeOptions:
     frame_rate: float = 3.0
     face_frames: int = 3  # of an interval's sampled frames, how many are classified and pooled per face
     threads: int = 0  # onnxruntime threads per model; 0: one (the models are small)
-    decode_threads: int = 0  # ffmpeg threads decoding the frames; 0: media.decoder_threads()
+    decode_threads: int = 0  # ffmpeg threads decoding the frames; 0: resources.Plan.local()'s
 
     def __post_init__(self):
         if self.interval <= 0 or self.window <= 0:
@@ -123,7 +124,7 @@ class Analyzer:
         centres = [(a + b) / 2 for a, b in spans]
         grid = _frame_times(spans, o.interval, _per_interval(o, info.fps if info.has_video else 0.0))
         times = [t for ts in grid for t in ts]
-        threads = o.decode_threads or decoder_threads()
+        threads = o.decode_threads or Plan.local().decode_threads
         # Each stream placed where it starts: a video or audio that begins late is seen or heard then.
         frames = frame_sampler(info, times, threads, reach=o.interval / 2) if info.has_video else None
         audio = (

@@ -17,9 +17,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from .batch import BatchOptions, Interrupted, Job, error_line, run_job
-from .media import decoder_threads
 from .outputs import summary_row
 from .pipeline import AnalyzeOptions, Analyzer
+from .resources import Plan
 
 MAX_ATTEMPTS = 2  # crashes a video may be in flight at before it is reported failed
 CRASHED = "worker crashed (killed, out of memory, or a decoder fault)"
@@ -54,7 +54,7 @@ def _init_worker(options: AnalyzeOptions, batch: BatchOptions, threads: int) -> 
 
     cv2.setNumThreads(threads)
     options.threads = threads  # a copy: spawn pickles the options for each worker
-    options.decode_threads = options.decode_threads or decoder_threads(threads)  # its share of the cores
+    options.decode_threads = options.decode_threads or Plan(1, threads).decode_threads  # its share of the cores
     _batch = batch
     try:
         _analyzer = Analyzer(options)

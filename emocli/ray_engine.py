@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 from .batch import BatchOptions, Job, error_line, run_job
 from .faces import native_stderr_silenced
-from .media import decoder_threads
 from .outputs import summary_row
 from .pipeline import AnalyzeOptions, Analyzer
+from .resources import Plan
 
 INSTALL_HINT = 'the Ray engine needs Ray: pip install "emocli[ray]"'
 
@@ -43,7 +43,7 @@ class VideoWorker:
         # One CPU reserved per actor: keep OpenCV, onnxruntime and the decoder to one thread each.
         cv2.setNumThreads(1)
         options.threads = 1
-        options.decode_threads = options.decode_threads or decoder_threads(1)
+        options.decode_threads = options.decode_threads or Plan(1, 1).decode_threads
         self.batch = batch
         self.analyzer = None
         self.load_error = ""

@@ -156,7 +156,7 @@ def test_probe_rate_is_opencv_rate(corpus, name):
 
 def test_decoding_leaves_a_core_to_the_analysis(models, tmp_path, monkeypatch):
     """By default the frames' ffmpeg decodes on the usable cores less one; decode_threads overrides it."""
-    import emocli.media
+    import emocli.resources
     from emocli.pipeline import Analyzer
 
     seen = []
@@ -166,8 +166,8 @@ def test_decoding_leaves_a_core_to_the_analysis(models, tmp_path, monkeypatch):
         seen.append(cmd)
         return real(cmd, *a, **k)
 
-    monkeypatch.setattr(emocli.media.subprocess, "Popen", spy)
-    monkeypatch.setattr(emocli.media, "usable_cores", lambda: 2)
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    monkeypatch.setattr(emocli.resources, "usable_cores", lambda: 2)
     video = make_video(tmp_path / "v.mp4", [np.full((64, 64, 3), 90, np.uint8)] * 30, audio=tone(3.0))
 
     def threads(**options) -> list[str]:

@@ -1,0 +1,106 @@
+"""The audio track as mono float32 from the bundled ffmpeg: whole (short clips) or as a stream
+of windows whose memory is bounded by the window, never by the length of the track."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from .tools import MediaError, ffmpeg, ffmpeg_error
+
+
+def _audio_command(path: str | Path, sample_rate: int, stream: int = -1) -> list[str]:
+    """ffmpeg: audio stream ``stream`` (-1: the first), every channel mixed down to mono,
+    float32 at ``sample_rate``, on stdout."""
+    source = f"0:{stream}" if stream >= 0 else "0:a:0"
+    return [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
+            "-map", source, "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]  # fmt: skip
+
+
+def finite(samples: np.ndarray) -> np.ndarray:
+    """``samples`` with NaN and infinite values (a broken float track) made silence."""
+    if np.isfinite(samples).all():
+        return samples
+    return np.where(np.isfinite(samples), samples, np.float32(0))
+
+
+def read_audio(path: str | Path, sample_rate: int = 16_000, stream: int = -1) -> np.ndarray:
+    """The whole audio track (``stream``; -1: the first) as mono float32 at ``sample_rate``
+    (for short clips), non-finite samples silenced."""
+    proc = subprocess.run(_audio_command(path, sample_rate, stream), capture_output=True, process_group=0)
+    if proc.returncode != 0:
+        raise MediaError(ffmpeg_error(Path(path), proc.stderr.decode(errors="replace")))
+    return finite(np.frombuffer(proc.stdout, dtype=np.float32).copy())
+
+
+class AudioStream:
+    """Windows of the audio track, read from one ffmpeg pipe, for increasing centre times.
+
+    Only the samples that a later window can still need are kept, so memory is bounded
+    by the window and the step between centres. ``offset`` (seconds) is where the track's
+    first sample lies on the timeline: before it, as past its end, there is silence.
+    Non-finite samples (a broken float track) are silence too.
+    """
+
+    CHUNK = 1 << 16  # bytes per read
+
+    def __init__(self, path: str | Path, sample_rate: int = 16_000, stream: int = -1, offset: float = 0.0):
+        self.sample_rate = sample_rate
+        self._proc = subprocess.Popen(
+            _audio_command(path, sample_rate, stream), stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0
+        )
+        self._buf = np.zeros(0, np.float32)
+        self._start = max(0, int(round(offset * sample_rate)))  # timeline sample index of _buf[0]
+        self._eof = False
+        self._pending = b""
+
+    def _fill(self, until: int) -> None:
+        parts = [self._buf]
+        have = self._start + len(self._buf)
+        while have < until and not self._eof:
+            data = self._pending + self._proc.stdout.read(self.CHUNK)
+            if len(data) == len(self._pending):
+                self._eof = True
+                break
+            usable = len(data) - len(data) % 4
+            self._pending = data[usable:]
+            chunk = finite(np.frombuffer(data[:usable], np.float32))
+            parts.append(chunk)
+            have += len(chunk)
+        if len(parts) > 1:
+            self._buf = np.concatenate(parts)
+
+    def window(self, center: float, seconds: float) -> np.ndarray:
+        """Samples of [center - seconds/2, center + seconds/2], zero-padded past the ends."""
+        n = int(round(seconds * self.sample_rate))
+        begin = int(round(center * self.sample_rate)) - n // 2
+        end = begin + n
+        self._fill(end)
+        out = np.zeros(n, np.float32)
+        lo, hi = max(begin, self._start), min(end, self._start + len(self._buf))
+        if hi > lo:
+            out[lo - begin : hi - begin] = self._buf[lo - self._start : hi - self._start]
+        # Windows only move forward: what lies before this one is never needed again.
+        drop = min(len(self._buf), max(0, begin - self._start))
+        if drop:
+            self._buf = self._buf[drop:]
+            self._start += drop
+        return out
+
+    def close(self) -> str:
+        """Stop ffmpeg; returns its error text, if it had one."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+        self._proc.stdout.close()
+        self._proc.stderr.close()
+        return err.strip()
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

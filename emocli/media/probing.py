@@ -1,0 +1,187 @@
+"""What a media file holds, read as data with PyAV: streams, start times, rotation, true length."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .tools import MediaError, ffmpeg_error
+
+VIDEO_EXTS = frozenset(".mp4 .mov .m4v .mkv .avi .webm .flv .wmv .mpg .mpeg .ts .3gp".split())
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a file holds, on its presentation timeline: 0 is where the earliest of the
+    streams analysed starts, and a stream that starts later is placed where it is seen or
+    heard. The streams analysed are the default (else the first) video and audio ones."""
+
+    path: Path
+    duration: float  # seconds of media present, from its packets (not what a header claims)
+    has_video: bool
+    has_audio: bool
+    width: int = 0  # as displayed, after rotation
+    height: int = 0
+    fps: float = 0.0
+    rotation: int = 0
+    video_start: float = 0.0  # the video stream's start (seconds, the file's own clock)
+    audio_codec: str = ""  # of the audio stream analysed, as ffmpeg names it (aac, mp3, pcm_s16le, ...)
+    origin: float = 0.0  # the file's clock at the timeline's 0: the earliest start of the streams analysed
+    audio_start: float = 0.0  # the audio stream's start (seconds, the file's own clock)
+    video_stream: int = -1  # index in the file of the video stream analysed (ffmpeg's -map 0:N)
+    audio_stream: int = -1  # index of the audio stream analysed
+    claimed: float = 0.0  # the duration the container's header states (0: none)
+
+    @property
+    def video_offset(self) -> float:
+        """Where the video's first frame sits on the timeline."""
+        return self.video_start - self.origin
+
+    @property
+    def audio_offset(self) -> float:
+        """Where the audio's first sample sits on the timeline."""
+        return self.audio_start - self.origin
+
+    @property
+    def note(self) -> str:
+        """A word when the media ends well before its header says (a cut-short download or
+        copy): what was there to decode, of what was claimed."""
+        if self.claimed > self.duration + max(0.5, 0.005 * self.claimed):
+            return f"decoded {self.duration:.1f} of {self.claimed:.1f} s"
+        return ""
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_symlink() and not path.exists():
+        return f"broken symbolic link (to {os.readlink(path)})"
+    if path.is_dir():
+        return "a folder, not a file"
+    if path.exists():  # never opened: a FIFO would block the batch until something writes to it
+        kind = "a FIFO" if path.is_fifo() else "a socket" if path.is_socket() else "a device"
+        return f"not a regular file ({kind})"
+    return "no such file"
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Streams, size, rate, rotation, start times and the media's true duration, read as data
+    with PyAV (libav's own reading of the file): the packets say where each stream starts
+    and ends, whatever its header claims; the first frame says how to turn it upright."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(_not_a_file(path))
+    if not os.access(path, os.R_OK):
+        raise MediaError("permission denied")
+    if path.stat().st_size == 0:
+        raise MediaError("empty file (0 bytes)")
+    with _libav_errors() as logs:
+        try:
+            container = av.open(str(path), metadata_errors="ignore")
+        except (av.FFmpegError, OSError) as e:
+            messages = "\n".join(message for _, _, message in logs) + "\n" + str(e)
+            raise MediaError(f"not a readable media file ({ffmpeg_error(path, messages)})") from None
+        try:
+            return _facts(path, container)
+        finally:
+            container.close()
+
+
+@contextlib.contextmanager
+def _libav_errors():
+    """libav's error messages of the block, kept (not printed): the one-line reason of a failure."""
+    import av.logging
+
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as logs:
+            yield logs
+    finally:
+        av.logging.set_level(level)
+
+
+def _preferred(streams: list):
+    """The stream a player picks: the one marked default, else the first."""
+    import av
+
+    for s in streams:
+        if s.disposition & av.stream.Disposition.default:
+            return s
+    return streams[0] if streams else None
+
+
+def _seconds(value, time_base) -> float | None:
+    return None if value is None or time_base is None else float(value * time_base)
+
+
+def _facts(path: Path, container) -> MediaInfo:
+    import av
+
+    videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    video, audio = _preferred(videos), _preferred(list(container.streams.audio))
+    claimed = container.duration / 1e6 if container.duration and container.duration > 0 else 0.0
+    spans, rotation = _scan(container, [s for s in (video, audio) if s is not None], video)
+    # A stream whose packets are all gone (a truncated file) is not there to analyse.
+    video = video if video is not None and video.index in spans else None
+    audio = audio if audio is not None and audio.index in spans else None
+    if video is None and audio is None:
+        return MediaInfo(path, 0.0, False, False, claimed=claimed)
+    starts, end = {}, max(spans[s.index][1] for s in (video, audio) if s is not None)
+    for s in (video, audio):
+        if s is not None:  # the header's start accounts for edit lists and encoder priming
+            header = _seconds(s.start_time, s.time_base)
+            starts[s.index] = header if header is not None else spans[s.index][0]
+    origin = min(starts.values())
+    info = dict(path=path, duration=max(0.0, end - origin), has_video=video is not None,
+                has_audio=audio is not None, origin=origin, claimed=claimed)  # fmt: skip
+    if audio is not None:
+        codec = audio.codec_context.codec
+        info.update(audio_codec=getattr(codec, "canonical_name", "") or codec.name, audio_start=starts[audio.index],
+                    audio_stream=audio.index)  # fmt: skip
+    if video is not None:
+        width, height = video.codec_context.width, video.codec_context.height
+        if rotation in (90, 270):
+            width, height = height, width
+        rate = video.average_rate or video.guessed_rate or video.base_rate
+        info.update(width=width, height=height, fps=float(rate) if rate else 0.0, rotation=rotation,
+                    video_start=starts[video.index], video_stream=video.index)  # fmt: skip
+    return MediaInfo(**info)
+
+
+def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float]], int]:
+    """Per stream index, where its packets start and end (seconds, the file's clock), read
+    from every packet (a demux, no decoding: a header that lies about the length, or a
+    file cut short, shows here); and the rotation of the video's first decodable frame."""
+    import av
+
+    first: dict[int, int] = {}  # per stream, in its own time base (integers: the scan's cost is per packet)
+    last: dict[int, int] = {}
+    rotation, tries = None if video is not None else 0, 0
+    if video is not None:
+        video.codec_context.thread_count = 1  # one frame wanted: no threads to start
+    try:
+        for packet in container.demux(*streams):
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None or packet.size == 0 or packet.is_discard:
+                continue
+            i, end = packet.stream_index, stamp + (packet.duration or 0)
+            if i not in first:
+                first[i], last[i] = stamp, end
+            elif stamp < first[i]:
+                first[i] = stamp
+            if end > last[i]:
+                last[i] = end
+            if rotation is None and i == video.index and tries < 64:
+                tries += 1
+                with contextlib.suppress(av.FFmpegError):
+                    for frame in packet.decode():
+                        rotation = int(round(frame.rotation)) % 360
+                        break
+    except (av.FFmpegError, OSError):
+        pass  # damaged or cut short: the packets read so far are the media there is
+    bases = {s.index: s.time_base for s in streams}
+    spans = {i: (float(first[i] * bases[i]), float(last[i] * bases[i])) for i in first}
+    return spans, rotation or 0
