@@ -11,30 +11,44 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import os
 import stat
 import time
-import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator
+from dataclasses import fields
 from pathlib import Path
 
+from .job import (
+    RECORD_SUFFIX,
+    BatchOptions,
+    Interrupted,
+    Job,
+    error_line,
+    planned,
+    read_json,
+    record_path,
+    run_job,
+    source_id,
+    writers,
+)
 from .media import VIDEO_EXTS
 from .outputs import (
     SUMMARY_COLUMNS,
     AnnotatedVideoWriter,
     CsvWriter,
+    JsonWriter,
     PeopleWriter,
     PlotWriter,
-    atomic_path,
     part_prefix,
     short_name,
     summary_row,
     write_summary,
 )
 from .pipeline import AnalyzeOptions, Analyzer
+from .resources import Plan
 from .timeline import Timeline
+
+__all__ = ["BatchOptions", "Interrupted", "Job", "SummaryError", "UsageError", "discover", "run_batch"]
 
 
 class UsageError(ValueError):
@@ -49,35 +63,6 @@ class SummaryError(OSError):
 # summary.csv is rewritten as videos finish, at most this often (and once at the end):
 # rewriting it after every video would cost O(videos²) on a large batch.
 SUMMARY_EVERY_S = 2.0
-
-
-@dataclass
-class BatchOptions:
-    annotate: bool = False
-    plot: bool = True
-    workers: int | None = None  # None: the cores of this machine (or of the Ray cluster)
-    engine: str = "local"
-    ray_address: str | None = None
-    overwrite: bool = False
-    quiet: bool = False
-    debug: bool = False
-    # What the analysis depends on (options, models, emocli version): set by run_batch and
-    # recorded beside each video's outputs, so a rerun can tell whether they are still valid.
-    key: dict | None = None
-
-
-@dataclass(frozen=True)
-class Job:
-    source: Path
-    stem: Path  # output path without suffix: OUT/<relative dir>/<stem>
-
-    @property
-    def name(self) -> str:
-        """The video as the user knows it: relative to the working folder when inside it."""
-        try:
-            return str(self.source.relative_to(Path.cwd()))
-        except ValueError:
-            return str(self.source)
 
 
 def _special(path: Path) -> bool:
@@ -122,7 +107,7 @@ def _outputs_named_in(folder: Path, names: list[str]) -> set[str]:
     outputs: set[str] = set()
     for name in names:
         if name.startswith(".") and name.endswith(RECORD_SUFFIX):
-            record = _read_json(folder / name) or {}
+            record = read_json(folder / name) or {}
             source = str(record.get("source") or "")
             for output in record.get("outputs", []):
                 if Path(output).suffix.lower() in VIDEO_EXTS and not _same_file(folder / output, Path(source)):
@@ -249,40 +234,10 @@ def _ours(stem: Path) -> bool:
     return header[:3] == ["video", "t_start", "t_end"]
 
 
-def writers(job: Job, batch: BatchOptions, has_video: bool = True) -> list:
-    """The outputs a job needs, the CSV last: its presence marks the job complete.
-
-    An audio-only source gets no annotated video, even with --annotate: there is
-    nothing to draw on, and its voice timeline is still worth having.
-    """
-    ws = []
-    if batch.annotate and has_video:
-        ws.append(AnnotatedVideoWriter(job.source))
-    if batch.plot:
-        ws.append(PlotWriter())
-    ws.append(PeopleWriter())
-    ws.append(CsvWriter())
-    return ws
-
-
 # ---------------------------------------------------------------- records: honest reruns
 
-RECORD_SUFFIX = ".emocli"
 # Options that change how fast a video is analysed, never what comes out.
 SPEED_ONLY = frozenset(["threads", "decode_threads"])
-
-
-def record_path(stem: Path) -> Path:
-    """Where the record of ``stem``'s outputs lives: hidden, beside them."""
-    return stem.with_name(f".{short_name(stem.name, len(RECORD_SUFFIX) + 1)}{RECORD_SUFFIX}")
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 _digests: dict[tuple, str] = {}
@@ -323,11 +278,6 @@ def analysis_key(options: AnalyzeOptions) -> dict:
     return key
 
 
-def _source_id(source: Path) -> dict:
-    st = source.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def _changes(old: dict, new: dict) -> str:
     """What differs between two analysis keys, as the options a user typed."""
     parts = []
@@ -348,7 +298,7 @@ def why_redo(job: Job, batch: BatchOptions) -> str | None:
     redone: "" when it simply has no outputs yet (or a run was cut short)."""
     if not CsvWriter().path(job.stem).is_file():
         return ""
-    record = _read_json(record_path(job.stem))
+    record = read_json(record_path(job.stem))
     if record is None:
         return "its outputs carry no record of the options that made them"
     if record.get("pending"):
@@ -356,7 +306,7 @@ def why_redo(job: Job, batch: BatchOptions) -> str | None:
     if batch.key is not None and record.get("key") != batch.key:
         return f"its outputs were made with {_changes(record.get('key') or {}, batch.key)}"
     try:
-        if record.get("source_id") != _source_id(job.source):
+        if record.get("source_id") != source_id(job.source):
             return "the video changed after its outputs were made"
     except OSError:
         return ""  # gone or unreadable now: the analysis says how, in one line
@@ -367,21 +317,6 @@ def why_redo(job: Job, batch: BatchOptions) -> str | None:
     return None
 
 
-def _mark_pending(stem: Path) -> None:
-    """Replace ``stem``'s record by a pending one before its outputs are replaced: until the
-    new record is written, a rerun redoes the video rather than trust outputs half old,
-    half new (and knows a run was cut short, not that an older emocli made them)."""
-    with atomic_path(record_path(stem)) as tmp:
-        tmp.write_text('{"pending": true}\n', encoding="utf-8")
-
-
-def _write_record(job: Job, batch: BatchOptions, outputs: list[Path], has_video: bool, note: str) -> None:
-    record = {"key": batch.key, "source": str(job.source), "source_id": _source_id(job.source),
-              "outputs": [p.name for p in outputs], "has_video": has_video, "note": note}  # fmt: skip
-    with atomic_path(record_path(job.stem)) as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-
-
 def remove_stale_parts(stem: Path) -> None:
     """Delete temporaries (``.<stem>.part-<pid><suffix>``) that a killed run left for this stem.
 
@@ -389,7 +324,7 @@ def remove_stale_parts(stem: Path) -> None:
     """
     if not stem.parent.is_dir():
         return
-    kinds = (CsvWriter(), PeopleWriter(), PlotWriter(), AnnotatedVideoWriter(stem))
+    kinds = (CsvWriter(), JsonWriter(), PeopleWriter(), PlotWriter(), AnnotatedVideoWriter(stem))
     finals = [w.path(stem) for w in kinds] + [record_path(stem)]
     for final in finals:
         prefix = part_prefix(final)
@@ -417,52 +352,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def error_line(e: BaseException) -> str:
-    """One readable line for a failure: the exception's first line, or its type when it says nothing."""
-    if isinstance(e, OSError) and e.strerror:
-        target = e.filename2 if isinstance(e, FileExistsError) and e.filename2 else e.filename
-        where = f"cannot write {_named(target)}: " if target else ""
-        return f"{where}{e.strerror}"
-    text = str(e).strip()
-    return text.splitlines()[0].strip() if text else type(e).__name__
-
-
-def _named(target) -> str:
-    """An output path as the user knows it: a temporary stands for its final name."""
-    path = Path(os.fsdecode(target))
-    if path.name.startswith(".") and ".part-" in path.name:
-        head, _, tail = path.name[1:].partition(".part-")
-        suffix = tail.lstrip("0123456789")
-        return str(path.with_name(head + suffix))
-    return str(path)
-
-
-def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
-    """Analyse one video and write its outputs; never raises for a bad video or a failed write.
-
-    Only the summary row comes back: the timeline is written and dropped here, so a
-    worker's memory does not grow with the number of videos it has done. The row's
-    ``error`` of an ok video holds a note when its media ended before its header said.
-    """
-    start = time.perf_counter()
-    try:
-        timeline = analyzer.timeline(job.source, name=job.name)
-        note = str(timeline.facts.get("note") or "")
-        has_video = bool(timeline.facts.get("has_video", True))
-        _mark_pending(job.stem)
-        written = [w.write(timeline, job.stem) for w in writers(job, batch, has_video=has_video)]
-        if batch.key is not None:
-            _write_record(job, batch, written, has_video, note)
-    except Exception as e:  # one bad file must not stop the batch
-        message = error_line(e)
-        if batch.debug:
-            message += "\n" + traceback.format_exc()
-        return summary_row(job.name, "failed", error=message, seconds=time.perf_counter() - start)
-    return summary_row(job.name, "ok", timeline, error=note, seconds=time.perf_counter() - start)
-
-
 def skipped_row(job: Job) -> dict:
-    record = _read_json(record_path(job.stem)) or {}
+    record = read_json(record_path(job.stem)) or {}
     return summary_row(job.name, "skipped", Timeline.read_csv(CsvWriter().path(job.stem)), error=record.get("note", ""))
 
 
@@ -478,24 +369,6 @@ def check_models(options: AnalyzeOptions) -> None:
         info = read_info(path)
         if info.task != task:
             raise ModelError(f"{info.path}: is a {info.task} model, expected a {task} model")
-
-
-def default_workers(batch: BatchOptions, jobs: int) -> int:
-    """``--workers``, else one per two cores: each video keeps one busy decoding and one
-    analysing, so one worker per core oversubscribes (benchmarks/scale.py)."""
-    return max(1, min(batch.workers or (os.cpu_count() or 2) // 2, jobs or 1))
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT, SIGTERM or SIGHUP: the batch stops, cleans up, and exits ``128 + signal``."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"interrupted by signal {signum}")
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
 
 @contextlib.contextmanager
@@ -568,8 +441,6 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
     for job in todo:
         remove_stale_parts(job.stem)
     remove_stale_parts(out / "summary")
-    workers = default_workers(batch, len(todo))
-    local = batch.engine == "local" and workers == 1
     saved_at, summary_error = 0.0, ""
 
     def save(force: bool = False) -> None:
@@ -582,28 +453,13 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
             except OSError as e:  # the videos' outputs may still be writable: go on, say it at the end
                 summary_error = f"summary not written: {error_line(e)}"
 
-    with stop_on_signals():
-        # In this process the models load before any output is touched; other workers load their own.
-        analyzer = Analyzer(options) if local and todo else None
-        engine = contextlib.nullcontext()
-        if batch.engine == "ray" and todo:
-            from .ray_engine import ray_session
-
-            engine = ray_session(batch)
-        models = analyzer if analyzer is not None else contextlib.nullcontext()
-        with models, engine, BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:
+    with stop_on_signals(), _engine(todo, options, batch) as run:
+        with BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:
+            for job, row in rows.items():
+                progress.skipped(job, row)
             for job, why in reasons.items():
                 progress.print(f"{job.name}: redone: {why}")
-            if batch.engine == "ray":
-                from .ray_engine import run_ray
-
-                results = run_ray(todo, options, batch, progress)
-            elif local:
-                results = _run_here(todo, analyzer, batch, progress)
-            else:
-                from .pool import run_pool
-
-                results = run_pool(todo, options, batch, workers, progress)
+            results = run(progress)
             try:
                 # Again: starting Ray installs its own handlers. On a signal, the engine stops
                 # its workers as `results` closes.
@@ -614,10 +470,37 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
                         save()
             finally:  # also on a signal: what finished is on record for the rerun
                 save(force=True)
-    progress.report(rows.values(), out / "summary.csv")
+    progress.report(rows.values(), out)
     if summary_error:
         raise SummaryError(summary_error)
     return [rows[j] for j in jobs]
+
+
+@contextlib.contextmanager
+def _engine(todo: list[Job], options: AnalyzeOptions, batch: BatchOptions) -> Iterator[Callable]:
+    """The batch's engine, its resource plan made once (``batch.plan``), for the block: yields
+    ``run(progress)``, an iterator of ``(job, summary row)`` as videos finish.
+
+    One worker runs in this process, with the models loaded before any output is touched;
+    more are a process pool, or Ray's actors, each loading its own.
+    """
+    if batch.engine == "ray" and todo:
+        from .ray_engine import ray_session, run_ray
+
+        with ray_session(batch) as cpus:
+            plan = batch.plan = Plan.cluster(batch.workers, cpus, len(todo))
+            ready = planned(options, plan)
+            yield lambda progress: run_ray(todo, ready, batch, plan, progress)
+        return
+    plan = batch.plan = Plan.local(batch.workers, len(todo))
+    ready = planned(options, plan)
+    if plan.workers > 1:
+        from .pool import run_pool
+
+        yield lambda progress: run_pool(todo, ready, batch, plan, progress)
+        return
+    with Analyzer(ready) if todo else contextlib.nullcontext() as analyzer:
+        yield lambda progress: _run_here(todo, analyzer, batch, progress)
 
 
 def _run_here(jobs: list[Job], analyzer: Analyzer | None, batch: BatchOptions, progress) -> Iterator[tuple[Job, dict]]:

@@ -12,16 +12,80 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+
+
+class _Option(TyperOption):
+    """An option as the help shows it: its value's name (``SECONDS``, ``FILE``), never a
+    Python type; a flag shows nothing. Ranges and defaults are in its help text."""
+
+    def display_type_rich(self, ctx) -> str | None:
+        if self.metavar is not None:
+            return self.metavar
+        if self.is_flag or self.count:
+            return None
+        if self.type_descriptor.is_choice:
+            return "|".join(str(getattr(c, "value", c)) for c in self.type_descriptor.choices or ())
+        return self.name.upper()
+
+    def _get_number_range_help_str(self) -> str | None:
+        return None
+
+
+class _Argument(TyperArgument):
+    """An argument as the help shows it: ``INPUT...`` (``[PATH]...`` when optional), no type."""
+
+    def display_type_rich(self, ctx) -> str | None:
+        return None
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw.removesuffix("...")
+        name = name if self.required else f"[{name}]"
+        return name if self.nargs == 1 else name + "..."
+
+
+def _plain(params: list) -> None:
+    for param in params:
+        if isinstance(param, TyperOption):
+            param.__class__ = _Option
+        elif isinstance(param, TyperArgument):
+            param.__class__ = _Argument
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _plain(self.params)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        _plain([option])
+        return option
+
+
+class _Group(TyperGroup):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _plain(self.params)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        _plain([option])
+        return option
+
 
 app = typer.Typer(
     name="emocli",
+    cls=_Group,
     help="What emotion the people in a video show on their faces and carry in their voices, over time.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-train_app = typer.Typer(help="Train a face or voice model (Keras); then `emocli export` it.", no_args_is_help=True)
+train_app = typer.Typer(
+    cls=_Group, help="Train a face or voice model (Keras); then `emocli export` it.", no_args_is_help=True
+)
 app.add_typer(train_app, name="train")
 
 
@@ -75,17 +139,48 @@ def _main(
     """What emotion the people in a video show on their faces and carry in their voices, over time."""
 
 
-@app.command()
+@app.command(cls=_Command)
 def process(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Video files and/or folders (searched recursively).", show_default=False)
+        list[Path],
+        typer.Argument(
+            metavar="INPUT...", help="Video files and/or folders (searched recursively).", show_default=False
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder; mirrors the inputs' layout.")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            "--out",
+            metavar="FOLDER",
+            help="Output folder; mirrors the inputs' layout.",
+            show_default=False,
+        ),
+    ],
+    output_format: Annotated[
+        str,
+        typer.Option(
+            metavar="FORMATS",
+            help="Timeline formats, comma-separated: csv, json (<stem>.json: one object with the video's facts "
+            "and rows), or all. The CSV is always written: a rerun reads it.",
+        ),
+    ] = "csv",
     interval: Annotated[
-        float, typer.Option(help="Seconds between samples: one timeline row per interval and face.", min=0.05)
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds between samples, 0.05 or more: one timeline row per interval and face.",
+            min=0.05,
+        ),
     ] = 1.0,
     window: Annotated[
-        float, typer.Option(help="Seconds of audio, centred on each interval, that the voice model hears.", min=0.2)
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds of audio, centred on each interval, that the voice model hears (0.2 or more).",
+            min=0.2,
+        ),
     ] = 2.0,
     annotate: Annotated[
         bool,
@@ -95,45 +190,78 @@ def process(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Videos processed in parallel (default: half the cores; each video takes one to decode, one to analyse).",
+            metavar="N",
+            help="Videos processed in parallel, 1 or more; each takes two cores, one to decode and one to analyse. "
+            "With --engine ray: the cluster's CPUs.",
+            show_default="half the usable cores",
             min=1,
         ),
     ] = None,
     engine: Annotated[
-        Engine, typer.Option(help="local: a process pool on this machine; ray: a Ray cluster.")
+        Engine, typer.Option(help="local: processes on this machine; ray: a Ray cluster (pip install 'emocli[ray]').")
     ] = Engine.local,
     ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster to join (e.g. 10.0.0.5:6379); default starts a local one.")
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT", help="Ray cluster to join, e.g. 10.0.0.5:6379.", show_default="start a local Ray"
+        ),
     ] = None,
-    face_model: Annotated[Path | None, typer.Option(help="Face model (.onnx); default: the shipped one.")] = None,
-    voice_model: Annotated[Path | None, typer.Option(help="Voice model (.onnx); default: the shipped one.")] = None,
+    face_model: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Face model (.onnx).", show_default="the shipped one")
+    ] = None,
+    voice_model: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Voice model (.onnx).", show_default="the shipped one")
+    ] = None,
     fusion: Annotated[
-        Fusion, typer.Option(help="weighted: combine both; face or voice: that modality alone.")
+        Fusion, typer.Option(help="weighted: combine face and voice; face or voice: that modality alone.")
     ] = Fusion.weighted,
     face_weight: Annotated[
         float | None,
         typer.Option(
-            help="Fuse as a weighted mean with this weight of the face in [0, 1] (default: a product of the two "
-            "distributions, fitted on audio-visual validation clips, so the more confident modality counts more "
-            "each interval).",
+            metavar="W",
+            help="Fuse as a weighted mean with this weight (0 to 1) on the face, instead of the product of the two "
+            "distributions fitted on audio-visual validation clips, where the more confident modality leads.",
+            show_default="the fitted product",
             min=0.0,
             max=1.0,
         ),
     ] = None,
     face_frames: Annotated[
         int,
-        typer.Option(help="Frames per interval whose faces are classified and averaged (each with its mirror image).", min=1),
+        typer.Option(
+            metavar="N",
+            help="Frames per interval whose faces are classified and averaged, each with its mirror image (1 or more).",
+            min=1,
+        ),
     ] = 3,
-    max_faces: Annotated[int, typer.Option(help="At most this many faces per frame, largest first.", min=1)] = 8,
+    max_faces: Annotated[
+        int, typer.Option(metavar="N", help="At most this many faces per frame, largest first (1 or more).", min=1)
+    ] = 8,
     min_face: Annotated[
         float,
-        typer.Option(help="Ignore faces smaller than this fraction of the frame's shorter side.", min=0.0, max=1.0),
+        typer.Option(
+            metavar="FRACTION",
+            help="Ignore faces smaller than this fraction (0 to 1) of the frame's shorter side.",
+            min=0.0,
+            max=1.0,
+        ),
     ] = 0.05,
+    min_face_score: Annotated[
+        float,
+        typer.Option(
+            metavar="SCORE",
+            help="Detector score (0.01 to 0.99) a face needs to count. Lower finds more faces (small, turned, "
+            "dim) and more false ones.",
+            min=0.01,
+            max=0.99,
+        ),
+    ] = 0.5,
     vad_threshold: Annotated[
         float,
         typer.Option(
-            help="Speech probability (0-1) at which the voice-activity detector counts 32 ms of audio as speech; "
-            "an interval is voiced when a fifth of its audio window is speech. Lower hears quieter speech, "
+            metavar="P",
+            help="Speech probability (0.01 to 0.99) at which the voice-activity detector counts 32 ms of audio as "
+            "speech; an interval is voiced when a fifth of its audio window is speech. Lower hears quieter speech, "
             "higher rejects more noise.",
             min=0.01,
             max=0.99,
@@ -144,14 +272,14 @@ def process(
         typer.Option(
             "--face-views/--one-face-view",
             help="Average the face model's views (zooms x mirror, from its metadata) of each of an interval's "
-            "--face-frames, or classify each crop and its mirror image (default): three times less face-model "
+            "--face-frames, or classify each crop and its mirror image: three times less face-model "
             "time, the same accuracy once frames are pooled.",
         ),
     ] = False,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Redo videos whose outputs already exist (default: skip them).")
+        bool, typer.Option("--overwrite", help="Redo every video, even those whose outputs are current.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display; errors only.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only: no progress, no per-video lines.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for failed videos.")] = False,
 ) -> None:
     """Write a timeline CSV (and plot, and optionally an annotated MP4) for every video.
@@ -162,26 +290,57 @@ def process(
     from .models import ModelError
     from .pipeline import AnalyzeOptions
 
+    formats = _formats(output_format)
     options = AnalyzeOptions(
-        interval=interval, window=window, face_model=face_model, voice_model=voice_model, fusion=fusion.value,
-        face_weight=face_weight, face_frames=face_frames, max_faces=max_faces, min_face=min_face, face_views=face_views,
+        interval=interval,
+        window=window,
+        face_model=face_model,
+        voice_model=voice_model,
+        fusion=fusion.value,
+        face_weight=face_weight,
+        face_frames=face_frames,
+        max_faces=max_faces,
+        min_face=min_face,
+        min_face_score=min_face_score,
+        face_views=face_views,
         vad_threshold=vad_threshold,
-    )  # fmt: skip
+    )
     batch = BatchOptions(
-        annotate=annotate, plot=plot, workers=workers, engine=engine.value, ray_address=ray_address,
-        overwrite=overwrite, quiet=quiet, debug=debug,
-    )  # fmt: skip
+        annotate=annotate,
+        plot=plot,
+        formats=formats,
+        workers=workers,
+        engine=engine.value,
+        ray_address=ray_address,
+        overwrite=overwrite,
+        quiet=quiet,
+        debug=debug,
+    )
     try:
-        summary = run_batch(inputs, out, options, batch)
+        summary = run_batch(inputs, output, options, batch)
     except UsageError as e:
         _fail(str(e), 2)
     except (ModelError, FileNotFoundError, ValueError, ImportError, SummaryError) as e:
         _fail(str(e))
     except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM, SIGHUP: what finished is in the summary
         code = e.exit_code if isinstance(e, Interrupted) else 130
-        _fail(f"interrupted: the videos that finished are in {out / 'summary.csv'}; rerun to do the rest", code)
+        _fail(f"interrupted: the videos that finished are in {output / 'summary.csv'}; rerun to do the rest", code)
     if any(row["status"] == "failed" for row in summary):
         raise typer.Exit(1)
+
+
+TIMELINE_FORMATS = ("csv", "json")
+
+
+def _formats(value: str) -> tuple[str, ...]:
+    """``--output-format csv,json`` (or ``all``) as the formats in a fixed order, csv always among them."""
+    asked = {name.strip().lower() for name in value.split(",") if name.strip()}
+    if "all" in asked:
+        asked = set(TIMELINE_FORMATS)
+    unknown = sorted(asked - set(TIMELINE_FORMATS))
+    if unknown:
+        _fail(f"--output-format: unknown format {unknown[0]!r} (choose from csv, json, all)", 2)
+    return tuple(f for f in TIMELINE_FORMATS if f in asked or f == "csv")
 
 
 class Precision(StrEnum):
@@ -191,17 +350,37 @@ class Precision(StrEnum):
     mixed_float16 = "mixed_float16"
 
 
-@train_app.command("face")
+_RUN_FOLDER = "Run folder: checkpoints, history, curves, metrics. Rerun to resume."
+
+
+@train_app.command("face", cls=_Command)
 def train_face(
-    data: Annotated[Path, typer.Option(help="FER2013: fer2013.csv, or a folder of [<split>/]<class>/*.jpg.")],
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, history, curves, metrics. Rerun to resume.")],
-    epochs: Annotated[int, typer.Option(min=1)] = 40,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine schedule with one warm-up epoch).")] = 2e-3,
+    data: Annotated[
+        Path, typer.Option(metavar="PATH", help="FER2013: fer2013.csv, or a folder of [<split>/]<class>/*.jpg.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--output", "-o", "--out", metavar="FOLDER", help=_RUN_FOLDER, show_default=False),
+    ],
+    epochs: Annotated[int, typer.Option(metavar="N", help="Passes over the training faces (1 or more).", min=1)] = 40,
+    batch_size: Annotated[int, typer.Option(metavar="N", help="Faces per batch (1 or more).", min=1)] = 64,
+    lr: Annotated[
+        float, typer.Option(metavar="RATE", help="Peak learning rate (cosine schedule with one warm-up epoch).")
+    ] = 2e-3,
     width: Annotated[
-        int, typer.Option(help="Filters of the full-resolution stem; each of the three stages doubles them.", min=4)
+        int,
+        typer.Option(
+            metavar="N",
+            help="Filters of the full-resolution stem (4 or more); each of the three stages doubles them.",
+            min=4,
+        ),
     ] = 32,
-    val_fraction: Annotated[float, typer.Option(help="Share of the training faces set aside for validation.")] = 0.1,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            metavar="FRACTION", help="Share of the training faces set aside for validation (between 0 and 1)."
+        ),
+    ] = 0.1,
     precision: Annotated[
         Precision,
         typer.Option(
@@ -209,24 +388,27 @@ def train_face(
             "mixed_float16 is for GPUs."
         ),
     ] = Precision.auto,
-    seed: Annotated[int, typer.Option(help="Seed of the weights, shuffling and augmentation.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the weights, shuffling and augmentation.")] = 0,
     split_seed: Annotated[
         int,
         typer.Option(
+            metavar="N",
             help="Seed of the validation split. Keep it (and --val-fraction) the same across runs that you "
-            "compare or export together, so none of them has trained on another's validation faces."
+            "compare or export together, so none of them has trained on another's validation faces.",
         ),
     ] = 0,
     init: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help="Start from this model's weights (an earlier run's model.keras, same --width): "
             "a warm restart with a new learning-rate cycle.",
+            show_default="random weights",
             exists=True,
             dir_okay=False,
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train the face CNN on 48x48 grayscale faces (FER2013 layout)."""
     _check_training(lr=lr, val_fraction=val_fraction)
@@ -272,7 +454,7 @@ def _looks_like_speaker(arg: str) -> bool:
     return not Path(arg).exists() and (arg.isdigit() or (":" in arg and "/" not in arg))
 
 
-@train_app.command("voice", context_settings={"allow_extra_args": True})
+@train_app.command("voice", cls=_Command, context_settings={"allow_extra_args": True})
 def train_voice(
     ctx: typer.Context,
     data: Annotated[
@@ -285,13 +467,13 @@ def train_voice(
     ],
     out: Annotated[
         Path,
-        typer.Option(help="Run folder: checkpoints, history, curves, metrics. Rerun to resume.", show_default=False),
+        typer.Option("--output", "-o", "--out", metavar="FOLDER", help=_RUN_FOLDER, show_default=False),
     ],
     holdout_speakers: Annotated[
         list[str] | None,
         typer.Option(
-            help="Held-out speakers, e.g. ravdess:19 tess:YAF, or bare RAVDESS actors 17 18 [default: RAVDESS 17-20].",
-            show_default=False,
+            help="Held-out speakers, e.g. ravdess:19 tess:YAF, or bare RAVDESS actors 17 18.",
+            show_default="RAVDESS actors 17-20",
         ),
     ] = None,
     holdout_fraction: Annotated[
@@ -308,13 +490,11 @@ def train_voice(
         typer.Option(
             help="Whole corpora to hold out, by their corpus name (labels.csv's corpus column, or ravdess, tess); "
             "repeat the option or separate names with commas.",
-            show_default=False,
+            show_default="none",
         ),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training clips (1 or more).", min=1)] = 30,
-    steps: Annotated[
-        int, typer.Option(help="Batches per epoch; 0: one pass over the training clips.", min=0)
-    ] = 0,
+    steps: Annotated[int, typer.Option(help="Batches per epoch; 0: one pass over the training clips.", min=0)] = 0,
     batch_size: Annotated[int, typer.Option(help="Windows per batch (1 or more).", min=1)] = 64,
     lr: Annotated[
         float, typer.Option(help="Peak learning rate (cosine schedule with one warm-up epoch).", min=1e-6, max=1.0)
@@ -365,25 +545,47 @@ def train_voice(
         f"mean macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}"
     )
     for name, r in v["per_group"].items():
-        typer.echo(f"  {name}: accuracy {r['accuracy']:.4f} (chance {r['chance']:.3f}), macro-F1 {r['macro_f1']:.4f}, n={r['n']}")
+        typer.echo(
+            f"  {name}: accuracy {r['accuracy']:.4f} (chance {r['chance']:.3f}), macro-F1 {r['macro_f1']:.4f}, n={r['n']}"
+        )
 
 
-@app.command("export")
+@app.command("export", cls=_Command)
 def export(
     sources: Annotated[
         list[Path],
         typer.Argument(
+            metavar="RUN...",
             help="A training run folder or a .keras model file; several (same task) export one model "
             "that averages their probabilities.",
             show_default=False,
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            "--out",
+            metavar="FOLDER",
+            help="Folder to write the model in (made if missing); a path ending in .onnx is the file itself.",
+        ),
+    ] = Path("."),
+    name: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FILE",
+            help="File name of the model in --output.",
+            show_default="RUN's folder name + .onnx",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     metrics_json: Annotated[
         Path | None,
         typer.Option(
-            help="Measured metrics to embed (e.g. `emocli evaluate --json` output) instead of the run's validation."
+            metavar="FILE",
+            help="Measured metrics to embed (e.g. `emocli evaluate --json` output).",
+            show_default="the run's validation metrics",
         ),
     ] = None,
     int8: Annotated[
@@ -395,35 +597,71 @@ def export(
     ] = False,
     calibration: Annotated[
         Path | None,
-        typer.Option(help="Faces to calibrate --int8 on (FER layout; default: the run's training data)."),
+        typer.Option(
+            metavar="PATH", help="Faces to calibrate --int8 on (FER layout).", show_default="the run's training data"
+        ),
     ] = None,
 ) -> None:
     """Convert a trained model (or several, averaged) to one self-describing ONNX file.
 
     Labels, preprocessing and metrics travel inside it.
     """
+    out = _model_file(sources, output, name)
     _require_training()
     from .train.export import ExportError, export_model
 
     try:
-        export_model(sources, out, force=force, metrics_json=metrics_json, int8=int8, calibration=calibration,
-                     log=typer.echo)  # fmt: skip
+        export_model(
+            sources, out, force=force, metrics_json=metrics_json, int8=int8, calibration=calibration, log=typer.echo
+        )
     except (ExportError, FileExistsError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
 
 
-@app.command("evaluate", context_settings={"allow_extra_args": True})
+def _model_file(sources: list[Path], output: Path, name: str | None) -> Path:
+    """Where ``export`` writes: ``output/name``, or ``output`` itself when it names a .onnx file."""
+    if name is None and output.suffix.lower() == ".onnx" and not output.is_dir():
+        return output
+    if output.exists() and not output.is_dir():
+        _fail(f"-o {output}: is a file, not a folder (a model file's name ends in .onnx)", 2)
+    if name is None:
+        first = sources[0] if sources else Path("model")
+        # runs/face/model.keras is the run runs/face: its model is face.onnx.
+        if first.suffix == ".keras":
+            name = first.parent.name if first.stem == "model" else first.stem
+        else:
+            name = first.name
+    if Path(name).name != name:
+        _fail(f"--name {name}: a file name, not a path (the folder is -o)", 2)
+    return output / (name if name.lower().endswith(".onnx") else f"{name}.onnx")
+
+
+@app.command("evaluate", cls=_Command, context_settings={"allow_extra_args": True})
 def evaluate(
     ctx: typer.Context,
-    model: Annotated[Path, typer.Argument(help="An exported model (.onnx).", show_default=False)],
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="An exported model (.onnx).", show_default=False)],
     data: Annotated[
         list[Path],
-        typer.Option(help="Faces: fer2013.csv or an image folder. Voice: audio folders/files: --data A B ..."),
+        typer.Option(
+            metavar="PATH...",
+            help="Faces: fer2013.csv or an image folder. Voice: audio folders/files: --data A B ...",
+            show_default=False,
+        ),
     ],
-    split: Annotated[str | None, typer.Option(help="Face split to score (default: test if present, else all).")] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(metavar="NAME", help="Face split to score.", show_default="test if present, else all"),
+    ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Folder for the confusion PNG (default: the current folder; with --json, none unless given)."),
+        typer.Option(
+            "--output",
+            "-o",
+            "--out",
+            metavar="FOLDER",
+            help="Folder for the confusion-matrix PNG; with --json, none is written unless this is given.",
+            show_default="the current folder",
+        ),
     ] = None,
     as_json: Annotated[
         bool,
@@ -439,7 +677,7 @@ def evaluate(
 
     sources = list(data) + [Path(a) for a in _extra_args(ctx)]
     if out is not None and out.exists() and not out.is_dir():
-        _fail(f"--out {out}: is a file, not a folder", 2)
+        _fail(f"-o {out}: is a file, not a folder", 2)
     try:  # with --json, stdout carries the JSON object only (warnings go to stderr)
         with one_line_warnings(lambda text: typer.secho(text, fg=typer.colors.YELLOW, err=True)):
             report = run(model, sources, split=split, out=out if as_json else (out or Path.cwd()))
@@ -469,12 +707,12 @@ def evaluate(
     console.print(f"confusion matrix: {report['confusion_png']}")
 
 
-@app.command("models")
+@app.command("models", cls=_Command)
 def models_cmd(
     paths: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Model files to describe (default: the shipped face and voice models).", show_default=False
+            metavar="MODEL...", help="Model files to describe.", show_default="the shipped face and voice models"
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cards as one JSON list.")] = False,

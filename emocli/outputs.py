@@ -11,7 +11,17 @@ from pathlib import Path
 import numpy as np
 
 from .labels import LABELS
-from .timeline import Timeline, has_face, is_missing
+from .timeline import (
+    BOOL_COLUMNS,
+    COLUMNS,
+    DECIMALS,
+    INT_COLUMNS,
+    ROUNDED,
+    TEXT_COLUMNS,
+    Timeline,
+    has_face,
+    is_missing,
+)
 
 # Bytes a file name may take on common file systems (ext4, XFS, APFS, NTFS: 255).
 NAME_MAX = 255
@@ -127,6 +137,61 @@ class CsvWriter(Writer):
         timeline.write_csv(tmp)
 
 
+class JsonWriter(Writer):
+    """``<stem>.json``: one object per video, its facts and summary, its people, and its rows
+    (keyed by the CSV's columns, with the CSV's rounding; an empty cell is null)."""
+
+    suffix = ".json"
+    FACTS = (
+        "duration_s",
+        "speech_s",
+        "has_video",
+        "has_audio",
+        "width",
+        "height",
+        "fps",
+        "fusion",
+        "face_weight",
+        "note",
+    )
+
+    def _write(self, timeline: Timeline, tmp: Path) -> None:
+        import json
+
+        document = {"video": timeline.facts.get("video", "")}
+        document.update({k: timeline.facts[k] for k in self.FACTS if k in timeline.facts})
+        document.update(
+            duration_s=timeline.duration_s,
+            speech_s=timeline.speech_s,
+            intervals=timeline.intervals,
+            faces=timeline.faces,
+            dominant_emotion=timeline.dominant_emotion(),
+            people=timeline.people(),
+            rows=[_json_row(row) for row in timeline.rows],
+        )
+        tmp.write_text(json.dumps(document, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _json_row(row: dict) -> dict:
+    return {column: _json_value(column, row.get(column)) for column in COLUMNS}
+
+
+def _json_value(column: str, value):
+    """A cell as the CSV writes it, typed: booleans, integers, rounded probabilities, text, or None."""
+    if is_missing(value):
+        return None
+    if column in BOOL_COLUMNS:
+        return bool(value)
+    if column in INT_COLUMNS:
+        return int(value)
+    if column in TEXT_COLUMNS:
+        return str(value)
+    value = float(value)
+    if not np.isfinite(value):
+        return None
+    return round(value, DECIMALS) if column in ROUNDED else value
+
+
 class PeopleWriter(Writer):
     """``<stem>.people.csv``: one row per person (face id), from ``Timeline.people``."""
 
@@ -221,8 +286,9 @@ class AnnotatedVideoWriter(Writer):
 
     suffix = ".mp4"
 
-    def __init__(self, source: str | Path):
+    def __init__(self, source: str | Path, threads: int = 0):
         self.source = Path(source)
+        self.threads = threads  # ffmpeg's decoding threads (0: resources.Plan.local()'s)
 
     def _write(self, timeline: Timeline, tmp: Path) -> None:
         from .media import filter_arg, probe, render_filtered
@@ -250,7 +316,13 @@ class AnnotatedVideoWriter(Writer):
         audio = bool(timeline.facts.get("has_audio", True)) and info.has_audio
         codec = info.audio_codec if audio else None
         render_filtered(
-            self.source, tmp, filters, "\n".join(commands), audio_codec=codec, size=(info.width, info.height)
+            self.source,
+            tmp,
+            filters,
+            "\n".join(commands),
+            audio_codec=codec,
+            size=(info.width, info.height),
+            threads=self.threads,
         )
 
     @staticmethod

@@ -16,19 +16,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from .batch import BatchOptions, Interrupted, Job, error_line, run_job
+from .engine import in_flight
+from .job import BatchOptions, Interrupted, Job, Worker, error_line
 from .outputs import summary_row
-from .pipeline import AnalyzeOptions, Analyzer
+from .pipeline import AnalyzeOptions
 from .resources import Plan
 
 MAX_ATTEMPTS = 2  # crashes a video may be in flight at before it is reported failed
 CRASHED = "worker crashed (killed, out of memory, or a decoder fault)"
 
-_analyzer: Analyzer | None = None
-_load_error: str = ""
-_batch: BatchOptions | None = None
-
-
+_worker: Worker | None = None
 _in_job = False
 
 
@@ -40,35 +37,23 @@ def _on_sigterm(signum, frame) -> None:
     os._exit(128 + signum)
 
 
-def _init_worker(options: AnalyzeOptions, batch: BatchOptions, threads: int) -> None:
+def _init_worker(options: AnalyzeOptions, batch: BatchOptions, plan: Plan) -> None:
     """Runs once per worker process: the models and the face detector are loaded here only."""
-    global _analyzer, _batch, _load_error
+    global _worker
     import signal
-
-    import cv2
 
     # A terminal's Ctrl-C reaches every process of its group: the main process alone decides,
     # and stops the workers with SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
-
-    cv2.setNumThreads(threads)
-    options.threads = threads  # a copy: spawn pickles the options for each worker
-    options.decode_threads = options.decode_threads or Plan(1, threads).decode_threads  # its share of the cores
-    _batch = batch
-    try:
-        _analyzer = Analyzer(options)
-    except Exception as e:  # raising here would break the pool and print a traceback
-        _load_error = f"cannot load the models: {error_line(e)}"
+    _worker = Worker(options, batch, plan)
 
 
 def _work(job: Job) -> dict:
     global _in_job
-    if _analyzer is None:
-        return summary_row(job.name, "failed", error=_load_error)
     _in_job = True
     try:
-        return run_job(_analyzer, job, _batch)
+        return _worker.run(job)
     except Interrupted as e:  # unwound: nothing half-written is left; the row would go nowhere
         os._exit(e.exit_code)
     finally:
@@ -79,16 +64,15 @@ def run_pool(
     jobs: list[Job],
     options: AnalyzeOptions,
     batch: BatchOptions,
-    workers: int,
+    plan: Plan,
     progress,
     work: Callable[[Job], dict] = _work,
 ) -> Iterator[tuple[Job, dict]]:
-    """Yield ``(job, summary row)`` as videos finish, ``workers`` at a time."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    """Yield ``(job, summary row)`` as videos finish, ``plan.workers`` at a time."""
     queue = deque(jobs)
     attempts = dict.fromkeys(jobs, 0)
     while queue:
-        crashed = yield from _run_until_crash(queue, options, batch, workers, threads, progress, work)
+        crashed = yield from _run_until_crash(queue, options, batch, plan, progress, work)
         for job in crashed:
             attempts[job] += 1
             if attempts[job] >= MAX_ATTEMPTS:
@@ -97,33 +81,31 @@ def run_pool(
                 queue.appendleft(job)
 
 
-def _run_until_crash(queue: deque, options, batch, workers: int, threads: int, progress, work) -> Iterator:
+def _run_until_crash(queue: deque, options, batch, plan: Plan, progress, work) -> Iterator:
     """Drain ``queue`` through one pool; returns the jobs in flight if a worker dies."""
     # spawn, not fork: onnxruntime and mediapipe hold threads that a fork would orphan.
     context = mp.get_context("spawn")
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(options, batch, threads)
+        plan.workers, mp_context=context, initializer=_init_worker, initargs=(options, batch, plan)
     )
     pending: dict = {}
+
+    def finished(futures: list) -> set:
+        return wait(futures, return_when=FIRST_COMPLETED)[0]
+
     try:
-        while queue or pending:
-            # Only as many in flight as there are workers, so "started" means running.
-            while queue and len(pending) < workers:
-                job = queue.popleft()
-                pending[pool.submit(work, job)] = job
-                progress.started(job)
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = pending.pop(future)
-                try:
-                    row = future.result()
-                except BrokenProcessPool:
-                    crashed = [job, *pending.values()]
-                    pending.clear()
-                    return crashed
-                except Exception as e:  # the job could not be sent or its row returned
-                    row = summary_row(job.name, "failed", error=error_line(e))
-                yield job, row
+        for future, job in in_flight(
+            queue, plan.workers, lambda job: pool.submit(work, job), finished, progress, pending
+        ):
+            try:
+                row = future.result()
+            except BrokenProcessPool:
+                crashed = [job, *pending.values()]
+                pending.clear()
+                return crashed
+            except Exception as e:  # the job could not be sent or its row returned
+                row = summary_row(job.name, "failed", error=error_line(e))
+            yield job, row
         return []
     finally:
         if pending:  # a signal (or the caller stopped early): stop the videos still running

@@ -1,6 +1,6 @@
 """The Ray engine: the same jobs as the local pool, spread over a Ray cluster.
 
-One actor per worker CPU builds an ``Analyzer`` once and then takes videos one at a
+One actor per worker CPU loads the models once and then takes videos one at a
 time, writing each video's outputs itself (so OUT, like the videos, must be at the
 same path on every node: a shared filesystem). Actors never print; the driver alone
 talks to the console. Without ``--ray-address`` a local Ray is started for this run
@@ -16,11 +16,12 @@ import socket
 from collections import deque
 from collections.abc import Iterator
 
-from .batch import BatchOptions, Job, error_line, run_job
+from .engine import in_flight
 from .faces import native_stderr_silenced
+from .job import BatchOptions, Job, Worker, error_line
 from .outputs import summary_row
-from .pipeline import AnalyzeOptions, Analyzer
-from .resources import Plan
+from .pipeline import AnalyzeOptions
+from .resources import Plan, usable_cores
 
 INSTALL_HINT = 'the Ray engine needs Ray: pip install "emocli[ray]"'
 
@@ -34,28 +35,8 @@ def require_ray():
     return ray
 
 
-class VideoWorker:
-    """A Ray actor: the models loaded once, then one video per call."""
-
-    def __init__(self, options: AnalyzeOptions, batch: BatchOptions):
-        import cv2
-
-        # One CPU reserved per actor: keep OpenCV, onnxruntime and the decoder to one thread each.
-        cv2.setNumThreads(1)
-        options.threads = 1
-        options.decode_threads = options.decode_threads or Plan(1, 1).decode_threads
-        self.batch = batch
-        self.analyzer = None
-        self.load_error = ""
-        try:
-            self.analyzer = Analyzer(options)
-        except Exception as e:  # report it per video, like the local pool does
-            self.load_error = f"cannot load the models: {error_line(e)}"
-
-    def run(self, job: Job) -> dict:
-        if self.analyzer is None:
-            return summary_row(job.name, "failed", error=self.load_error)
-        return run_job(self.analyzer, job, self.batch)
+class VideoWorker(Worker):
+    """A Ray actor: a ``Worker`` on the one CPU Ray reserves for it."""
 
     def where(self) -> tuple[str, int]:
         """This actor's node and process id: the driver stops the ones on its own node with SIGTERM."""
@@ -81,7 +62,7 @@ def _start(ray, batch: BatchOptions) -> bool:
         except Exception as e:  # ConnectionError, an auth error, a version mismatch...
             raise RayConnectError(_connect_error(batch.ray_address, e)) from e
         return True  # our connection to it, which shutdown() closes; the cluster stays up
-    ray.init(num_cpus=batch.workers or os.cpu_count() or 1, include_dashboard=False, **quiet)
+    ray.init(num_cpus=batch.workers or usable_cores(), include_dashboard=False, **quiet)
     return True
 
 
@@ -113,8 +94,9 @@ def _connect_error(address: str, error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def ray_session(batch: BatchOptions) -> Iterator[None]:
-    """Ray started or joined for the block, and shut down (or left) after it.
+def ray_session(batch: BatchOptions) -> Iterator[int]:
+    """Ray joined (``batch.ray_address``) or started on this machine for the block, and left
+    or shut down after it; yields the cluster's CPU count. The only place Ray starts and stops.
 
     The batch enters this before its progress display, so a cluster that cannot be
     joined is one line of error and nothing else.
@@ -122,56 +104,55 @@ def ray_session(batch: BatchOptions) -> Iterator[None]:
     ray = require_ray()
     started = _start(ray, batch)
     try:
-        yield
+        yield int(ray.cluster_resources().get("CPU", 1))
     finally:
         if started:
             ray.shutdown()
 
 
-def run_ray(jobs: list[Job], options: AnalyzeOptions, batch: BatchOptions, progress) -> Iterator[tuple[Job, dict]]:
-    """Yield ``(job, summary row)`` as videos finish on the cluster's actors."""
+def run_ray(
+    jobs: list[Job], options: AnalyzeOptions, batch: BatchOptions, plan: Plan, progress
+) -> Iterator[tuple[Job, dict]]:
+    """Yield ``(job, summary row)`` as videos finish on ``plan.workers`` actors, within ``ray_session``."""
     if not jobs:
         return
     ray = require_ray()
-    started = _start(ray, batch)
-    actors: list = []
-    places: list = []
-    pending: dict = {}  # object ref -> (actor, job)
+    worker_class = ray.remote(num_cpus=1)(VideoWorker)
+    actors = [worker_class.remote(options, batch, plan) for _ in range(plan.workers)]
+    places = [actor.where.remote() for actor in actors]
+    idle = deque(actors)
+    busy: dict = {}  # object ref -> the actor running it
+    pending: dict = {}  # object ref -> job
+
+    def submit(job: Job):
+        actor = idle.popleft()
+        ref = actor.run.remote(job)
+        busy[ref] = actor
+        return ref
+
+    def finished(refs: list) -> list:
+        return ray.wait(refs, num_returns=1)[0]
+
     try:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        workers = max(1, min(batch.workers or cpus, len(jobs)))
-        worker_class = ray.remote(num_cpus=1)(VideoWorker)
-        actors = [worker_class.remote(options, batch) for _ in range(workers)]
-        places = [actor.where.remote() for actor in actors]
-        idle = deque(actors)
-        queue = deque(jobs)
-        while queue or pending:
-            while queue and idle:
-                actor, job = idle.popleft(), queue.popleft()
-                pending[actor.run.remote(job)] = (actor, job)
-                progress.started(job)
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                actor, job = pending.pop(ref)
-                try:
-                    row = ray.get(ref)
-                except ray.exceptions.RayActorError as e:  # the actor's process died: replace it
-                    row = summary_row(job.name, "failed", error=f"worker crashed: {_ray_error(e)}")
-                    ray.kill(actor)
-                    actors.remove(actor)
-                    actor = worker_class.remote(options, batch)
-                    actors.append(actor)
-                except ray.exceptions.RayError as e:
-                    row = summary_row(job.name, "failed", error=_ray_error(e))
-                idle.append(actor)
-                yield job, row
+        for ref, job in in_flight(deque(jobs), len(actors), submit, finished, progress, pending):
+            actor = busy.pop(ref)
+            try:
+                row = ray.get(ref)
+            except ray.exceptions.RayActorError as e:  # the actor's process died: replace it
+                row = summary_row(job.name, "failed", error=f"worker crashed: {_ray_error(e)}")
+                ray.kill(actor)
+                actors.remove(actor)
+                actor = worker_class.remote(options, batch, plan)
+                actors.append(actor)
+            except ray.exceptions.RayError as e:
+                row = summary_row(job.name, "failed", error=_ray_error(e))
+            idle.append(actor)
+            yield job, row
     finally:
         if pending:  # a signal: stop the videos in flight cleanly where this machine can
             _stop_actors(ray, places, list(pending))
         for actor in actors:
             ray.kill(actor)
-        if started:
-            ray.shutdown()
 
 
 def _stop_actors(ray, places: list, pending: list, grace_s: float = 10.0) -> None:

@@ -16,10 +16,12 @@ from media_corpus import clip
 from typer.testing import CliRunner
 
 from emocli import pool
-from emocli.batch import BatchOptions, Job, UsageError, discover, remove_stale_parts
+from emocli.batch import UsageError, discover, remove_stale_parts
 from emocli.cli import app
+from emocli.job import BatchOptions, Job
 from emocli.media import probe
 from emocli.pipeline import AnalyzeOptions
+from emocli.resources import Plan
 
 SECONDS = 3.0  # each batch video: three intervals of one face and a tone
 
@@ -184,7 +186,7 @@ def test_pool_survives_a_crashing_worker(batch_dir, models, tmp_path):
             pass
 
     options = AnalyzeOptions(face_model=models["face_model"], voice_model=models["voice_model"])
-    rows = dict(pool.run_pool(jobs, options, BatchOptions(plot=False), 1, Silent(), work=_crash_on_bomb))
+    rows = dict(pool.run_pool(jobs, options, BatchOptions(plot=False), Plan(1, 1), Silent(), work=_crash_on_bomb))
     assert {j.stem.name: r["status"] for j, r in rows.items()} == {"v0": "ok", "bomb": "failed", "v1": "ok"}
     assert rows[jobs[1]]["error"] == pool.CRASHED
     assert (tmp_path / "v1.csv").is_file()
@@ -264,14 +266,20 @@ def test_rerun_skips_done_videos_unless_overwrite(batch_dir, models, one_worker,
     assert (tmp_path / "v0.csv").stat().st_mtime_ns != before
 
 
-def test_progress_shows_counts_and_a_closing_line(batch_dir, models, one_worker, tmp_path):
+def test_without_a_terminal_a_line_per_video_and_closing_lines(batch_dir, models, one_worker, tmp_path):
     import shutil
 
     shutil.copytree(one_worker, tmp_path, dirs_exist_ok=True)
     result = run_cli("process", batch_dir, "-o", tmp_path, *model_args(models), "--no-plot")
     assert result.exit_code == 0
-    assert "4/4" in result.output
-    assert f"4 skipped; summary: {tmp_path / 'summary.csv'}" in result.output.replace("\n", "")
+    lines = result.output.splitlines()
+    assert "4/4" not in result.output  # no progress bar drawn into a log
+    assert lines[-2:] == [f"4 skipped; summary: {tmp_path / 'summary.csv'}", f"Results saved to {tmp_path}"]
+    expected = {
+        f"{batch_dir / rel}.mp4: skipped (3.0 s, 1 face: its outputs are current) → {tmp_path / rel}.csv"
+        for rel in ("v0", "v1", "sub/v2", "sub/v3")
+    }
+    assert set(lines[:-2]) == expected
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,212 @@
+"""One video's job, what any engine runs: analyse it, write its outputs, return its summary row.
+
+The local process, the pool's workers and Ray's actors all run jobs through a ``Worker``
+(the models loaded once, or why they could not be) and ``run_job``; none of them prints.
+Outputs are written atomically, the CSV last, then a record of what made them
+(``.<stem>.emocli``, hidden beside them), from which a rerun decides to skip or redo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from .outputs import (
+    AnnotatedVideoWriter,
+    CsvWriter,
+    JsonWriter,
+    PeopleWriter,
+    PlotWriter,
+    atomic_path,
+    short_name,
+    summary_row,
+)
+from .pipeline import AnalyzeOptions, Analyzer
+from .resources import Plan
+
+
+@dataclass
+class BatchOptions:
+    annotate: bool = False
+    plot: bool = True
+    formats: tuple[str, ...] = ("csv",)  # timeline formats; the CSV is always written
+    workers: int | None = None  # None: one per two usable cores (or the Ray cluster's CPUs)
+    engine: str = "local"
+    ray_address: str | None = None
+    overwrite: bool = False
+    quiet: bool = False
+    debug: bool = False
+    # What the analysis depends on (options, models, emocli version): set by run_batch and
+    # recorded beside each video's outputs, so a rerun can tell whether they are still valid.
+    key: dict | None = None
+    plan: Plan | None = None  # set by run_batch: threads for the annotated video's render
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    stem: Path  # output path without suffix: OUT/<relative dir>/<stem>
+
+    @property
+    def name(self) -> str:
+        """The video as the user knows it: relative to the working folder when inside it."""
+        try:
+            return str(self.source.relative_to(Path.cwd()))
+        except ValueError:
+            return str(self.source)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP: the batch stops, cleans up, and exits ``128 + signal``."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def writers(job: Job, batch: BatchOptions, has_video: bool = True) -> list:
+    """The outputs a job needs, the CSV last: its presence marks the job complete.
+
+    An audio-only source gets no annotated video, even with --annotate: there is
+    nothing to draw on, and its voice timeline is still worth having.
+    """
+    ws = []
+    if batch.annotate and has_video:
+        threads = batch.plan.render_threads if batch.plan is not None else 0
+        ws.append(AnnotatedVideoWriter(job.source, threads))
+    if batch.plot:
+        ws.append(PlotWriter())
+    ws.append(PeopleWriter())
+    if "json" in batch.formats:
+        ws.append(JsonWriter())
+    ws.append(CsvWriter())
+    return ws
+
+
+# ---------------------------------------------------------------- records: honest reruns
+
+RECORD_SUFFIX = ".emocli"
+
+
+def record_path(stem: Path) -> Path:
+    """Where the record of ``stem``'s outputs lives: hidden, beside them."""
+    return stem.with_name(f".{short_name(stem.name, len(RECORD_SUFFIX) + 1)}{RECORD_SUFFIX}")
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def source_id(source: Path) -> dict:
+    st = source.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _mark_pending(stem: Path) -> None:
+    """Replace ``stem``'s record by a pending one before its outputs are replaced: until the
+    new record is written, a rerun redoes the video rather than trust outputs half old,
+    half new (and knows a run was cut short, not that an older emocli made them)."""
+    with atomic_path(record_path(stem)) as tmp:
+        tmp.write_text('{"pending": true}\n', encoding="utf-8")
+
+
+def _write_record(job: Job, batch: BatchOptions, outputs: list[Path], has_video: bool, note: str) -> None:
+    record = {
+        "key": batch.key,
+        "source": str(job.source),
+        "source_id": source_id(job.source),
+        "outputs": [p.name for p in outputs],
+        "has_video": has_video,
+        "note": note,
+    }
+    with atomic_path(record_path(job.stem)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- running a job
+
+
+def error_line(e: BaseException) -> str:
+    """One readable line for a failure: the exception's first line, or its type when it says nothing."""
+    if isinstance(e, OSError) and e.strerror:
+        target = e.filename2 if isinstance(e, FileExistsError) and e.filename2 else e.filename
+        where = f"cannot write {_named(target)}: " if target else ""
+        return f"{where}{e.strerror}"
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__
+
+
+def _named(target) -> str:
+    """An output path as the user knows it: a temporary stands for its final name."""
+    path = Path(os.fsdecode(target))
+    if path.name.startswith(".") and ".part-" in path.name:
+        head, _, tail = path.name[1:].partition(".part-")
+        suffix = tail.lstrip("0123456789")
+        return str(path.with_name(head + suffix))
+    return str(path)
+
+
+def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
+    """Analyse one video and write its outputs; never raises for a bad video or a failed write.
+
+    Only the summary row comes back: the timeline is written and dropped here, so a
+    worker's memory does not grow with the number of videos it has done. The row's
+    ``error`` of an ok video holds a note when its media ended before its header said.
+    """
+    start = time.perf_counter()
+    try:
+        timeline = analyzer.timeline(job.source, name=job.name)
+        note = str(timeline.facts.get("note") or "")
+        has_video = bool(timeline.facts.get("has_video", True))
+        _mark_pending(job.stem)
+        written = [w.write(timeline, job.stem) for w in writers(job, batch, has_video=has_video)]
+        if batch.key is not None:
+            _write_record(job, batch, written, has_video, note)
+    except Exception as e:  # one bad file must not stop the batch
+        message = error_line(e)
+        if batch.debug:
+            message += "\n" + traceback.format_exc()
+        return summary_row(job.name, "failed", error=message, seconds=time.perf_counter() - start)
+    return summary_row(job.name, "ok", timeline, error=note, seconds=time.perf_counter() - start)
+
+
+class Worker:
+    """An engine's worker (a pool process, a Ray actor): its share of the cores taken, the
+    models loaded once, then one job per call. Models that cannot load fail each job with
+    one line, rather than a traceback that would break the pool."""
+
+    def __init__(self, options: AnalyzeOptions, batch: BatchOptions, plan: Plan):
+        import cv2
+
+        cv2.setNumThreads(plan.cores)
+        self.batch = batch
+        self.analyzer: Analyzer | None = None
+        self.load_error = ""
+        try:
+            self.analyzer = Analyzer(options)
+        except Exception as e:
+            self.load_error = f"cannot load the models: {error_line(e)}"
+
+    def run(self, job: Job) -> dict:
+        if self.analyzer is None:
+            return summary_row(job.name, "failed", error=self.load_error)
+        return run_job(self.analyzer, job, self.batch)
+
+
+def planned(options: AnalyzeOptions, plan: Plan) -> AnalyzeOptions:
+    """``options`` with the plan's threads (a decoder thread count the caller set is kept)."""
+    from dataclasses import replace
+
+    return replace(options, threads=plan.model_threads, decode_threads=options.decode_threads or plan.decode_threads)
