@@ -66,9 +66,32 @@ def talking_video(seconds: float = 60.0, size=(1280, 720), name: str | None = No
     )
     concat = "".join(f"[v{i}][a{i}]" for i in range(len(files))) + f"concat=n={len(files)}:v=1:a=1[v][a]"
     print(f"building {out.name} ({len(files)} clips, ~{one * loops:.0f} s) ...", file=sys.stderr, flush=True)
-    return _encode([*inputs, "-filter_complex", parts + concat, "-map", "[v]", "-map", "[a]",
-                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-                    "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart"], out)  # fmt: skip
+    return _encode(
+        [
+            *inputs,
+            "-filter_complex",
+            parts + concat,
+            "-map",
+            "[v]",
+            "-map",
+            "[a]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "23",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-movflags",
+            "+faststart",
+        ],
+        out,
+    )
 
 
 def long_video(minutes: float, size=(320, 240), fps: int = 10) -> Path:
@@ -85,12 +108,45 @@ def long_video(minutes: float, size=(320, 240), fps: int = 10) -> Path:
         )
     secs = int(minutes * 60)
     print(f"building {out.name} ...", file=sys.stderr, flush=True)
-    return _encode(["-f", "lavfi", "-i", f"color=c=gray:s={w}x{h}:r={fps}:d={secs}", "-loop", "1", "-i", str(still),
-                    "-f", "lavfi", "-i", f"sine=frequency=220:sample_rate=16000:duration={secs}",
-                    "-f", "lavfi", "-i", f"anoisesrc=color=pink:amplitude=0.05:sample_rate=16000:duration={secs}",
-                    "-filter_complex", "[0:v][1:v]overlay=x='60+40*sin(t/3)':y=50:shortest=1[v];[2:a][3:a]amix=inputs=2[a]",
-                    "-map", "[v]", "-map", "[a]", "-t", str(secs), "-c:v", "libx264", "-preset", "ultrafast",
-                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "48k"], out)  # fmt: skip
+    return _encode(
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=c=gray:s={w}x{h}:r={fps}:d={secs}",
+            "-loop",
+            "1",
+            "-i",
+            str(still),
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=220:sample_rate=16000:duration={secs}",
+            "-f",
+            "lavfi",
+            "-i",
+            f"anoisesrc=color=pink:amplitude=0.05:sample_rate=16000:duration={secs}",
+            "-filter_complex",
+            "[0:v][1:v]overlay=x='60+40*sin(t/3)':y=50:shortest=1[v];[2:a][3:a]amix=inputs=2[a]",
+            "-map",
+            "[v]",
+            "-map",
+            "[a]",
+            "-t",
+            str(secs),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "48k",
+        ],
+        out,
+    )
 
 
 def cut(src: Path, seconds: float, name: str) -> Path:

@@ -26,10 +26,16 @@ def _save(graph, task: str, preprocess: dict, path: Path) -> Path:
 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    helper.set_model_props(model, {
-        "emocli.task": task, "emocli.labels": json.dumps(list(LABELS)), "emocli.preprocess": json.dumps(preprocess),
-        "emocli.metrics": json.dumps(META), "emocli.version": "bench",
-    })  # fmt: skip
+    helper.set_model_props(
+        model,
+        {
+            "emocli.task": task,
+            "emocli.labels": json.dumps(list(LABELS)),
+            "emocli.preprocess": json.dumps(preprocess),
+            "emocli.metrics": json.dumps(META),
+            "emocli.version": "bench",
+        },
+    )
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
@@ -46,10 +52,17 @@ def _linear(path: Path, task: str, preprocess: dict, name: str, shape: list, axe
         helper.make_node("Gemm", ["p", "W", "B"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
     ]
-    inits = [numpy_helper.from_array(rng.normal(0, 0.1, (n_in, len(LABELS))).astype(np.float32), "W"),
-             numpy_helper.from_array(np.zeros(len(LABELS), np.float32), "B")]  # fmt: skip
-    graph = helper.make_graph(nodes, f"tiny_{task}", [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(LABELS)])], inits)  # fmt: skip
+    inits = [
+        numpy_helper.from_array(rng.normal(0, 0.1, (n_in, len(LABELS))).astype(np.float32), "W"),
+        numpy_helper.from_array(np.zeros(len(LABELS), np.float32), "B"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        f"tiny_{task}",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(LABELS)])],
+        inits,
+    )
     return _save(graph, task, preprocess, path)
 
 
@@ -83,16 +96,23 @@ def conv_face(path: Path = CACHE / "models" / "conv_face.onnx") -> Path:
             helper.make_node("MaxPool", [f"r{i}"], [f"m{i}"], kernel_shape=[2, 2], strides=[2, 2]),
         ]
         c_in, x = c, f"m{i}"
-    inits += [numpy_helper.from_array(rng.normal(0, 0.05, (c_in, len(LABELS))).astype(np.float32), "W"),
-              numpy_helper.from_array(np.zeros(len(LABELS), np.float32), "B")]  # fmt: skip
+    inits += [
+        numpy_helper.from_array(rng.normal(0, 0.05, (c_in, len(LABELS))).astype(np.float32), "W"),
+        numpy_helper.from_array(np.zeros(len(LABELS), np.float32), "B"),
+    ]
     nodes += [
         helper.make_node("GlobalAveragePool", [x], ["g"]),
         helper.make_node("Flatten", ["g"], ["f"], axis=1),
         helper.make_node("Gemm", ["f", "W", "B"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
     ]
-    graph = helper.make_graph(nodes, "conv_face", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 48, 48, 1])],
-                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(LABELS)])], inits)  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "conv_face",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 48, 48, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(LABELS)])],
+        inits,
+    )
     return _save(graph, "face", FACE_PRE, path)
 
 

@@ -52,8 +52,25 @@ def _make(out: Path, args: list[str]) -> Path:
     if not out.is_file():
         AV.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(".part-" + out.name)
-        subprocess.run([ffmpeg(), "-v", "error", "-y", *args, "-c:v", "libx264", "-preset", "veryfast",
-                        "-pix_fmt", "yuv420p", "-c:a", "aac", str(tmp)], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                ffmpeg(),
+                "-v",
+                "error",
+                "-y",
+                *args,
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:a",
+                "aac",
+                str(tmp),
+            ],
+            check=True,
+        )
         tmp.replace(out)
     return out
 
@@ -65,16 +82,32 @@ def side_by_side(heard: str, other: str, kind: str, heard_left: bool) -> Path:
     still = "trim=end_frame=1,loop=300:1,setpts=N/(30000/1001)/TB," if kind == "still" else ""
     order = "[a][b]" if heard_left else "[b][a]"
     graph = f"[0:v]null[a];[1:v]{still}null[b];{order}hstack=shortest=1[v]"
-    return _make(AV / name, ["-i", str(crema(heard)), "-i", str(crema(other)), "-filter_complex", graph,
-                             "-map", "[v]", "-map", "0:a"])  # fmt: skip
+    return _make(
+        AV / name,
+        ["-i", str(crema(heard)), "-i", str(crema(other)), "-filter_complex", graph, "-map", "[v]", "-map", "0:a"],
+    )
 
 
 def off_screen(face: str, kind: str, speech: Path) -> Path:
     """A CREMA-D face ('still' or 'talk': its own sound dropped) and a RAVDESS voice nobody on screen speaks."""
     name = f"off_{face}_{kind}_{speech.stem}.mp4"
     still = "trim=end_frame=1,loop=300:1,setpts=N/(30000/1001)/TB," if kind == "still" else ""
-    return _make(AV / name, ["-i", str(crema(face)), "-i", str(speech), "-filter_complex",
-                             f"[0:v]{still}null[v];[1:a]atrim=0:2[a]", "-map", "[v]", "-map", "[a]", "-shortest"])  # fmt: skip
+    return _make(
+        AV / name,
+        [
+            "-i",
+            str(crema(face)),
+            "-i",
+            str(speech),
+            "-filter_complex",
+            f"[0:v]{still}null[v];[1:a]atrim=0:2[a]",
+            "-map",
+            "[v]",
+            "-map",
+            "[a]",
+            "-shortest",
+        ],
+    )
 
 
 def ravdess_files(data: Path, actors: range) -> list[Path]:
@@ -158,8 +191,11 @@ def speaker_check(data: Path, interval: float, dump: bool) -> None:
     print(f"\nwho speaks (interval {interval} s; voiced intervals with a face)")
     print(f"{'clips':<10}{'intervals':>10}{'speaker found':>15}{'silent kept':>13}{'no false speaker':>18}")
     for kind, (n, found, kept, none) in stats.items():
-        row = (f"{found / n:>15.3f}{kept / n:>13.3f}{'':>18}" if not kind.startswith("off")
-               else f"{'':>15}{'':>13}{none / n:>18.3f}")  # fmt: skip
+        row = (
+            f"{found / n:>15.3f}{kept / n:>13.3f}{'':>18}"
+            if not kind.startswith("off")
+            else f"{'':>15}{'':>13}{none / n:>18.3f}"
+        )
         print(f"{kind:<10}{n:>10}" + row)
 
 
@@ -196,8 +232,10 @@ def faces_check(data: Path, limit: int) -> None:
     frames = {n: [[jittered(f, rng) for f in x] for _ in range(n)] for n in (3, 5)}
     frames[1] = [list(x)]
     path = default_model_path("face")
-    print(f"\nface emotion: FER2013 validation faces ({len(y)}), each seen as 1, 3 or 5 'frames' "
-          "(the face, or reframed by 3 % as successive detections would), probabilities pooled")  # fmt: skip
+    print(
+        f"\nface emotion: FER2013 validation faces ({len(y)}), each seen as 1, 3 or 5 'frames' "
+        "(the face, or reframed by 3 % as successive detections would), probabilities pooled"
+    )
     print(f"{'frames':>7}{'views':>7}{'passes':>7}{'mean p':>9}{'mean log p':>12}")
     one, six = FaceModel(path, views=False), FaceModel(path, views=True)
     for n in (1, 3, 5):
@@ -215,8 +253,14 @@ def faces_check(data: Path, limit: int) -> None:
     print("\nface emotion per interval on the CREMA-D clips (real video; interval 0.5 s)")
     print(f"{'frames':>7}{'views':>7}{'levelled':>9}{'accuracy':>10}{'intervals':>10}")
     aligned = pipeline.align_face
-    for n, views, level in ((1, True, False), (1, False, False), (3, False, False), (3, False, True),
-                            (5, False, True), (3, True, True)):  # fmt: skip
+    for n, views, level in (
+        (1, True, False),
+        (1, False, False),
+        (3, False, False),
+        (3, False, True),
+        (5, False, True),
+        (3, True, True),
+    ):
         pipeline.align_face = aligned if level else crop_face
         right = total = 0
         with pipeline.Analyzer(interval=0.5, face_frames=n, face_views=views, frame_rate=10.0) as analyzer:
@@ -329,8 +373,10 @@ def fusion_check(data: Path, pairs_per_voice: int = 5) -> None:
     print(
         f"  fitted here ({best[0]} {best[1]}): {acc(dict((str(r[1]), r[2]) for r in rules(f, v))[str(best[1])], y):.3f}"
     )
-    print(f"  shipped in fusion.py ({RULE} {FACE_EXPONENT}, {VOICE_EXPONENT}): "
-          f"{acc(fuse_with(f, v, RULE, FACE_EXPONENT, VOICE_EXPONENT), y):.3f}")  # fmt: skip
+    print(
+        f"  shipped in fusion.py ({RULE} {FACE_EXPONENT}, {VOICE_EXPONENT}): "
+        f"{acc(fuse_with(f, v, RULE, FACE_EXPONENT, VOICE_EXPONENT), y):.3f}"
+    )
 
     print(
         "\nthe CREMA-D clips through the pipeline (real faces and voices; interval 0.5 s; voiced intervals with a face)"

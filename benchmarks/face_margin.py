@@ -87,10 +87,16 @@ def main() -> None:
     best = max(acc, key=acc.get)
     box = np.mean(framing, axis=0) if framing else (0, 0, 0)
     result = {
-        "model": args.model, "faces": len(idx), "detected": found, "accuracy_on_48px_crops": direct,
-        "accuracy_by_margin": acc, "best_margin": best, "model_crop_margin": model.crop_margin,
-        "box_side_over_fer_side": float(box[0]), "box_centre_offset": [float(box[1]), float(box[2])],
-    }  # fmt: skip
+        "model": args.model,
+        "faces": len(idx),
+        "detected": found,
+        "accuracy_on_48px_crops": direct,
+        "accuracy_by_margin": acc,
+        "best_margin": best,
+        "model_crop_margin": model.crop_margin,
+        "box_side_over_fer_side": float(box[0]),
+        "box_centre_offset": [float(box[1]), float(box[2])],
+    }
     if args.json:
         print(json.dumps(result))
         return

@@ -134,7 +134,7 @@ def main() -> None:
                 "-c:a",
                 "aac",
                 str(tmp / "transcoded.mp4"),
-            ]  # fmt: skip
+            ]
         )
         subjects["process --annotate"] = process("--annotate")
     if a.ref:

@@ -73,12 +73,29 @@ def main() -> None:
     rows = []
     for minutes in a.minutes:
         video = long_video(minutes)
-        cmd = [*emocli_cmd(), "process", str(video), "-o", str(fresh_dir(tmp / "out")), "--no-plot", "--workers", "1", "-q",
-               "--face-model", str(face), "--voice-model", str(voice), *(["--annotate"] if a.annotate else [])]  # fmt: skip
+        cmd = [
+            *emocli_cmd(),
+            "process",
+            str(video),
+            "-o",
+            str(fresh_dir(tmp / "out")),
+            "--no-plot",
+            "--workers",
+            "1",
+            "-q",
+            "--face-model",
+            str(face),
+            "--voice-model",
+            str(voice),
+            *(["--annotate"] if a.annotate else []),
+        ]
         wall, top = peak(cmd)
         rows.append((minutes, wall, top))
-        print(f"{minutes:3d} min input: peak RSS (tree) {top / 2**20:7.1f} MiB ({top / 2**30:.2f} of the 1 GiB target), "
-              f"{wall:.1f} s wall, {minutes * 60 / wall:.0f} video-s per wall-s", flush=True)  # fmt: skip
+        print(
+            f"{minutes:3d} min input: peak RSS (tree) {top / 2**20:7.1f} MiB ({top / 2**30:.2f} of the 1 GiB target), "
+            f"{wall:.1f} s wall, {minutes * 60 / wall:.0f} video-s per wall-s",
+            flush=True,
+        )
     if len(rows) > 1:
         print(f"peak RSS {rows[-1][0]} min / {rows[0][0]} min: {rows[-1][2] / rows[0][2]:.2f}x")
 

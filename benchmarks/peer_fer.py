@@ -31,8 +31,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cut, emocli_cmd, fresh_dir, interleaved, load_note, med, report, run_cmd, talking_video  # noqa: E402
 from _models import pick  # noqa: E402
 
-PACKAGES = ["tensorflow-cpu", "opencv-contrib-python", "pandas", "requests", "tqdm", "moviepy<2", "ffmpeg-python",
-            "Pillow", "matplotlib", "setuptools<81"]  # fmt: skip
+PACKAGES = [
+    "tensorflow-cpu",
+    "opencv-contrib-python",
+    "pandas",
+    "requests",
+    "tqdm",
+    "moviepy<2",
+    "ffmpeg-python",
+    "Pillow",
+    "matplotlib",
+    "setuptools<81",
+]
 
 RUNNER = r"""
 import glob, json, os, sys, time
@@ -127,8 +137,23 @@ def main() -> None:
     def emocli_run(path: Path):
         def go() -> float:
             out = fresh_dir(tmp / "emo")
-            return run_cmd([*emocli_cmd(), "process", str(path), "-o", str(out), "--no-plot", "--workers", "1", "-q",
-                            "--face-model", str(face), "--voice-model", str(voice)])  # fmt: skip
+            return run_cmd(
+                [
+                    *emocli_cmd(),
+                    "process",
+                    str(path),
+                    "-o",
+                    str(out),
+                    "--no-plot",
+                    "--workers",
+                    "1",
+                    "-q",
+                    "--face-model",
+                    str(face),
+                    "--voice-model",
+                    str(voice),
+                ]
+            )
 
         return go
 
@@ -138,11 +163,15 @@ def main() -> None:
     print()
     report(times, "emocli (1 s interval)", unit_seconds=info.duration)
     speed = med(times[f"fer @1 fps (frequency={freq})"]) / med(times["emocli (1 s interval)"])
-    print(f"fer / emocli at the same sampling: {speed:.2f}x (target >= 3x); fer analyze() alone: "
-          f"{med([s['analyze_s'] for s in fer_stats]):.2f} s, its setup (imports, model): {med([s['setup_s'] for s in fer_stats]):.2f} s")  # fmt: skip
+    print(
+        f"fer / emocli at the same sampling: {speed:.2f}x (target >= 3x); fer analyze() alone: "
+        f"{med([s['analyze_s'] for s in fer_stats]):.2f} s, its setup (imports, model): {med([s['setup_s'] for s in fer_stats]):.2f} s"
+    )
     last = fer_stats[-1]
-    print(f"fer sampled {last.get('samples', '?')} frames and returned {last['rows']} with a face; "
-          f"emocli sampled {int(-(-info.duration // 1))} intervals")  # fmt: skip
+    print(
+        f"fer sampled {last.get('samples', '?')} frames and returned {last['rows']} with a face; "
+        f"emocli sampled {int(-(-info.duration // 1))} intervals"
+    )
     if not a.no_defaults:
         short = cut(video, 20, "talking_20s.mp4")
         fer_stats.clear()

@@ -86,9 +86,31 @@ def main() -> None:
     print(note)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(a.keep or Path(tmp) / "raw.txt")
-        cmd = [spy, "record", "-r", str(a.rate), "-f", "raw", "-o", str(raw), "--", *emocli_cmd(), "process", str(video),
-               "-o", str(Path(tmp) / "out"), "--no-plot", "--workers", "1", "-q", "--face-model", str(face),
-               "--voice-model", str(voice), *a.extra]  # fmt: skip
+        cmd = [
+            spy,
+            "record",
+            "-r",
+            str(a.rate),
+            "-f",
+            "raw",
+            "-o",
+            str(raw),
+            "--",
+            *emocli_cmd(),
+            "process",
+            str(video),
+            "-o",
+            str(Path(tmp) / "out"),
+            "--no-plot",
+            "--workers",
+            "1",
+            "-q",
+            "--face-model",
+            str(face),
+            "--voice-model",
+            str(voice),
+            *a.extra,
+        ]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         show(summarize(raw), a.rate, f"emocli process {video.name}")
 

@@ -36,16 +36,33 @@ def main() -> None:
     def run(workers: int):
         def go() -> float:
             out = fresh_dir(tmp / "out")
-            return run_cmd([*emocli_cmd(), "process", str(src), "-o", str(out), "--no-plot", "--workers", str(workers), "-q",
-                            "--face-model", str(face), "--voice-model", str(voice)])  # fmt: skip
+            return run_cmd(
+                [
+                    *emocli_cmd(),
+                    "process",
+                    str(src),
+                    "-o",
+                    str(out),
+                    "--no-plot",
+                    "--workers",
+                    str(workers),
+                    "-q",
+                    "--face-model",
+                    str(face),
+                    "--voice-model",
+                    str(voice),
+                ]
+            )
 
         return go
 
     times = interleaved({"4 videos, --workers 1": run(1), "4 videos, --workers 2": run(2)}, a.repeats)
     print()
     report(times, "4 videos, --workers 1", unit_seconds=4 * a.seconds)
-    print(f"speed-up of 2 workers: {med(times['4 videos, --workers 1']) / med(times['4 videos, --workers 2']):.2f}x "
-          f"on {os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"speed-up of 2 workers: {med(times['4 videos, --workers 1']) / med(times['4 videos, --workers 2']):.2f}x "
+        f"on {os.cpu_count()} cores"
+    )
 
 
 if __name__ == "__main__":

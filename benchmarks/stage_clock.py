@@ -138,8 +138,23 @@ def main() -> None:
     for _ in range(a.repeats):
         for name, tree in variants.items():
             out = fresh_dir(tmp / "out")
-            cmd = [PY, "-P", __file__, "--child", str(video), "-o", str(out), "--no-plot", "--workers", "1", "-q",
-                   "--face-model", str(face), "--voice-model", str(voice)]  # fmt: skip
+            cmd = [
+                PY,
+                "-P",
+                __file__,
+                "--child",
+                str(video),
+                "-o",
+                str(out),
+                "--no-plot",
+                "--workers",
+                "1",
+                "-q",
+                "--face-model",
+                str(face),
+                "--voice-model",
+                str(voice),
+            ]
             t = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tree})
             wall = time.perf_counter() - t

@@ -46,8 +46,17 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict | str:
     if importlib.util.find_spec(BACKENDS[backend]) is None:
         return f"not installed (pip install {BACKENDS[backend]})"
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, __file__, "--worker", "--width", str(args.width), "--images", str(args.images),
-           "--batch-size", str(args.batch_size)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--width",
+        str(args.width),
+        "--images",
+        str(args.images),
+        "--batch-size",
+        str(args.batch_size),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -82,8 +91,12 @@ def main() -> None:
             print(f"{backend:>10}: {r['img_per_s']:7.1f} img/s ({r['params']:,} parameters)", flush=True)
     base = results.get("tensorflow")
     if isinstance(base, dict):
-        print("relative to tensorflow: " + ", ".join(
-            f"{b} {r['img_per_s'] / base['img_per_s']:.2f}x" for b, r in results.items() if isinstance(r, dict)))  # fmt: skip
+        print(
+            "relative to tensorflow: "
+            + ", ".join(
+                f"{b} {r['img_per_s'] / base['img_per_s']:.2f}x" for b, r in results.items() if isinstance(r, dict)
+            )
+        )
 
 
 if __name__ == "__main__":

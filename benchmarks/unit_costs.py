@@ -91,16 +91,36 @@ def main() -> None:
 
     clip = cut(video, 10, "talking_10s.mp4")
     tmp = Path(tempfile.mkdtemp(prefix="emocli-cold-"))
-    cmd = [*emocli_cmd(), "process", str(clip), "-o", str(tmp / "out"), "--no-plot", "--workers", "1", "-q",
-           "--face-model", str(face_path), "--voice-model", str(voice_path)]  # fmt: skip
-    times = interleaved({
-        "python -c 'import emocli.cli'": lambda: run_cmd([PY, "-c", "import emocli.cli"]),
-        "python -c 'import ...' (all)": lambda: run_cmd([PY, "-c", "import emocli.cli, emocli.batch, emocli.pipeline"]),
-        "emocli process 10 s clip": lambda: (fresh_dir(tmp / "out"), run_cmd(cmd))[1],
-    }, a.repeats)  # fmt: skip
+    cmd = [
+        *emocli_cmd(),
+        "process",
+        str(clip),
+        "-o",
+        str(tmp / "out"),
+        "--no-plot",
+        "--workers",
+        "1",
+        "-q",
+        "--face-model",
+        str(face_path),
+        "--voice-model",
+        str(voice_path),
+    ]
+    times = interleaved(
+        {
+            "python -c 'import emocli.cli'": lambda: run_cmd([PY, "-c", "import emocli.cli"]),
+            "python -c 'import ...' (all)": lambda: run_cmd(
+                [PY, "-c", "import emocli.cli, emocli.batch, emocli.pipeline"]
+            ),
+            "emocli process 10 s clip": lambda: (fresh_dir(tmp / "out"), run_cmd(cmd))[1],
+        },
+        a.repeats,
+    )
     imp, proc = med(times["python -c 'import emocli.cli'"]), med(times["emocli process 10 s clip"])
-    print(f"\ncold process 10 s clip: {proc:.2f} s; import emocli.cli {imp:.2f} s; "
-          f"beyond import {proc - imp:.2f} s (target <= 3 s: {(proc - imp) / 3:.2f}x of target)")  # fmt: skip
+    print(
+        f"\ncold process 10 s clip: {proc:.2f} s; import emocli.cli {imp:.2f} s; "
+        f"beyond import {proc - imp:.2f} s (target <= 3 s: {(proc - imp) / 3:.2f}x of target)"
+    )
 
 
 if __name__ == "__main__":

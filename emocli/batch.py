@@ -87,9 +87,8 @@ def _videos_in(folder: Path, out: Path | None = None) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(folder):
         here = Path(dirpath)
         dirnames[:] = sorted(
-            d for d in dirnames
-            if not (here / d).is_symlink() and os.path.realpath(here / d) != out_real
-        )  # fmt: skip
+            d for d in dirnames if not (here / d).is_symlink() and os.path.realpath(here / d) != out_real
+        )
         outputs = _outputs_named_in(here, filenames)
         for name in filenames:
             p = here / name

@@ -763,15 +763,26 @@ def _model_card(info) -> dict:
         size = "x".join(map(str, p.get("input_size", [])))
         zooms, mirrored = face_views(p)
         views = len(zooms) * (2 if mirrored else 1)
-        summary = (f"{size} {'grayscale' if p.get('grayscale') else 'BGR'}, crop margin {p.get('crop_margin')}, "
-                   f"{views} view{'s' * (views > 1)} averaged (zooms {', '.join(map(str, zooms))}"
-                   f"{', mirrored' if mirrored else ''})")  # fmt: skip
+        summary = (
+            f"{size} {'grayscale' if p.get('grayscale') else 'BGR'}, crop margin {p.get('crop_margin')}, "
+            f"{views} view{'s' * (views > 1)} averaged (zooms {', '.join(map(str, zooms))}"
+            f"{', mirrored' if mirrored else ''})"
+        )
     else:
-        summary = (f"{p.get('sample_rate')} Hz, {p.get('window_s')} s windows, {p.get('n_mfcc')} MFCC + {p.get('n_mels')} log-mel, "
-                   f"hop {p.get('hop')}, scaler {'yes' if p.get('mean') else 'no'}")  # fmt: skip
-    return {"path": str(info.path), "task": info.task, "labels": info.labels, "preprocess_summary": summary,
-            "metrics": info.metrics, "version": info.version, "precision": info.precision,
-            "size_bytes": info.path.stat().st_size}  # fmt: skip
+        summary = (
+            f"{p.get('sample_rate')} Hz, {p.get('window_s')} s windows, {p.get('n_mfcc')} MFCC + {p.get('n_mels')} log-mel, "
+            f"hop {p.get('hop')}, scaler {'yes' if p.get('mean') else 'no'}"
+        )
+    return {
+        "path": str(info.path),
+        "task": info.task,
+        "labels": info.labels,
+        "preprocess_summary": summary,
+        "metrics": info.metrics,
+        "version": info.version,
+        "precision": info.precision,
+        "size_bytes": info.path.stat().st_size,
+    }
 
 
 def main() -> None:

@@ -459,8 +459,13 @@ def summary_row(
     row = dict.fromkeys(SUMMARY_COLUMNS, "")
     row.update(video=video, status=status, error=error, seconds=round(seconds, 3))
     if timeline is not None:
-        row.update(duration_s=timeline.duration_s, intervals=timeline.intervals, faces=timeline.faces,
-                   speech_s=timeline.speech_s, dominant_emotion=timeline.dominant_emotion())  # fmt: skip
+        row.update(
+            duration_s=timeline.duration_s,
+            intervals=timeline.intervals,
+            faces=timeline.faces,
+            speech_s=timeline.speech_s,
+            dominant_emotion=timeline.dominant_emotion(),
+        )
     return row
 
 

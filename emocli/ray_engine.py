@@ -88,8 +88,10 @@ def _connect_error(address: str, error: BaseException) -> str:
         chain.append(f"{type(error).__name__}: {error}")
         error = error.__cause__ or error.__context__
     if any("AuthenticationError" in c or "InvalidAuthToken" in c for c in chain):
-        return (f"cannot join the Ray cluster at {address}: it uses token authentication; set RAY_AUTH_MODE=token "
-                "and give this machine the cluster's token (RAY_AUTH_TOKEN, or ~/.ray/auth_token)")  # fmt: skip
+        return (
+            f"cannot join the Ray cluster at {address}: it uses token authentication; set RAY_AUTH_MODE=token "
+            "and give this machine the cluster's token (RAY_AUTH_TOKEN, or ~/.ray/auth_token)"
+        )
     return f"cannot join the Ray cluster at {address}: {first}"
 
 

@@ -64,8 +64,18 @@ def video(tmp_path_factory, face_image) -> Path:
 
 
 def _process(video: Path, out: Path, models: dict, *extra: str):
-    args = ["process", str(video), "--output", str(out), "--face-model", str(models["face_model"]),
-            "--voice-model", str(models["voice_model"]), "--no-plot", *extra]  # fmt: skip
+    args = [
+        "process",
+        str(video),
+        "--output",
+        str(out),
+        "--face-model",
+        str(models["face_model"]),
+        "--voice-model",
+        str(models["voice_model"]),
+        "--no-plot",
+        *extra,
+    ]
     return CliRunner().invoke(app, args, catch_exceptions=False)
 
 
@@ -109,8 +119,20 @@ def test_unknown_output_format_is_bad_usage(video, models, tmp_path):
 
 def test_a_log_gets_a_line_per_video_as_it_finishes(video, models, tmp_path):
     """stdout to a pipe, as under nohup, a scheduler or `> log`: the lines arrive, no progress bar."""
-    cmd = [sys.executable, "-m", "emocli", "process", str(video), "-o", str(tmp_path / "out"), "--no-plot",
-           "--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "emocli",
+        "process",
+        str(video),
+        "-o",
+        str(tmp_path / "out"),
+        "--no-plot",
+        "--face-model",
+        str(models["face_model"]),
+        "--voice-model",
+        str(models["voice_model"]),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=video.parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [

@@ -42,8 +42,13 @@ def test_wheel_carries_models_and_finds_them_installed(tmp_path):
     )
     wheel = next(tmp_path.glob("emocli-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for needed in ("emocli/export/face.onnx", "emocli/export/voice.onnx", "emocli/export/README.md",
-                   "emocli/assets/face_detection_full_range_sparse.tflite", "emocli/assets/LICENSE.mediapipe"):  # fmt: skip
+    for needed in (
+        "emocli/export/face.onnx",
+        "emocli/export/voice.onnx",
+        "emocli/export/README.md",
+        "emocli/assets/face_detection_full_range_sparse.tflite",
+        "emocli/assets/LICENSE.mediapipe",
+    ):
         assert needed in names
     target = tmp_path / "site"
     subprocess.run(

@@ -37,8 +37,23 @@ def batch(corpus, models, tmp_path_factory):
     root, cases = corpus
     out = tmp_path_factory.mktemp("corpus-out")
     # The .m4a is named explicitly: inside folders only video containers are picked up.
-    cmd = [sys.executable, "-m", "emocli", "process", str(root), str(root / "voice_memo.m4a"), "-o", str(out), "--quiet",
-           "--workers", "2", "--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "emocli",
+        "process",
+        str(root),
+        str(root / "voice_memo.m4a"),
+        "-o",
+        str(out),
+        "--quiet",
+        "--workers",
+        "2",
+        "--face-model",
+        str(models["face_model"]),
+        "--voice-model",
+        str(models["voice_model"]),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index("video")
     return out, done, summary
@@ -149,8 +164,17 @@ def test_unreadable_file_is_in_the_corpus(corpus):
 
 def test_debug_shows_the_traceback(corpus, models, tmp_path):
     root, _ = corpus
-    args = ["process", str(root / "empty.mp4"), "-o", str(tmp_path), "--face-model", str(models["face_model"]),
-            "--voice-model", str(models["voice_model"]), "--quiet"]  # fmt: skip
+    args = [
+        "process",
+        str(root / "empty.mp4"),
+        "-o",
+        str(tmp_path),
+        "--face-model",
+        str(models["face_model"]),
+        "--voice-model",
+        str(models["voice_model"]),
+        "--quiet",
+    ]
     quiet = CliRunner().invoke(app, args)
     loud = CliRunner().invoke(app, [*args, "--debug"])
     assert (quiet.exit_code, loud.exit_code) == (1, 1)
@@ -169,9 +193,24 @@ def test_corpus_paths_are_real(corpus):
 def annotate(cases: dict, names: list[str], out: Path, models) -> None:
     """`emocli process CASES -o OUT --annotate` (CSV and video only) in this process; it must exit 0."""
     files = [str(cases[name].path) for name in names]
-    result = CliRunner().invoke(app, ["process", *files, "-o", str(out), "--face-model", str(models["face_model"]),
-                                      "--voice-model", str(models["voice_model"]), "--annotate", "--no-plot",
-                                      "--quiet", "--workers", "1"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "process",
+            *files,
+            "-o",
+            str(out),
+            "--face-model",
+            str(models["face_model"]),
+            "--voice-model",
+            str(models["voice_model"]),
+            "--annotate",
+            "--no-plot",
+            "--quiet",
+            "--workers",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
 
 

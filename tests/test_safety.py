@@ -227,8 +227,19 @@ def test_fifo_socket_and_folder_model_never_block(source, models, tmp_path):
     assert rows.loc[str(folder / "null.mp4"), "error"] == "not a regular file (a device)"
     assert rows.loc[str(folder / "a.mp4"), "status"] == "ok"
     assert named.stderr.strip() == f"{folder / 'pipe.mp4'}: not a regular file (a FIFO)"
-    result = CliRunner().invoke(app, ["process", str(folder / "a.mp4"), "-o", str(tmp_path / "o3"),
-                                      "--face-model", str(tmp_path), "--voice-model", str(models["voice_model"])])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "process",
+            str(folder / "a.mp4"),
+            "-o",
+            str(tmp_path / "o3"),
+            "--face-model",
+            str(tmp_path),
+            "--voice-model",
+            str(models["voice_model"]),
+        ],
+    )
     assert (
         result.exit_code == 1
         and result.output.strip() == f"{tmp_path}: is a folder, not a model file (--face-model takes a .onnx file)"
@@ -364,8 +375,22 @@ def test_a_signal_stops_everything_keeps_what_finished_and_a_rerun_completes_it(
     assert emocli(folder, "-o", reference, "--no-plot", "--workers", "1", models=models).returncode == 0
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "emocli", "process", str(folder), "-o", str(out), "--no-plot", "--quiet",
-           "--workers", str(workers), "--engine", engine, *models_args(models)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "emocli",
+        "process",
+        str(folder),
+        "-o",
+        str(out),
+        "--no-plot",
+        "--quiet",
+        "--workers",
+        str(workers),
+        "--engine",
+        engine,
+        *models_args(models),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:

@@ -50,10 +50,32 @@ def corpus(tmp_path_factory, face_image):
         vfr, frames, 10, tone(6.0), extra=["-vf", "setpts='if(lt(N,15),N*0.1,1.5+(N-15)*0.3)/TB'", "-fps_mode", "vfr"]
     )
     b_frames = root / "b_frames.mp4"  # x264 with 3 B-frames and no B-pyramid: most frames unreferenced
-    subprocess.run([ffmpeg(), "-v", "error", "-i", str(clip), "-c:v", "libx264", "-bf", "3", "-x264-params",
-                    "b-pyramid=none", "-an", str(b_frames)], check=True)  # fmt: skip
-    return {"clip": clip, "rotated": rotated, "ts": ts, "vfr": vfr, "flv": CLIPS / "1001_DFA_HAP_XX.flv",
-            "b_frames": b_frames}  # fmt: skip
+    subprocess.run(
+        [
+            ffmpeg(),
+            "-v",
+            "error",
+            "-i",
+            str(clip),
+            "-c:v",
+            "libx264",
+            "-bf",
+            "3",
+            "-x264-params",
+            "b-pyramid=none",
+            "-an",
+            str(b_frames),
+        ],
+        check=True,
+    )
+    return {
+        "clip": clip,
+        "rotated": rotated,
+        "ts": ts,
+        "vfr": vfr,
+        "flv": CLIPS / "1001_DFA_HAP_XX.flv",
+        "b_frames": b_frames,
+    }
 
 
 @pytest.mark.parametrize("name", ["clip", "rotated", "ts", "vfr", "flv"])
@@ -119,8 +141,10 @@ def test_downscaled_detection_keeps_boxes(face_image):
 
 
 def test_mediapipe_import_leaves_matplotlib_alone():
-    code = ("import sys; from emocli.faces import _import_mediapipe; mp, vision, _ = _import_mediapipe(); "
-            "assert 'matplotlib' not in sys.modules; vision.drawing_utils.DrawingSpec; assert 'matplotlib.pyplot' in sys.modules")  # fmt: skip
+    code = (
+        "import sys; from emocli.faces import _import_mediapipe; mp, vision, _ = _import_mediapipe(); "
+        "assert 'matplotlib' not in sys.modules; vision.drawing_utils.DrawingSpec; assert 'matplotlib.pyplot' in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

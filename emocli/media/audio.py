@@ -15,8 +15,25 @@ def _audio_command(path: str | Path, sample_rate: int, stream: int = -1) -> list
     """ffmpeg: audio stream ``stream`` (-1: the first), every channel mixed down to mono,
     float32 at ``sample_rate``, on stdout."""
     source = f"0:{stream}" if stream >= 0 else "0:a:0"
-    return [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path),
-            "-map", source, "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"]  # fmt: skip
+    return [
+        ffmpeg(),
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        source,
+        "-vn",
+        "-ac",
+        "1",
+        "-ar",
+        str(sample_rate),
+        "-f",
+        "f32le",
+        "-",
+    ]
 
 
 def finite(samples: np.ndarray) -> np.ndarray:

@@ -65,16 +65,48 @@ def render_filtered(
         from ..resources import Plan
 
         threads = Plan.local().render_threads
-    cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-threads", str(threads), "-i", str(source),
-           "-map", f"0:{streams[0]}" if streams[0] >= 0 else "0:v:0", "-vf", ",".join(chain)]  # fmt: skip
+    cmd = [
+        ffmpeg(),
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-y",
+        "-threads",
+        str(threads),
+        "-i",
+        str(source),
+        "-map",
+        f"0:{streams[0]}" if streams[0] >= 0 else "0:v:0",
+        "-vf",
+        ",".join(chain),
+    ]
     if audio_codec is not None:
         copy = audio_codec in MP4_AUDIO
-        cmd += ["-map", f"0:{streams[1]}" if streams[1] >= 0 else "0:a:0?",
-                *(["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "128k"])]  # fmt: skip
+        cmd += [
+            "-map",
+            f"0:{streams[1]}" if streams[1] >= 0 else "0:a:0?",
+            *(["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "128k"]),
+        ]
         if audio_codec.startswith("pcm_f"):  # float PCM may hold NaN or infinities: AAC refuses them
             cmd += ["-af", "aeval=exprs=if(isnan(val(ch))+isinf(val(ch))\\,0\\,val(ch)):c=same"]
-    cmd += ["-fps_mode", "passthrough", "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv420p",
-            "-movflags", "+faststart", "-f", "mp4", str(out)]  # fmt: skip
+    cmd += [
+        "-fps_mode",
+        "passthrough",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(out),
+    ]
     try:
         proc = subprocess.run(cmd, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, process_group=0)
     finally:

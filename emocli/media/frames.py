@@ -30,9 +30,15 @@ def _quiet_opencv(cv2) -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-def _pick(times: list[float], frames: Iterator[tuple[float, np.ndarray]], tol: float, reach: float,
-          period: float, late: float | None = None, end: float = math.inf,
-          ) -> Iterator[tuple[float, np.ndarray | None]]:  # fmt: skip
+def _pick(
+    times: list[float],
+    frames: Iterator[tuple[float, np.ndarray]],
+    tol: float,
+    reach: float,
+    period: float,
+    late: float | None = None,
+    end: float = math.inf,
+) -> Iterator[tuple[float, np.ndarray | None]]:
     """Match decoded ``frames`` ((timeline time, image), in time order) to ``times``.
 
     Each time gets the first frame at or after it (less ``tol``, half a frame, for
@@ -155,8 +161,9 @@ class FrameSampler:
     AHEAD = 2  # decoded frames buffered ahead of the caller
     SKIP_GAP = 4  # frames in a row that skipping non-reference frames may leave out (x264: 3 B-frames)
 
-    def __init__(self, path: str | Path, info: MediaInfo, fps: float, skip: str = "noref", threads: int = 0,
-                 reach: float = 0.0):  # fmt: skip
+    def __init__(
+        self, path: str | Path, info: MediaInfo, fps: float, skip: str = "noref", threads: int = 0, reach: float = 0.0
+    ):
         self.path, self.info, self.fps, self.skip, self.threads = Path(path), info, fps, skip, threads
         self.reach = reach
         self._proc: subprocess.Popen | None = None
@@ -203,15 +210,39 @@ class FrameSampler:
         threads = ["-threads", str(self.threads)] if self.threads > 0 else []
         source = f"0:{self.info.video_stream}" if self.info.video_stream >= 0 else "0:v:0"
         stamps_r, stamps_w = os.pipe()
-        cmd = [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", "-copyts", "-skip_frame:v", self.skip, *threads,
-               "-i", str(self.path), "-map", source,
-               "-vf", f"select='{self._select(times, tol, tail)}'", "-fps_mode", "passthrough", "-pix_fmt", "bgr24",
-               "-stats_enc_pre_fmt", "{ptsi} {tbi}", "-stats_enc_pre", f"pipe:{stamps_w}",
-               "-f", "rawvideo", "-"]  # fmt: skip
+        cmd = [
+            ffmpeg(),
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "error",
+            "-copyts",
+            "-skip_frame:v",
+            self.skip,
+            *threads,
+            "-i",
+            str(self.path),
+            "-map",
+            source,
+            "-vf",
+            f"select='{self._select(times, tol, tail)}'",
+            "-fps_mode",
+            "passthrough",
+            "-pix_fmt",
+            "bgr24",
+            "-stats_enc_pre_fmt",
+            "{ptsi} {tbi}",
+            "-stats_enc_pre",
+            f"pipe:{stamps_w}",
+            "-f",
+            "rawvideo",
+            "-",
+        ]
         self._err = tempfile.TemporaryFile()
         try:
-            self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._err, pass_fds=(stamps_w,),
-                                          process_group=0)  # fmt: skip
+            self._proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=self._err, pass_fds=(stamps_w,), process_group=0
+            )
         finally:
             os.close(stamps_w)
         self._stamps = os.fdopen(stamps_r, "rb")

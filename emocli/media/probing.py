@@ -135,19 +135,34 @@ def _facts(path: Path, container) -> MediaInfo:
             header = _seconds(s.start_time, s.time_base)
             starts[s.index] = header if header is not None else spans[s.index][0]
     origin = min(starts.values())
-    info = dict(path=path, duration=max(0.0, end - origin), has_video=video is not None,
-                has_audio=audio is not None, origin=origin, claimed=claimed)  # fmt: skip
+    info = dict(
+        path=path,
+        duration=max(0.0, end - origin),
+        has_video=video is not None,
+        has_audio=audio is not None,
+        origin=origin,
+        claimed=claimed,
+    )
     if audio is not None:
         codec = audio.codec_context.codec
-        info.update(audio_codec=getattr(codec, "canonical_name", "") or codec.name, audio_start=starts[audio.index],
-                    audio_stream=audio.index)  # fmt: skip
+        info.update(
+            audio_codec=getattr(codec, "canonical_name", "") or codec.name,
+            audio_start=starts[audio.index],
+            audio_stream=audio.index,
+        )
     if video is not None:
         width, height = video.codec_context.width, video.codec_context.height
         if rotation in (90, 270):
             width, height = height, width
         rate = video.average_rate or video.guessed_rate or video.base_rate
-        info.update(width=width, height=height, fps=float(rate) if rate else 0.0, rotation=rotation,
-                    video_start=starts[video.index], video_stream=video.index)  # fmt: skip
+        info.update(
+            width=width,
+            height=height,
+            fps=float(rate) if rate else 0.0,
+            rotation=rotation,
+            video_start=starts[video.index],
+            video_stream=video.index,
+        )
     return MediaInfo(**info)
 
 

@@ -23,8 +23,16 @@ def ffmpeg() -> str:
 
 
 # The first line of ffmpeg's complaint that says what is wrong, without its path prefix.
-_ERRORS = ("Invalid data found", "moov atom not found", "does not contain any stream", "Permission denied",
-           "No such file", "End of file", "Invalid argument", "could not find codec parameters")  # fmt: skip
+_ERRORS = (
+    "Invalid data found",
+    "moov atom not found",
+    "does not contain any stream",
+    "Permission denied",
+    "No such file",
+    "End of file",
+    "Invalid argument",
+    "could not find codec parameters",
+)
 
 
 _PREFIX = re.compile(r"^(\[[^\]]*@ ?0x[0-9a-f]+\]\s*)+")
