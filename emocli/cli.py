@@ -436,6 +436,12 @@ def train_face(
     typer.echo(f"validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}")
 
 
+class AugmentLevel(StrEnum):
+    full = "full"
+    light = "light"
+    off = "off"
+
+
 class Calm(StrEnum):
     neutral = "neutral"
     drop = "drop"
@@ -507,6 +513,13 @@ def train_voice(
         Calm,
         typer.Option(help="'calm' clips in training: count as neutral, or drop (validation scores them as neutral)."),
     ] = Calm.neutral,
+    augment: Annotated[
+        AugmentLevel,
+        typer.Option(
+            help="Perturbation of the training windows: full (noise and babble at 0-25 dB SNR in half of them, "
+            "rooms, telephone band, microphone tilt, gain, tempo, vocal-tract length), light (milder and rarer), off."
+        ),
+    ] = AugmentLevel.full,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of the training draws.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -515,6 +528,7 @@ def train_voice(
     _require_training()
     from .train.voice import DEFAULT_HOLDOUT, VoiceConfig
     from .train.voice import train_voice as run
+    from .train.voice_batches import AUGMENT_PRESETS
 
     extra = _extra_args(ctx)
     speakers = [a for a in extra if holdout_speakers and _looks_like_speaker(a)]
@@ -534,6 +548,7 @@ def train_voice(
             holdout_fraction=holdout_fraction,
             holdout_corpora=corpora,
             calm=calm.value,
+            augment=AUGMENT_PRESETS[augment.value],
             seed=seed,
         )
         metrics = run(config, out, quiet=quiet)

@@ -38,6 +38,15 @@ class Augment:
     freq_masks: int = 2  # ... and of up to 8 mel bands each
 
 
+AUGMENT_PRESETS = {
+    "full": Augment(),
+    "light": Augment(gain_db=6.0, tilt_db=3.0, noise_p=0.25, snr_db=(10.0, 30.0), reverb_p=0.1, telephone_p=0.05),
+    "off": Augment(
+        speed=0, warp=0, gain_db=0, tilt_db=0, noise_p=0, reverb_p=0, telephone_p=0, time_masks=0, freq_masks=0
+    ),
+}
+
+
 def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
     """Noise of power 1/f**exponent (0 white, 1 pink, 2 brown), unit RMS."""
     spectrum = np.fft.rfft(rng.standard_normal(n))
