@@ -55,7 +55,7 @@ def test_analyzer_can_classify_each_face_once(face_onnx, voice_onnx, tmp_path):
 
     views = with_preprocess(face_onnx, tmp_path / "views.onnx", zooms=[1.0, 2.0], flip_average=True)
     crop = np.zeros((60, 60, 3), np.uint8)
-    with Analyzer(face_model=views, voice_model=voice_onnx) as every:
+    with Analyzer(face_model=views, voice_model=voice_onnx, face_views=True) as every:
         assert every.face_model.zooms == (1.0, 2.0) and every.face_model.flip_average
         assert every.face_model.prepare([crop]).shape[0] == 2
     with Analyzer(face_model=views, voice_model=voice_onnx, face_views=False) as once:
