@@ -35,6 +35,23 @@ def emocli_cmd() -> list[str]:
     return [str(exe)] if exe.is_file() else [PY, "-m", "emocli"]
 
 
+def process_args(video: Path, out: Path, face: Path, voice: Path) -> list[str]:
+    """`emocli process`'s arguments for one video, as every benchmark times it: CSV only, one worker, quiet."""
+    return [
+        str(video),
+        "-o",
+        str(out),
+        "--no-plot",
+        "--workers",
+        "1",
+        "-q",
+        "--face-model",
+        str(face),
+        "--voice-model",
+        str(voice),
+    ]
+
+
 def clips() -> list[Path]:
     return sorted(CLIPS.glob("*.mp4"))
 

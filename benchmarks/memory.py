@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emocli_cmd, fresh_dir, load_note, long_video  # noqa: E402
+from _common import emocli_cmd, fresh_dir, load_note, long_video, process_args  # noqa: E402
 from _models import pick  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -76,17 +76,7 @@ def main() -> None:
         cmd = [
             *emocli_cmd(),
             "process",
-            str(video),
-            "-o",
-            str(fresh_dir(tmp / "out")),
-            "--no-plot",
-            "--workers",
-            "1",
-            "-q",
-            "--face-model",
-            str(face),
-            "--voice-model",
-            str(voice),
+            *process_args(str(video), str(fresh_dir(tmp / "out")), face, voice),
             *(["--annotate"] if a.annotate else []),
         ]
         wall, top = peak(cmd)

@@ -28,7 +28,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import cut, emocli_cmd, fresh_dir, interleaved, load_note, med, report, run_cmd, talking_video  # noqa: E402
+from _common import (
+    cut,
+    emocli_cmd,
+    fresh_dir,
+    interleaved,
+    load_note,
+    med,
+    process_args,
+    report,
+    run_cmd,
+    talking_video,
+)  # noqa: E402
 from _models import pick  # noqa: E402
 
 PACKAGES = [
@@ -141,17 +152,7 @@ def main() -> None:
                 [
                     *emocli_cmd(),
                     "process",
-                    str(path),
-                    "-o",
-                    str(out),
-                    "--no-plot",
-                    "--workers",
-                    "1",
-                    "-q",
-                    "--face-model",
-                    str(face),
-                    "--voice-model",
-                    str(voice),
+                    *process_args(str(path), str(out), face, voice),
                 ]
             )
 

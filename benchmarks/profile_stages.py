@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emocli_cmd, talking_video  # noqa: E402
+from _common import emocli_cmd, process_args, talking_video  # noqa: E402
 from _models import pick  # noqa: E402
 
 # First match wins, scanning each stack from the leaf towards the root.
@@ -98,17 +98,7 @@ def main() -> None:
             "--",
             *emocli_cmd(),
             "process",
-            str(video),
-            "-o",
-            str(Path(tmp) / "out"),
-            "--no-plot",
-            "--workers",
-            "1",
-            "-q",
-            "--face-model",
-            str(face),
-            "--voice-model",
-            str(voice),
+            *process_args(str(video), str(Path(tmp) / "out"), face, voice),
             *a.extra,
         ]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -113,7 +113,7 @@ def stages(out: dict, wall: float, python_start: float) -> dict[str, float]:
 
 
 def main() -> None:
-    from _common import PY, fresh_dir, load_note, med, talking_video
+    from _common import PY, fresh_dir, load_note, med, process_args, talking_video
     from _models import pick
     from floor import ref_tree
 
@@ -143,17 +143,7 @@ def main() -> None:
                 "-P",
                 __file__,
                 "--child",
-                str(video),
-                "-o",
-                str(out),
-                "--no-plot",
-                "--workers",
-                "1",
-                "-q",
-                "--face-model",
-                str(face),
-                "--voice-model",
-                str(voice),
+                *process_args(str(video), str(out), face, voice),
             ]
             t = time.perf_counter()
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tree})

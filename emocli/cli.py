@@ -52,7 +52,9 @@ def _plain(params: list) -> None:
             param.__class__ = _Argument
 
 
-class _Command(TyperCommand):
+class _PlainHelp:
+    """A command or group whose options and arguments show as ``_Option`` and ``_Argument`` do."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         _plain(self.params)
@@ -63,15 +65,12 @@ class _Command(TyperCommand):
         return option
 
 
-class _Group(TyperGroup):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _plain(self.params)
+class _Command(_PlainHelp, TyperCommand):
+    pass
 
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        _plain([option])
-        return option
+
+class _Group(_PlainHelp, TyperGroup):
+    pass
 
 
 app = typer.Typer(
@@ -290,32 +289,10 @@ def process(
     from .models import ModelError
     from .pipeline import AnalyzeOptions
 
-    formats = _formats(output_format)
-    options = AnalyzeOptions(
-        interval=interval,
-        window=window,
-        face_model=face_model,
-        voice_model=voice_model,
-        fusion=fusion.value,
-        face_weight=face_weight,
-        face_frames=face_frames,
-        max_faces=max_faces,
-        min_face=min_face,
-        min_face_score=min_face_score,
-        face_views=face_views,
-        vad_threshold=vad_threshold,
-    )
-    batch = BatchOptions(
-        annotate=annotate,
-        plot=plot,
-        formats=formats,
-        workers=workers,
-        engine=engine.value,
-        ray_address=ray_address,
-        overwrite=overwrite,
-        quiet=quiet,
-        debug=debug,
-    )
+    # Each option is named as the field it sets.
+    given = {**locals(), "fusion": fusion.value, "engine": engine.value, "formats": _formats(output_format)}
+    options = AnalyzeOptions(**_fields_of(AnalyzeOptions, given))
+    batch = BatchOptions(**_fields_of(BatchOptions, given))
     try:
         summary = run_batch(inputs, output, options, batch)
     except UsageError as e:
@@ -327,6 +304,13 @@ def process(
         _fail(f"interrupted: the videos that finished are in {output / 'summary.csv'}; rerun to do the rest", code)
     if any(row["status"] == "failed" for row in summary):
         raise typer.Exit(1)
+
+
+def _fields_of(cls, values: dict) -> dict:
+    """The entries of ``values`` that are fields of the dataclass ``cls``."""
+    from dataclasses import fields
+
+    return {f.name: values[f.name] for f in fields(cls) if f.name in values}
 
 
 TIMELINE_FORMATS = ("csv", "json")

@@ -160,15 +160,7 @@ class JsonWriter(Writer):
 
         document = {"video": timeline.facts.get("video", "")}
         document.update({k: timeline.facts[k] for k in self.FACTS if k in timeline.facts})
-        document.update(
-            duration_s=timeline.duration_s,
-            speech_s=timeline.speech_s,
-            intervals=timeline.intervals,
-            faces=timeline.faces,
-            dominant_emotion=timeline.dominant_emotion(),
-            people=timeline.people(),
-            rows=[_json_row(row) for row in timeline.rows],
-        )
+        document.update(in_brief(timeline), people=timeline.people(), rows=[_json_row(r) for r in timeline.rows])
         tmp.write_text(json.dumps(document, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
 
 
@@ -459,14 +451,19 @@ def summary_row(
     row = dict.fromkeys(SUMMARY_COLUMNS, "")
     row.update(video=video, status=status, error=error, seconds=round(seconds, 3))
     if timeline is not None:
-        row.update(
-            duration_s=timeline.duration_s,
-            intervals=timeline.intervals,
-            faces=timeline.faces,
-            speech_s=timeline.speech_s,
-            dominant_emotion=timeline.dominant_emotion(),
-        )
+        row.update(in_brief(timeline))
     return row
+
+
+def in_brief(timeline: Timeline) -> dict:
+    """A timeline in the summary's words: its length, intervals, faces, speech and dominant emotion."""
+    return {
+        "duration_s": timeline.duration_s,
+        "intervals": timeline.intervals,
+        "faces": timeline.faces,
+        "speech_s": timeline.speech_s,
+        "dominant_emotion": timeline.dominant_emotion(),
+    }
 
 
 def write_summary(rows: list[dict], path: Path) -> None:

@@ -49,14 +49,15 @@ def batch(corpus, models, tmp_path_factory):
         "--quiet",
         "--workers",
         "2",
-        "--face-model",
-        str(models["face_model"]),
-        "--voice-model",
-        str(models["voice_model"]),
+        *model_args(models),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index("video")
     return out, done, summary
+
+
+def model_args(models: dict) -> list[str]:
+    return ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]
 
 
 def timeline(batch, corpus, name: str) -> pd.DataFrame:
@@ -169,10 +170,7 @@ def test_debug_shows_the_traceback(corpus, models, tmp_path):
         str(root / "empty.mp4"),
         "-o",
         str(tmp_path),
-        "--face-model",
-        str(models["face_model"]),
-        "--voice-model",
-        str(models["voice_model"]),
+        *model_args(models),
         "--quiet",
     ]
     quiet = CliRunner().invoke(app, args)
@@ -200,10 +198,7 @@ def annotate(cases: dict, names: list[str], out: Path, models) -> None:
             *files,
             "-o",
             str(out),
-            "--face-model",
-            str(models["face_model"]),
-            "--voice-model",
-            str(models["voice_model"]),
+            *model_args(models),
             "--annotate",
             "--no-plot",
             "--quiet",

@@ -8,19 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .tools import MediaError, ffmpeg, ffmpeg_error
+from .tools import MediaError, ffmpeg_command, ffmpeg_error
 
 
 def _audio_command(path: str | Path, sample_rate: int, stream: int = -1) -> list[str]:
     """ffmpeg: audio stream ``stream`` (-1: the first), every channel mixed down to mono,
     float32 at ``sample_rate``, on stdout."""
     source = f"0:{stream}" if stream >= 0 else "0:a:0"
-    return [
-        ffmpeg(),
-        "-hide_banner",
-        "-nostdin",
-        "-v",
-        "error",
+    return ffmpeg_command(
         "-i",
         str(path),
         "-map",
@@ -33,7 +28,7 @@ def _audio_command(path: str | Path, sample_rate: int, stream: int = -1) -> list
         "-f",
         "f32le",
         "-",
-    ]
+    )
 
 
 def finite(samples: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .tools import MediaError, ffmpeg
+from .tools import MediaError, ffmpeg_command
 
 
 def filter_arg(value: str) -> str:
@@ -65,12 +65,7 @@ def render_filtered(
         from ..resources import Plan
 
         threads = Plan.local().render_threads
-    cmd = [
-        ffmpeg(),
-        "-hide_banner",
-        "-nostdin",
-        "-v",
-        "error",
+    cmd = ffmpeg_command(
         "-y",
         "-threads",
         str(threads),
@@ -80,7 +75,7 @@ def render_filtered(
         f"0:{streams[0]}" if streams[0] >= 0 else "0:v:0",
         "-vf",
         ",".join(chain),
-    ]
+    )
     if audio_codec is not None:
         copy = audio_codec in MP4_AUDIO
         cmd += [

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .probing import MediaInfo
-from .tools import MediaError, ffmpeg
+from .tools import MediaError, ffmpeg_command
 
 
 def _quiet_opencv(cv2) -> None:
@@ -210,12 +210,7 @@ class FrameSampler:
         threads = ["-threads", str(self.threads)] if self.threads > 0 else []
         source = f"0:{self.info.video_stream}" if self.info.video_stream >= 0 else "0:v:0"
         stamps_r, stamps_w = os.pipe()
-        cmd = [
-            ffmpeg(),
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "error",
+        cmd = ffmpeg_command(
             "-copyts",
             "-skip_frame:v",
             self.skip,
@@ -237,7 +232,7 @@ class FrameSampler:
             "-f",
             "rawvideo",
             "-",
-        ]
+        )
         self._err = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(

@@ -22,6 +22,11 @@ def ffmpeg() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_command(*args: str) -> list[str]:
+    """The bundled ffmpeg with ``args``: no banner, no reading of stdin, errors only on stderr."""
+    return [ffmpeg(), "-hide_banner", "-nostdin", "-v", "error", *args]
+
+
 # The first line of ffmpeg's complaint that says what is wrong, without its path prefix.
 _ERRORS = (
     "Invalid data found",
