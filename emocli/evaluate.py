@@ -17,7 +17,7 @@ from .features import FeatureSpec, audio_features, normalize
 from .labels import LABELS
 from .metrics import classification_report, plot_confusion
 
-# DESIGN.md's object, then what was scored: `emocli export --metrics-json` puts an
+# The object docs/contracts.md promises, then what was scored: `emocli export --metrics-json` puts an
 # evaluation on the model card, and a card names its dataset and split.
 JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split")
 
