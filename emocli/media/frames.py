@@ -141,21 +141,19 @@ class FrameSampler:
     that is first for several times is passed once), converts only those to BGR and
     pipes them here with their exact timestamps (``-stats_enc_pre``, on a pipe of its
     own), where a thread reads ahead while the caller works and ``_pick`` matches them to
-    the times. Decoding costs what ``ffmpeg -i X -f null -`` costs, about half of OpenCV's
+    the times. Decoding costs what ``ffmpeg -i X -f null -`` costs, far less than OpenCV's
     ``grab`` loop, and overlaps with the caller.
 
     ``skip`` is the decoder's discard level. The default, ``noref``, does not decode
     frames that no other frame refers to (most B-frames): nothing else changes, the
-    sampled frame is at most a couple of frames later than FrameReader's, and an H.264
-    talking-head video decodes in 0.7x the time. ``none`` gives FrameReader's frames
-    exactly. ``bidir`` (every B-frame skipped, 0.35x) is not offered: x264 with B-pyramid
-    lets P-frames refer to B-frames, and the demo video's I/P-frames then differ by up to
-    200 grey levels.
+    sampled frame is at most a couple of frames later than FrameReader's, and most of an
+    H.264 video's decoding is saved. ``none`` gives FrameReader's frames exactly.
+    ``bidir`` (every B-frame skipped) is not offered: x264 with B-pyramid lets P-frames
+    refer to B-frames, which it would then decode wrongly.
 
     ``threads`` is ffmpeg's decoding threads (0: its own choice, one per core and more).
     The caller's analysis needs a core too: decoding threads beyond the cores left to them
-    only take turns with it (benchmarks/floor.py: one thread on two cores, 1.33x decode
-    against 1.42x in the same run).
+    only take turns with it (``resources.Plan.decode_threads``).
     """
 
     AHEAD = 2  # decoded frames buffered ahead of the caller
