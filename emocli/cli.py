@@ -272,7 +272,7 @@ def process(
             "--face-views/--one-face-view",
             help="Average the face model's views (zooms x mirror, from its metadata) of each of an interval's "
             "--face-frames, or classify each crop and its mirror image: three times less face-model "
-            "time, the same accuracy once frames are pooled.",
+            "time for 0.8 points less accuracy on FER2013 validation faces.",
         ),
     ] = False,
     overwrite: Annotated[

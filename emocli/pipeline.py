@@ -40,8 +40,8 @@ class AnalyzeOptions:
     min_face_score: float = 0.5
     vad_threshold: float = DEFAULT_THRESHOLD  # speech probability of a 32 ms frame that counts as speech
     # Per classified frame: the crop and its mirror image (False), or the face model's views
-    # (zooms x mirror, True): three times the model time for the same accuracy once frames
-    # are pooled (benchmarks/av_validation.py --faces).
+    # (zooms x mirror, True): three times the model time for little more accuracy once
+    # frames are pooled (benchmarks/av_validation.py --faces).
     face_views: bool = False
     # Frames sampled per second, for the faces' emotion (face_frames of them) and their mouths
     # (who speaks): each costs its decoding to pixels and following its faces, so three a
