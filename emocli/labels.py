@@ -56,7 +56,3 @@ def canonical(name: str, calm: str | None = "neutral", warn: bool = True) -> str
         _warned.add(key)
         warnings.warn(f"unknown emotion class {name!r}: skipped", stacklevel=2)
     return None
-
-
-def index(label: str) -> int:
-    return LABELS.index(label)

@@ -1,6 +1,6 @@
 """ONNX models that describe themselves: metadata contract, sessions, default lookup.
 
-Every key a model carries lives in ``metadata_props`` (see DESIGN.md, "Models"):
+Every key a model carries lives in ``metadata_props`` (docs/contracts.md, "Model metadata"):
 ``emocli.task``, ``emocli.labels``, ``emocli.preprocess``, ``emocli.metrics``,
 ``emocli.version``, and ``emocli.precision`` (float32, or int8 for a quantized export).
 Inference reads them here and nowhere else.
@@ -19,7 +19,6 @@ from .features import FeatureSpec, audio_features, normalize
 from .labels import LABELS
 
 TASKS = ("face", "voice")
-KEY_PREFIX = "emocli."
 
 # The face crop a model was trained on: FER2013 is roughly brow-to-chin, tighter than
 # a detector's box is loose; see benchmarks/face_margin.py for the calibration.
@@ -122,17 +121,21 @@ def default_model_path(task: str) -> Path | None:
 
 
 def read_info(path: str | Path) -> ModelInfo:
-    """Read a model's metadata without building an inference session."""
-    import onnx
+    """A model's metadata, read by onnxruntime (the one ONNX library inference installs)."""
+    import onnxruntime as ort
 
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # metadata only: no need to optimise
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # onnx raises several unrelated types for a bad file
-        raise ModelError(f"{path}: not a readable ONNX file ({e})") from e
-    return ModelInfo.from_metadata(path, {p.key: p.value for p in proto.metadata_props})
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises several unrelated types for a bad file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: not a readable ONNX file ({reason})") from e
+    return ModelInfo.from_metadata(path, session.get_modelmeta().custom_metadata_map)
 
 
 class OnnxModel:

@@ -245,6 +245,22 @@ def test_bad_options_and_missing_model(videos, models, tmp_path):
         models["voice_model"],
     )
     assert r.exit_code == 1 and "nope.onnx: no such model file" in r.output
+    text = tmp_path / "notes.onnx"
+    text.write_text("not a model")
+    r = CliRunner().invoke(
+        app,
+        [
+            "process",
+            str(videos["talking"]),
+            "-o",
+            str(tmp_path / "o2"),
+            "--face-model",
+            str(text),
+            "--voice-model",
+            str(models["voice_model"]),
+        ],
+    )
+    assert r.exit_code == 1 and "notes.onnx: not a readable ONNX file" in r.output and "Traceback" not in r.output
     with pytest.raises(TypeError, match="unknown option"):
         emocli.analyze(videos["talking"], intervall=2)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 
@@ -266,7 +265,3 @@ def _quantize_in_place(path: Path, model, info, calibration, log) -> None:
         raise ExportError(
             f"int8 model agrees with Keras on only {same:.1%} of faces (< {INT8_AGREEMENT:.0%}); not written"
         )
-
-
-if __name__ == "__main__":  # python -m emocli.train.export SOURCE OUT [--force]
-    export_model(sys.argv[1], sys.argv[2], force="--force" in sys.argv)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -171,14 +170,3 @@ def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
     plot_curves(run)
     run.write_json("metrics.json", metrics)
     return metrics
-
-
-if __name__ == "__main__":  # a resumable run without the CLI: python -m emocli.train.face DATA OUT [EPOCHS]
-    import sys
-
-    print(
-        json.dumps(
-            train_face(FaceConfig(sys.argv[1], epochs=int(sys.argv[3]) if len(sys.argv) > 3 else 40), sys.argv[2]),
-            indent=1,
-        )[:2000]
-    )
