@@ -13,12 +13,15 @@
            FER2013 validation faces (the train split's held-out 10 %, --split-seed 0, as
            emocli/train/face.py): accuracy of one frame against several pooled, six views
            against one, eyes levelled or not.
---fusion   Audio-visual pairs: FER2013 validation faces x RAVDESS held-out actors 17-20
-           (voice windows as the pipeline takes them), paired by label, plus the CREMA-D
-           clips; fits fusion.py's confidence-aware weights on half the pairs (by actor and by
-           face) and prints face / voice / fixed-weight / fitted accuracy on the other half.
-           Re-run after a new voice model (calibrated probabilities) and copy the printed
-           constants into emocli/fusion.py.
+--fusion   Fusion on voices the voice model never heard: FER2013 validation faces paired by
+           label with RAVDESS held-out actors 17-20 and with whole corpora (--corpora, their
+           labels.csv), each fitted on half its speakers and tested on the rest, plus the
+           CREMA-D clips' intervals through the pipeline (fitted and reported). Picks the
+           product rule with the largest mean gain over the better single modality among
+           those that lose at most three points on any set, and prints face / voice /
+           model-card linear / fitted / shipped accuracy per set. Re-run after a new face or
+           voice model (calibrated probabilities) and copy the printed exponents into
+           emocli/fusion.py; with a voice model trained on a corpus, leave it out of --corpora.
 Nothing from the datasets is written into the repository; the composite clips live in the cache.
 """
 
@@ -315,86 +318,126 @@ def rules(face: np.ndarray, voice: np.ndarray):
     """Candidate fusion rules: name, parameters, fused probabilities (rows)."""
     from emocli.fusion import fuse_with
 
-    for w in np.round(np.arange(0.3, 0.96, 0.05), 2):
-        yield "linear", {"face_weight": float(w)}, fuse_with(face, voice, "linear", float(w))
+    # Products only: each interval the sharper distribution leads (a fixed weighted mean would
+    # not look at the interval's confidences); a=1, b=0 is the face alone.
     for a in (0.5, 0.75, 1.0, 1.25, 1.5, 2.0):
-        for b in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0):
+        for b in (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0):
             yield "product", {"face_exponent": a, "voice_exponent": b}, fuse_with(face, voice, "product", a, b)
 
 
-def fusion_check(data: Path, pairs_per_voice: int = 5) -> None:
+def corpus_probs(root: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A corpus the voice model never saw (its labels.csv): ``n`` clips of our labels, drawn
+    at random; the voice model's probabilities on each clip's middle 2 s, the labels and
+    the speakers."""
+    import csv
+
+    from emocli.labels import canonical
+    from emocli.media import read_audio
+    from emocli.models import VoiceModel, default_model_path
+
+    model = VoiceModel(default_model_path("voice"))
+    sr, size = model.sample_rate, int(2.0 * model.sample_rate)
+    with open(root / "labels.csv", newline="") as f:
+        rows = [(root / r["path"], canonical(r["emotion"], warn=False), r["speaker"]) for r in csv.DictReader(f)]
+    rows = [row for row in rows if row[1] in LABELS]
+    random.Random(0).shuffle(rows)
+    probs, labels, speakers = [], [], []
+    for path, label, speaker in rows[:n]:
+        audio = read_audio(path, sr)
+        mid = len(audio) // 2
+        window = np.zeros(size, np.float32)
+        seg = audio[max(0, mid - size // 2) : mid + size // 2]
+        window[: len(seg)] = seg
+        probs.append(model.predict([window])[0])
+        labels.append(LABELS.index(label))
+        speakers.append(speaker)
+    return np.array(probs), np.array(labels), np.array(speakers)
+
+
+def fusion_check(data: Path, corpora: tuple = (), per_corpus: int = 300) -> None:
+    """Fit the fusion rule where it must hold: the voice model's held-out RAVDESS actors,
+    where it is good, and whole corpora it never saw, where it is weak. The rule kept is the
+    one with the largest mean gain over the better single modality across those sets among
+    those that lose at most three points on any; each set is fitted on half its speakers and
+    tested on the rest."""
     from emocli.fusion import FACE_EXPONENT, RULE, VOICE_EXPONENT, default_face_weight, fuse_with
     from emocli.models import default_model_path, read_info
 
-    # The models' probabilities are cached by the models' contents: refitting is then seconds.
+    # The models' probabilities are cached by the models' files: refitting is then seconds.
     key = "-".join(
         f"{default_model_path(t).stat().st_size}-{int(default_model_path(t).stat().st_mtime)}"
         for t in ("face", "voice")
     )
-    cache = AV / f"fusion-probs-{key}-{POOL_FRAMES}.npz"
+    cache = AV / f"fusion-probs-{key}-{POOL_FRAMES}-{'-'.join(corpora)}-{per_corpus}.npz"
     if cache.is_file():
-        z = np.load(cache)
-        fp, fy, vp, vy, actor = (z[k] for k in ("fp", "fy", "vp", "vy", "actor"))
+        z = np.load(cache, allow_pickle=True)
+        fp, fy, voices = z["fp"], z["fy"], z["voices"].item()
     else:
         fp, fy = face_probs(data)
         vp, vy, actor = voice_probs(data, range(17, 21))
+        voices = {"RAVDESS 17-20": (vp, vy, actor.astype(str))}
+        voices.update({c: corpus_probs(data / c, per_corpus) for c in corpora})
         AV.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, fp=fp, fy=fy, vp=vp, vy=vy, actor=actor)
+        np.savez(cache, fp=fp, fy=fy, voices=np.array(voices, dtype=object))
     rng = np.random.default_rng(0)
     half = rng.permutation(len(fy)) < len(fy) // 2  # faces for fitting; the rest for testing
-    sets = {}
-    for name, actors, faces in (("fit", (17, 18), half), ("test", (19, 20), ~half)):
-        face_rows, voice_rows, labels = [], [], []
-        for i in np.flatnonzero(np.isin(actor, actors)):
-            pool = np.flatnonzero(faces & (fy == vy[i]))
-            for j in rng.choice(pool, pairs_per_voice, replace=False):
-                face_rows.append(fp[j])
-                voice_rows.append(vp[i])
-                labels.append(vy[i])
-        sets[name] = (np.array(face_rows), np.array(voice_rows), np.array(labels))
+    sets: dict[str, dict] = {"fit": {}, "test": {}}
+    for name, (vp, vy, who) in voices.items():
+        speakers = sorted(set(who))
+        fit_speakers = set(speakers[::2])
+        for part, faces in (("fit", half), ("test", ~half)):
+            keep = np.array([(w in fit_speakers) == (part == "fit") for w in who])
+            f = np.array([fp[rng.choice(np.flatnonzero(faces & (fy == label)))] for label in vy[keep]])
+            sets[part][name] = (f, vp[keep], vy[keep])
+
+    # The CREMA-D clips: real faces with their own voices (one actor, so fitted and reported,
+    # not held out): each voiced interval's face and voice probabilities from the pipeline.
+    from emocli.pipeline import Analyzer
+
+    rows = []
+    for interval in (0.5, 1.0):
+        with Analyzer(interval=interval) as analyzer:
+            for code, label in CREMA.items():
+                rows += [(r, label) for r in analyzer.timeline(crema(code)).rows
+                         if r.get("face_id") is not None and r["voice_active"]]  # fmt: skip
+    crema_set = tuple(
+        np.array(x)
+        for x in (
+            [[r[f"face_p_{k}"] for k in LABELS] for r, _ in rows],
+            [[r[f"voice_p_{k}"] for k in LABELS] for r, _ in rows],
+            [LABELS.index(label) for _, label in rows],
+        )
+    )
+    sets["fit"]["CREMA-D"] = sets["test"]["CREMA-D (fitted)"] = crema_set
 
     def acc(p, y):
         return float((p.argmax(axis=1) == y).mean())
 
-    def nll(p, y):
-        return float(-np.log(p[np.arange(len(y)), y] + 1e-9).mean())
+    def gains(rule_of):
+        return [acc(rule_of(f, v), y) - max(acc(f, y), acc(v, y)) for f, v, y in sets["fit"].values()]
 
-    f, v, y = sets["fit"]
-    best = max(rules(f, v), key=lambda r: (round(acc(r[2], y), 3), -nll(r[2], y)))
-    print(
-        f"\nfusion: FER2013 validation faces x RAVDESS actors 17-20, paired by label ({pairs_per_voice} faces a voice)"
-    )
-    print(f"fitted on actors 17-18 and half the faces ({len(y)} pairs): {best[0]} {best[1]}")
-    f, v, y = sets["test"]
-    print(f"tested on actors 19-20 and the other faces ({len(y)} pairs):")
-    print(f"  face alone {acc(f, y):.3f}   voice alone {acc(v, y):.3f}")
+    candidates = {str(params): (name, params) for name, params, _ in rules(*next(iter(sets["fit"].values()))[:2])}
+    scored = []
+    for name, params in candidates.values():
+        a, b = params["face_exponent"], params["voice_exponent"]
+        g = gains(lambda f, v, name=name, a=a, b=b: fuse_with(f, v, name, a, b))
+        scored.append((round(min(g), 3), round(float(np.mean(g)), 3), name, a, b))
+    # No set may lose more than three points (the sampling noise of a hundred-odd clips); of
+    # those rules, the one with the largest mean gain.
+    safe = [r for r in scored if r[0] >= -0.03] or [max(scored)]
+    worst, mean, name, a, b = max(safe, key=lambda r: (r[1], r[0]))
     w = default_face_weight(read_info(default_model_path("face")), read_info(default_model_path("voice")))
-    print(f"  linear, model-card F1 weight {w:.3f}: {acc(fuse_with(f, v, 'linear', w), y):.3f}")
-    print(
-        f"  fitted here ({best[0]} {best[1]}): {acc(dict((str(r[1]), r[2]) for r in rules(f, v))[str(best[1])], y):.3f}"
-    )
-    print(
-        f"  shipped in fusion.py ({RULE} {FACE_EXPONENT}, {VOICE_EXPONENT}): "
-        f"{acc(fuse_with(f, v, RULE, FACE_EXPONENT, VOICE_EXPONENT), y):.3f}"
-    )
-
-    print(
-        "\nthe CREMA-D clips through the pipeline (real faces and voices; interval 0.5 s; voiced intervals with a face)"
-    )
-    from emocli.pipeline import Analyzer
-
-    with Analyzer(interval=0.5) as analyzer:
-        hits = {"face": [], "voice": [], "fused": []}
-        for code, label in CREMA.items():
-            for r in analyzer.timeline(crema(code)).rows:
-                if r.get("face_id") is not None and r["voice_active"]:
-                    for kind in hits:
-                        hits[kind].append(r[f"{kind}_emotion"] == label)
-    print(
-        "  "
-        + "   ".join(f"{kind} {np.mean(h):.3f}" for kind, h in hits.items())
-        + f"   ({len(hits['face'])} intervals)"
-    )
+    print("\nfusion: FER2013 validation faces paired by label with voices the voice model never heard")
+    print(f"fitted on half the speakers of {', '.join(sets['fit'])}: {name} {a}, {b} "
+          f"(worst gain over the better modality {worst:+.3f}, mean {mean:+.3f})")  # fmt: skip
+    print("tested on the other speakers and faces:")
+    for set_name, (f, v, y) in sets["test"].items():
+        print(
+            f"  {set_name:<14} n={len(y):<4} face {acc(f, y):.3f}  voice {acc(v, y):.3f}  "
+            f"linear {w:.2f} {acc(fuse_with(f, v, 'linear', w), y):.3f}  "
+            f"fitted {acc(fuse_with(f, v, name, a, b), y):.3f}  "
+            f"shipped ({RULE} {FACE_EXPONENT}, {VOICE_EXPONENT}) {acc(fuse_with(f, v, RULE, FACE_EXPONENT, VOICE_EXPONENT), y):.3f}"
+        )
 
 
 def main() -> None:
@@ -404,6 +447,12 @@ def main() -> None:
     ap.add_argument("--fusion", action="store_true")
     ap.add_argument("--dump", action="store_true", help="with --speaker: every row's speaking flag")
     ap.add_argument("--interval", type=float, default=0.5)
+    ap.add_argument(
+        "--corpora",
+        nargs="*",
+        default=["nemo", "ased", "urdu"],
+        help="with --fusion: speech corpora the voice model never saw (folders of --data with a labels.csv)",
+    )
     ap.add_argument("--limit", type=int, default=0, help="at most this many FER2013 validation faces (0: all)")
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
     a = ap.parse_args()
@@ -414,7 +463,7 @@ def main() -> None:
     if a.faces:
         faces_check(a.data, a.limit)
     if a.fusion:
-        fusion_check(a.data)
+        fusion_check(a.data, corpora=tuple(a.corpora))
 
 
 if __name__ == "__main__":
