@@ -330,10 +330,11 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     probs_all = np.concatenate([g.clip_probabilities(validation.predict) for g in groups])
     overall = classification_report(y_all, probs_all.argmax(1))
     held_corpora = sorted(c.lower() for c in config.holdout_corpora)
+    held_speakers = {items[i].speaker for name, idx in held.items() if name.endswith("-speakers") for i in idx}
     split = (
-        f"held out: corpora {', '.join(held_corpora) or 'none'}; speakers "
-        f"{', '.join(sorted({items[i].speaker for name, idx in held.items() if name.endswith('-speakers') for i in idx}))}"
-        f"; clip level, {spec.window_s:g} s windows, 50% overlap; score: mean accuracy over the held-out groups"
+        f"held out: corpora {', '.join(held_corpora) or 'none'}; {len(held_speakers)} speakers of "
+        f"{sum(name.endswith('-speakers') for name in held)} corpora (metrics.json lists them); clip level, "
+        f"{spec.window_s:g} s windows, 50% overlap; score: mean accuracy over the held-out groups"
     )
     metrics = {
         "task": "voice",
@@ -343,6 +344,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
         "best_epoch": run.state.get("best_epoch"),
         "train_clips": len(train),
         "train_corpora": sorted(set(corpora)),
+        "held_out_speakers": sorted(held_speakers),
         "calibration": {
             "temperature": temperature,
             "ece_before": expected_calibration_error(raw, window_y),

@@ -1,0 +1,76 @@
+"""Voice models side by side on the held-out groups of the training protocol.
+
+    .venv/bin/python benchmarks/voice_heldout.py MODEL.onnx [MODEL.onnx ...] \
+        --data ravdess/ tess/ urdu/ ... --holdout-corpus urdu,emotiontts_open_db
+
+Builds the same split `emocli train voice` makes from the same options (whole corpora and
+held-out speakers) and scores every model on each group at clip level (softmax averaged
+over 2 s windows, 50 % overlap), through onnxruntime, each with its own preprocessing and
+calibration. Prints accuracy and macro-F1 per group, the chance level, and the mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", type=Path)
+    ap.add_argument("--data", nargs="+", required=True)
+    ap.add_argument("--holdout-corpus", default="", help="comma-separated corpus names, as `train voice` takes them")
+    ap.add_argument("--holdout-fraction", type=float, default=0.2)
+    ap.add_argument("--json", type=Path, help="also write the table here")
+    a = ap.parse_args()
+
+    from emocli.datasets import find_audio, load_waveforms
+    from emocli.evaluate import clip_probabilities, silence_frame
+    from emocli.features import audio_features, normalize
+    from emocli.labels import LABELS
+    from emocli.metrics import classification_report
+    from emocli.models import VoiceModel
+    from emocli.train.voice import VoiceConfig, _split
+
+    corpora = [c for c in a.holdout_corpus.split(",") if c]
+    config = VoiceConfig(a.data, holdout_corpora=corpora, holdout_fraction=a.holdout_fraction)
+    items = find_audio(a.data)
+    waves, items = load_waveforms(items, 16_000)
+    _, groups = _split(items, config)
+    table: dict[str, dict[str, dict]] = {}
+    for path in a.models:
+        model = VoiceModel(path)
+        spec = model.spec
+        pad = normalize(silence_frame(spec)[None], spec)[0]
+        for name, idx in groups.items():
+            clips = [normalize(audio_features(waves[i].astype(np.float32) / 32767.0, spec), spec) for i in idx]
+            probs = clip_probabilities(clips, spec, model.run, pad)
+            y = np.asarray([LABELS.index(items[i].label) for i in idx])
+            report = classification_report(y, probs.argmax(1))
+            chance = 1 / len(set(y.tolist()))
+            table.setdefault(name, {})[str(path)] = {
+                "accuracy": round(report["accuracy"], 4),
+                "macro_f1": round(report["macro_f1"], 4),
+                "n": report["n"],
+                "chance": round(chance, 4),
+            }
+    print(f"{'group':<36} {'n':>5} {'chance':>7}  " + "  ".join(f"{p.name[:22]:>22}" for p in a.models))
+    for name, row in table.items():
+        first = next(iter(row.values()))
+        cells = "  ".join(f"{row[str(p)]['accuracy']:>10.3f} / {row[str(p)]['macro_f1']:.3f}" for p in a.models)
+        print(f"{name:<36} {first['n']:>5} {first['chance']:>7.3f}  {cells}")
+    means = "  ".join(
+        f"{np.mean([row[str(p)]['accuracy'] for row in table.values()]):>10.3f} / "
+        f"{np.mean([row[str(p)]['macro_f1'] for row in table.values()]):.3f}"
+        for p in a.models
+    )
+    print(f"{'mean over groups (accuracy / macro-F1)':<50}  {means}")
+    if a.json:
+        a.json.write_text(json.dumps(table, indent=1))
+
+
+if __name__ == "__main__":
+    main()
