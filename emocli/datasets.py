@@ -256,101 +256,80 @@ def find_audio(sources: list[str | Path], calm: str | None = "neutral") -> list[
     return items
 
 
-def _in_order(items: list[AudioItem], paths: list[str], arrays: list[np.ndarray]):
-    """A cache's arrays (stored by path) for ``items``, in their order: the cache's key does
-    not depend on the order the clips were found in."""
-    by_path = dict(zip(paths, arrays, strict=True))
-    ok = [i for i in items if str(i.path) in by_path]
-    return [by_path[str(i.path)] for i in ok], ok
+def _per_clip(items: list[AudioItem], cache: Path, compute, dtype, workers: int) -> tuple[list, list[AudioItem]]:
+    """``compute(item)`` for every clip, stored in ``cache`` as ``dtype`` and read from it
+    next time; returns the arrays and the items that decoded (the rest warn).
 
-
-def load_audio_features(items: list[AudioItem], spec, workers: int = 4) -> tuple[list[np.ndarray], list[AudioItem]]:
-    """Features of every clip (``features.audio_features``, unnormalised), cached as .npz.
-
-    Returns the per-clip feature matrices and the items that decoded; the rest warn.
+    The cache's key does not depend on the clips' order, so what it holds is matched to
+    ``items`` by path.
     """
-    from .features import audio_features
-    from .media import MediaError, read_audio
+    from .media import MediaError
 
-    key = _fingerprint(
-        [i.path for i in items], repr(sorted((k, v) for k, v in spec.to_dict().items() if k not in ("mean", "std")))
-    )
-    cache = cache_dir() / f"voice-{key}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            feats, offsets, paths = z["features"], z["offsets"], z["paths"].tolist()
-        return _in_order(items, paths, [feats[a:b].astype(np.float32) for a, b in zip(offsets[:-1], offsets[1:])])
-
-    skipped = SkipCounter("audio files")
+            stored = {k: z[k] for k in z.files}
+        if {"data", "offsets", "paths"} <= set(stored):  # else a cache of another layout: made again
+            data, offsets, paths = stored["data"], stored["offsets"], stored["paths"].tolist()
+            by_path = dict(zip(paths, (data[a:b] for a, b in zip(offsets[:-1], offsets[1:])), strict=True))
+            ok = [i for i in items if str(i.path) in by_path]
+            return [by_path[str(i.path)] for i in ok], ok
 
     def one(item: AudioItem):
         try:
-            return audio_features(read_audio(item.path, spec.sample_rate), spec)
+            return compute(item)
         except (MediaError, OSError, ValueError) as e:
             return e
 
+    skipped = SkipCounter("audio files")
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(one, items))
-    feats, ok = [], []
-    for item, r in zip(items, results):
-        if isinstance(r, Exception):
-            skipped.add(item.path, str(r))
+    arrays, ok = [], []
+    for item, r in zip(items, results, strict=True):
+        if isinstance(r, Exception) or len(r) == 0:
+            skipped.add(item.path, str(r) if isinstance(r, Exception) else "no samples")
         else:
-            feats.append(r)
+            arrays.append(np.asarray(r).astype(dtype))
             ok.append(item)
     skipped.report()
-    if feats:
-        offsets = np.cumsum([0] + [len(f) for f in feats])
-        _save_npz(cache, features=np.concatenate(feats).astype(np.float16), offsets=offsets,
-                  paths=np.asarray([str(i.path) for i in ok]))  # fmt: skip
-    return feats, ok
+    if arrays:
+        offsets = np.cumsum([0] + [len(a) for a in arrays])
+        _save_npz(cache, data=np.concatenate(arrays), offsets=offsets, paths=np.asarray([str(i.path) for i in ok]))
+    return arrays, ok
+
+
+def load_audio_features(items: list[AudioItem], spec, workers: int = 4) -> tuple[list[np.ndarray], list[AudioItem]]:
+    """Features of every clip (``features.audio_features``, unnormalised, float32), cached as
+    float16 .npz; returns them and the items that decoded (the rest warn)."""
+    from .features import audio_features
+    from .media import read_audio
+
+    settings = repr(sorted((k, v) for k, v in spec.to_dict().items() if k not in ("mean", "std")))
+    cache = cache_dir() / f"voice-{_fingerprint([i.path for i in items], settings)}.npz"
+    feats, ok = _per_clip(
+        items, cache, lambda item: audio_features(read_audio(item.path, spec.sample_rate), spec), np.float16, workers
+    )
+    return [f.astype(np.float32) for f in feats], ok
 
 
 def load_waveforms(
     items: list[AudioItem], sample_rate: int, max_s: float = 6.0, workers: int = 4
 ) -> tuple[list[np.ndarray], list[AudioItem]]:
-    """Mono int16 waveforms of every clip at ``sample_rate`` (centre ``max_s`` seconds), cached as .npz.
-
-    Training augments the waveform (noise, reverberation, telephone band) before the
-    features, so it needs the audio itself; int16 keeps sixteen thousand clips in ~1 GB.
-    Returns the waveforms and the items that decoded; the rest warn.
-    """
+    """Mono int16 waveforms of every clip at ``sample_rate`` (the centre ``max_s`` seconds),
+    cached as .npz: training computes and perturbs each clip's mel power from them, and
+    int16 keeps sixteen thousand clips in about 1 GB. Returns them and the items that
+    decoded (the rest warn)."""
     from .features import fit_window
-    from .media import MediaError, read_audio
+    from .media import read_audio
 
-    key = _fingerprint([i.path for i in items], f"wave|{sample_rate}|{max_s}")
-    cache = cache_dir() / f"waves-{key}.npz"
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            waves, offsets, paths = z["waves"], z["offsets"], z["paths"].tolist()
-        return _in_order(items, paths, [waves[a:b] for a, b in zip(offsets[:-1], offsets[1:])])
-
-    skipped = SkipCounter("audio files")
     limit = int(max_s * sample_rate)
 
-    def one(item: AudioItem):
-        try:
-            y = read_audio(item.path, sample_rate)
-        except (MediaError, OSError, ValueError) as e:
-            return e
-        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+    def pcm(item: AudioItem) -> np.ndarray:
+        y = np.nan_to_num(read_audio(item.path, sample_rate), nan=0.0, posinf=0.0, neginf=0.0)
         y = fit_window(y, limit) if len(y) > limit else y
-        return (np.clip(y, -1.0, 1.0) * 32767).astype(np.int16)
+        return np.clip(y, -1.0, 1.0) * 32767
 
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(one, items))
-    waves, ok = [], []
-    for item, r in zip(items, results):
-        if isinstance(r, Exception) or len(r) == 0:
-            skipped.add(item.path, str(r) if isinstance(r, Exception) else "no samples")
-        else:
-            waves.append(r)
-            ok.append(item)
-    skipped.report()
-    if waves:
-        offsets = np.cumsum([0] + [len(w) for w in waves])
-        _save_npz(cache, waves=np.concatenate(waves), offsets=offsets, paths=np.asarray([str(i.path) for i in ok]))
-    return waves, ok
+    cache = cache_dir() / f"waves-{_fingerprint([i.path for i in items], f'wave|{sample_rate}|{max_s}')}.npz"
+    return _per_clip(items, cache, pcm, np.int16, workers)
 
 
 def stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
