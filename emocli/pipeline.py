@@ -144,12 +144,11 @@ class Analyzer:
                 active = False
                 if audio is not None:
                     window = audio.window(centre, o.window)
-                    begin = int(round(centre * audio.sample_rate)) - len(window) // 2  # as AudioStream.window
+                    begin = audio.window_start(centre, o.window)
                     active = self.speech.is_voiced(speech.window(window, begin))
                     if active:
                         voice = self.voice_model.predict([window])[0]
-                    first = (int(round(centre * audio.sample_rate)) - len(window) // 2) / audio.sample_rate
-                    for t, level in zip(ts, loudness(window, first, ts, audio.sample_rate)):
+                    for t, level in zip(ts, loudness(window, begin / audio.sample_rate, ts, audio.sample_rate)):
                         speakers.add_loudness(t, level)
                 faces, ids, probs, tracks = self._faces(shots, centre, tracker, speakers if audio is not None else None)
                 speaking = speakers.speaking(ids, ts[-1]) if active and faces else {}

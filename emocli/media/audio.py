@@ -84,10 +84,14 @@ class AudioStream:
         if len(parts) > 1:
             self._buf = np.concatenate(parts)
 
+    def window_start(self, center: float, seconds: float) -> int:
+        """The stream sample at which ``window(center, seconds)`` begins (negative before 0)."""
+        return int(round(center * self.sample_rate)) - int(round(seconds * self.sample_rate)) // 2
+
     def window(self, center: float, seconds: float) -> np.ndarray:
         """Samples of [center - seconds/2, center + seconds/2], zero-padded past the ends."""
         n = int(round(seconds * self.sample_rate))
-        begin = int(round(center * self.sample_rate)) - n // 2
+        begin = self.window_start(center, seconds)
         end = begin + n
         self._fill(end)
         out = np.zeros(n, np.float32)
