@@ -208,7 +208,7 @@ def test_train_voice_holds_out_speakers_and_stores_the_scaler(voice_run):
     metrics = json.loads((voice_run / "metrics.json").read_text())
     validation = metrics["validation"]
     assert validation["n"] == 8  # actor 17's eight clips (calm scored as neutral)
-    assert "ravdess:17" in validation["split"] and list(validation["per_group"]) == ["ravdess-speakers"]
+    assert metrics["held_out_speakers"] == ["ravdess:17"] and list(validation["per_group"]) == ["ravdess-speakers"]
     assert validation["per_group"]["ravdess-speakers"]["chance"] == pytest.approx(1 / 7, abs=1e-3)
     assert metrics["train_clips"] == 16 + 3 + 3
     preprocess = json.loads((voice_run / "preprocess.json").read_text())
