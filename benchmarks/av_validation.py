@@ -398,8 +398,11 @@ def fusion_check(data: Path, corpora: tuple = (), per_corpus: int = 300) -> None
     for interval in (0.5, 1.0):
         with Analyzer(interval=interval) as analyzer:
             for code, label in CREMA.items():
-                rows += [(r, label) for r in analyzer.timeline(crema(code)).rows
-                         if r.get("face_id") is not None and r["voice_active"]]  # fmt: skip
+                rows += [
+                    (r, label)
+                    for r in analyzer.timeline(crema(code)).rows
+                    if r.get("face_id") is not None and r["voice_active"]
+                ]
     crema_set = tuple(
         np.array(x)
         for x in (
@@ -428,8 +431,10 @@ def fusion_check(data: Path, corpora: tuple = (), per_corpus: int = 300) -> None
     worst, mean, name, a, b = max(safe, key=lambda r: (r[1], r[0]))
     w = default_face_weight(read_info(default_model_path("face")), read_info(default_model_path("voice")))
     print("\nfusion: FER2013 validation faces paired by label with voices the voice model never heard")
-    print(f"fitted on half the speakers of {', '.join(sets['fit'])}: {name} {a}, {b} "
-          f"(worst gain over the better modality {worst:+.3f}, mean {mean:+.3f})")  # fmt: skip
+    print(
+        f"fitted on half the speakers of {', '.join(sets['fit'])}: {name} {a}, {b} "
+        f"(worst gain over the better modality {worst:+.3f}, mean {mean:+.3f})"
+    )
     print("tested on the other speakers and faces:")
     for set_name, (f, v, y) in sets["test"].items():
         print(

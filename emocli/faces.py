@@ -18,11 +18,13 @@ DETECTOR_MODEL = ASSETS / "face_detection_full_range_sparse.tflite"  # from medi
 
 # mediapipe's package import loads every task; these pull matplotlib.pyplot (drawing) and
 # sounddevice (audio) and are never used here: they load on first use instead.
-_DEFERRED = frozenset({
-    "mediapipe.tasks.python.vision.drawing_utils",
-    "mediapipe.tasks.python.vision.drawing_styles",
-    "mediapipe.tasks.python.audio",
-})  # fmt: skip
+_DEFERRED = frozenset(
+    {
+        "mediapipe.tasks.python.vision.drawing_utils",
+        "mediapipe.tasks.python.vision.drawing_styles",
+        "mediapipe.tasks.python.audio",
+    }
+)
 
 
 class _Deferred(importlib.abc.MetaPathFinder, importlib.abc.Loader):

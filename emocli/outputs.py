@@ -218,16 +218,23 @@ class PlotWriter(Writer):
         )
         strips = len(people) + 1
         extra = 0.3 * max(0, strips - 2)  # inches: the figure grows by a strip's height per person past the first
-        fig, (ax, strip) = plt.subplots(2, 1, figsize=(11, 4.8 + extra), height_ratios=[3.2, 0.5 * strips + extra],
-                                        sharex=True)  # fmt: skip
+        fig, (ax, strip) = plt.subplots(
+            2, 1, figsize=(11, 4.8 + extra), height_ratios=[3.2, 0.5 * strips + extra], sharex=True
+        )
         # Each label's band is one step-shaped polygon, and each strip one collection, rather
         # than a patch per interval: matplotlib draws a handful of artists, not hundreds.
         edges = np.append(t0, t1[-1:])
         bottom = np.zeros(len(t0))
         for k, label in enumerate(LABELS):
             top = bottom + np.nan_to_num(fused[:, k])
-            ax.fill_between(edges, np.append(bottom, bottom[-1:]), np.append(top, top[-1:]), step="post",
-                            color=colours[label], linewidth=0)  # fmt: skip
+            ax.fill_between(
+                edges,
+                np.append(bottom, bottom[-1:]),
+                np.append(top, top[-1:]),
+                step="post",
+                color=colours[label],
+                linewidth=0,
+            )
             bottom = top
         ax.set(ylim=(0, 1), ylabel="fused probability", xlim=(0, float(t1.max()) if len(t1) else 1))
         name = Path(str(timeline.facts.get("video", ""))).name
@@ -235,18 +242,32 @@ class PlotWriter(Writer):
         ax.set_title(f"{name}: mostly {dom}" if dom else f"{name}: no face or speech found", loc="left")
         voice = per_interval(intervals, "voice")
         heard = ~np.isnan(voice).any(axis=1)
-        strip.broken_barh(list(zip(t0[heard], (t1 - t0)[heard])), (-0.4, 0.8),
-                          facecolors=[colours[LABELS[k]] for k in voice[heard].argmax(axis=1)])  # fmt: skip
+        strip.broken_barh(
+            list(zip(t0[heard], (t1 - t0)[heard])),
+            (-0.4, 0.8),
+            facecolors=[colours[LABELS[k]] for k in voice[heard].argmax(axis=1)],
+        )
         for row, person in enumerate(people, start=1):
-            mine = [(r["t_start"], r["t_end"] - r["t_start"], r) for rows in intervals.values() for r in rows
-                    if has_face(r) and int(r["face_id"]) == person["face_id"] and isinstance(r.get("fused_emotion"), str)]  # fmt: skip
-            strip.broken_barh([(a, w) for a, w, _ in mine], (row - 0.4, 0.8),
-                              facecolors=[colours[r["fused_emotion"]] for _, _, r in mine])  # fmt: skip
+            mine = [
+                (r["t_start"], r["t_end"] - r["t_start"], r)
+                for rows in intervals.values()
+                for r in rows
+                if has_face(r) and int(r["face_id"]) == person["face_id"] and isinstance(r.get("fused_emotion"), str)
+            ]
+            strip.broken_barh(
+                [(a, w) for a, w, _ in mine],
+                (row - 0.4, 0.8),
+                facecolors=[colours[r["fused_emotion"]] for _, _, r in mine],
+            )
             spoke = [(a, w) for a, w, r in mine if r.get("face_speaking") is True]
             if spoke:
                 strip.broken_barh(spoke, (row - 0.4, 0.2), facecolors="black")
-        strip.set(yticks=range(strips), yticklabels=["voice"] + [f"#{p['face_id']}" for p in people],
-                  xlabel="time (s)", ylim=(-0.5, strips - 0.5))  # fmt: skip
+        strip.set(
+            yticks=range(strips),
+            yticklabels=["voice"] + [f"#{p['face_id']}" for p in people],
+            xlabel="time (s)",
+            ylim=(-0.5, strips - 0.5),
+        )
         fig.legend(
             handles=[Patch(color=colours[k], label=k) for k in LABELS] + [Patch(color="black", label="speaks")],
             loc="upper right",
@@ -337,8 +358,10 @@ class AnnotatedVideoWriter(Writer):
                 if isinstance(r.get("fused_emotion"), str):
                     text += f" - fused {r['fused_emotion']} {r['fused_confidence']:.0%}"
             x, y, w, h = (int(r[c]) for c in ("face_x", "face_y", "face_w", "face_h"))
-            out += [f"drawbox@box{k} {key} {value}" for key, value in
-                    (("x", x), ("y", y), ("w", w), ("h", h), ("color", style.hex(label)), ("enable", 1))]  # fmt: skip
+            out += [
+                f"drawbox@box{k} {key} {value}"
+                for key, value in (("x", x), ("y", y), ("w", w), ("h", h), ("color", style.hex(label)), ("enable", 1))
+            ]
             out += [style.tag(f"tag{k}", text, label, x + style.pad, style.tag_bottom(y, h))]
         first = rows[0]
         if first.get("voice_active") and isinstance(first.get("voice_emotion"), str):
@@ -395,9 +418,14 @@ def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
                 if last.get(k) == (fid, *box):
                     continue
                 x, y, w, h = box
-                cmds += [f"drawbox@box{k} x {x}", f"drawbox@box{k} y {y}", f"drawbox@box{k} w {w}",
-                         f"drawbox@box{k} h {h}", f"drawtext@tag{k} x {x + style.pad}",
-                         f"drawtext@tag{k} y {style.tag_bottom(y, h)}-th"]  # fmt: skip
+                cmds += [
+                    f"drawbox@box{k} x {x}",
+                    f"drawbox@box{k} y {y}",
+                    f"drawbox@box{k} w {w}",
+                    f"drawbox@box{k} h {h}",
+                    f"drawtext@tag{k} x {x + style.pad}",
+                    f"drawtext@tag{k} y {style.tag_bottom(y, h)}-th",
+                ]
                 last[k] = (fid, *box)
             if cmds:
                 yield round(float(t), 6), cmds

@@ -163,9 +163,19 @@ class Analyzer:
                 frames.close()
             if audio is not None:
                 audio.close()
-        facts = dict(video=name, duration_s=round(duration, 3), speech_s=round(speech.speech_s, 3), has_video=info.has_video, has_audio=info.has_audio,
-                     width=info.width, height=info.height, fps=info.fps, face_weight=self.face_weight, fusion=o.fusion,
-                     note=info.note)  # fmt: skip
+        facts = dict(
+            video=name,
+            duration_s=round(duration, 3),
+            speech_s=round(speech.speech_s, 3),
+            has_video=info.has_video,
+            has_audio=info.has_audio,
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            face_weight=self.face_weight,
+            fusion=o.fusion,
+            note=info.note,
+        )
         return Timeline(rows, facts)
 
     def _faces(self, shots: list, centre: float, tracker: FaceTracker, speakers: SpeakerDetector | None):
@@ -217,8 +227,15 @@ class Analyzer:
     def _row(self, base: dict, face, face_id, face_p, active: bool, voice_p, speaking: bool | None = None) -> dict:
         row = dict(base)
         if face is not None:
-            row.update(face_id=face_id, face_x=face.x, face_y=face.y, face_w=face.w, face_h=face.h,
-                       face_score=round(face.score, 4), **_summary("face", face_p))  # fmt: skip
+            row.update(
+                face_id=face_id,
+                face_x=face.x,
+                face_y=face.y,
+                face_w=face.w,
+                face_h=face.h,
+                face_score=round(face.score, 4),
+                **_summary("face", face_p),
+            )
             if active and speaking is not None:
                 row["face_speaking"] = speaking
         row["voice_active"] = active

@@ -15,8 +15,17 @@ from pathlib import Path
 
 from .labels import LABELS
 
-_FACE = ["face_id", "face_x", "face_y", "face_w", "face_h", "face_score", "face_emotion", "face_confidence",
-         "face_speaking"]  # fmt: skip
+_FACE = [
+    "face_id",
+    "face_x",
+    "face_y",
+    "face_w",
+    "face_h",
+    "face_score",
+    "face_emotion",
+    "face_confidence",
+    "face_speaking",
+]
 _VOICE = ["voice_active", "voice_emotion", "voice_confidence"]
 COLUMNS = (
     ["video", "t_start", "t_end", *_FACE, *_VOICE, "fused_emotion", "fused_confidence"]
@@ -121,11 +130,19 @@ class Timeline:
         out = []
         for face_id, p in sorted(seen.items()):
             total = sum(p["fused"].values())
-            row = {"face_id": face_id, "seconds_visible": round(p["visible"], 3),
-                   "seconds_speaking": round(p["speaking"], 3),
-                   "dominant_face_emotion": _most(p["face"]), "dominant_fused_emotion": _most(p["fused"])}  # fmt: skip
-            row.update({f"share_{label}": round(p["fused"].get(label, 0.0) / total, DECIMALS) if total else 0.0
-                        for label in LABELS})  # fmt: skip
+            row = {
+                "face_id": face_id,
+                "seconds_visible": round(p["visible"], 3),
+                "seconds_speaking": round(p["speaking"], 3),
+                "dominant_face_emotion": _most(p["face"]),
+                "dominant_fused_emotion": _most(p["fused"]),
+            }
+            row.update(
+                {
+                    f"share_{label}": round(p["fused"].get(label, 0.0) / total, DECIMALS) if total else 0.0
+                    for label in LABELS
+                }
+            )
             out.append(row)
         return out
 
@@ -143,8 +160,9 @@ class Timeline:
 
         frame = pd.DataFrame(self.rows, columns=COLUMNS)
         # face_speaking is empty where there is no face or no speech: nullable, like the ids.
-        frame = frame.astype({**dict.fromkeys(sorted(INT_COLUMNS), "Int64"), "voice_active": bool,
-                              "face_speaking": "boolean"})  # fmt: skip
+        frame = frame.astype(
+            {**dict.fromkeys(sorted(INT_COLUMNS), "Int64"), "voice_active": bool, "face_speaking": "boolean"}
+        )
         frame.attrs.update(self.facts, intervals=self.intervals, faces=self.faces, speech_s=self.speech_s)
         frame.attrs.setdefault("duration_s", self.duration_s)
         return frame

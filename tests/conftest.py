@@ -23,8 +23,17 @@ EXAMPLES = ROOT / "examples"
 CLIPS = EXAMPLES / "crema-d"
 
 
-def build_onnx(path: Path, task: str, preprocess: dict, input_name: str, input_shape: list, reduce_axes: list[int],
-               weights: np.ndarray, bias: np.ndarray, metrics: dict | None = None) -> Path:  # fmt: skip
+def build_onnx(
+    path: Path,
+    task: str,
+    preprocess: dict,
+    input_name: str,
+    input_shape: list,
+    reduce_axes: list[int],
+    weights: np.ndarray,
+    bias: np.ndarray,
+    metrics: dict | None = None,
+) -> Path:
     """softmax(mean(x over reduce_axes) @ weights + bias), with emocli metadata."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -41,11 +50,12 @@ def build_onnx(path: Path, task: str, preprocess: dict, input_name: str, input_s
         numpy_helper.from_array(bias.astype(np.float32), "B"),
     ]
     graph = helper.make_graph(
-        nodes, f"tiny_{task}",
+        nodes,
+        f"tiny_{task}",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, input_shape)],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", k])],
         inits,
-    )  # fmt: skip
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     meta = {
@@ -138,8 +148,14 @@ def tone(seconds: float, freq: float = 220.0, level: float = 0.3, sr: int = 16_0
     return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
-def make_video(path: Path, frames, fps: float = 10.0, audio: np.ndarray | None = None, extra: list[str] | None = None,
-               codec: list[str] | None = None) -> Path:  # fmt: skip
+def make_video(
+    path: Path,
+    frames,
+    fps: float = 10.0,
+    audio: np.ndarray | None = None,
+    extra: list[str] | None = None,
+    codec: list[str] | None = None,
+) -> Path:
     """Encode BGR frames (same size) with the bundled ffmpeg, with an optional mono 16 kHz track."""
     frames = list(frames)
     h, w = frames[0].shape[:2]

@@ -114,8 +114,29 @@ def webm(path: Path, face_image: np.ndarray, seconds: float = 1.0) -> Path:
     raw = path.with_suffix(".src.raw")
     raw.write_bytes(b"".join(np.ascontiguousarray(f).tobytes() for f in frames))
     h, w = frames[0].shape[:2]
-    ffmpeg_run("-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}", "-r", str(FPS), "-i", str(raw), "-i", str(wav),
-               "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", str(path))  # fmt: skip
+    ffmpeg_run(
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "bgr24",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        str(FPS),
+        "-i",
+        str(raw),
+        "-i",
+        str(wav),
+        "-c:v",
+        "libvpx-vp9",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-c:a",
+        "libopus",
+        str(path),
+    )
     wav.unlink()
     raw.unlink()
     return path
@@ -189,8 +210,23 @@ def late_audio(path: Path, face_image: np.ndarray, delay: float = 3.0, speech_s:
     """A face from 0 s; speech that starts ``delay`` seconds in (the audio stream starts late)."""
     video = _silent_video(path.with_suffix(".v.mp4"), face_image, delay)
     wav = _wav(path, speech(speech_s))
-    ffmpeg_run("-i", str(video), "-itsoffset", str(delay), "-i", str(wav), "-map", "0:v", "-map", "1:a",
-               "-c:v", "copy", "-c:a", "aac", str(path))  # fmt: skip
+    ffmpeg_run(
+        "-i",
+        str(video),
+        "-itsoffset",
+        str(delay),
+        "-i",
+        str(wav),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        str(path),
+    )
     video.unlink()
     wav.unlink()
     return path
@@ -200,8 +236,23 @@ def late_video(path: Path, face_image: np.ndarray, delay: float = 2.0, seconds: 
     """Speech from 0 s; the video (a face) starts ``delay`` seconds in: an MP4 edit list places it."""
     video = _silent_video(path.with_suffix(".v.mp4"), face_image, seconds - delay)
     wav = _wav(path, speech(seconds))
-    ffmpeg_run("-itsoffset", str(delay), "-i", str(video), "-i", str(wav), "-map", "0:v", "-map", "1:a",
-               "-c:v", "copy", "-c:a", "aac", str(path))  # fmt: skip
+    ffmpeg_run(
+        "-itsoffset",
+        str(delay),
+        "-i",
+        str(video),
+        "-i",
+        str(wav),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        str(path),
+    )
     video.unlink()
     wav.unlink()
     return path
@@ -238,8 +289,29 @@ def two_audio_tracks(path: Path, face_image: np.ndarray, seconds: float = 2.0) -
     """A first, non-default track (a tone) and a second, default one (speech)."""
     video = _silent_video(path.with_suffix(".v.mp4"), face_image, seconds)
     tone_wav, speech_wav = _wav(path.with_suffix(".t.mp4"), tone(seconds)), _wav(path, speech(seconds))
-    ffmpeg_run("-i", str(video), "-i", str(tone_wav), "-i", str(speech_wav), "-map", "0:v", "-map", "1:a", "-map", "2:a",
-               "-c:v", "copy", "-c:a", "aac", "-disposition:a:0", "0", "-disposition:a:1", "default", str(path))  # fmt: skip
+    ffmpeg_run(
+        "-i",
+        str(video),
+        "-i",
+        str(tone_wav),
+        "-i",
+        str(speech_wav),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-map",
+        "2:a",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-disposition:a:0",
+        "0",
+        "-disposition:a:1",
+        "default",
+        str(path),
+    )
     for p in (video, tone_wav, speech_wav):
         p.unlink()
     return path
@@ -254,8 +326,27 @@ def broken_float_audio(path: Path, face_image: np.ndarray, seconds: float = 3.0)
     raw = path.with_suffix(".f32")
     raw.write_bytes(samples.tobytes())
     video = _silent_video(path.with_suffix(".v.mp4"), face_image, seconds)
-    ffmpeg_run("-i", str(video), "-f", "f32le", "-ar", "16000", "-ac", "1", "-i", str(raw), "-map", "0:v",
-               "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_f32le", str(path))  # fmt: skip
+    ffmpeg_run(
+        "-i",
+        str(video),
+        "-f",
+        "f32le",
+        "-ar",
+        "16000",
+        "-ac",
+        "1",
+        "-i",
+        str(raw),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "pcm_f32le",
+        str(path),
+    )
     video.unlink()
     raw.unlink()
     return path

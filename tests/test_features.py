@@ -29,8 +29,19 @@ def test_features_match_librosa_mfcc_and_logmel():
     rng = np.random.default_rng(0)
     y = (tone(1.0, 300, 0.3) + 0.05 * rng.standard_normal(16000)).astype(np.float32)
     ours = audio_features(y, spec)
-    mel = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=160, n_mels=64, fmin=20, fmax=8000,
-                                         window="hann", center=True, pad_mode="reflect", power=2.0)  # fmt: skip
+    mel = librosa.feature.melspectrogram(
+        y=y,
+        sr=16000,
+        n_fft=512,
+        hop_length=160,
+        n_mels=64,
+        fmin=20,
+        fmax=8000,
+        window="hann",
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+    )
     log_mel = 10 * np.log10(np.maximum(mel, 1e-10))
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=40, norm="ortho")
     assert ours.shape == (log_mel.shape[1], 104)

@@ -190,8 +190,19 @@ def test_fusion_modes(videos, models):
 
 
 def test_annotated_video_keeps_sound_and_duration(videos, models, tmp_path):
-    result = run_cli("process", videos["talking"], "-o", tmp_path, "--annotate", "--no-plot", "--quiet",
-                     "--face-model", models["face_model"], "--voice-model", models["voice_model"])  # fmt: skip
+    result = run_cli(
+        "process",
+        videos["talking"],
+        "-o",
+        tmp_path,
+        "--annotate",
+        "--no-plot",
+        "--quiet",
+        "--face-model",
+        models["face_model"],
+        "--voice-model",
+        models["voice_model"],
+    )
     assert result.exit_code == 0, result.output
     out = tmp_path / "talking.mp4"
     src, ann = probe(videos["talking"]), probe(out)
@@ -269,8 +280,20 @@ def test_bad_options_and_missing_model(videos, models, tmp_path):
 def test_swapped_models_fail_before_any_output(videos, models, tmp_path, workers):
     """In this process (one worker) or a pool, a model of the wrong task stops the batch up front."""
     out = tmp_path / "out"
-    r = run_cli("process", videos["talking"], videos["pair"], "-o", out, "--workers", workers, "--quiet",
-                "--face-model", models["face_model"], "--voice-model", models["face_model"])  # fmt: skip
+    r = run_cli(
+        "process",
+        videos["talking"],
+        videos["pair"],
+        "-o",
+        out,
+        "--workers",
+        workers,
+        "--quiet",
+        "--face-model",
+        models["face_model"],
+        "--voice-model",
+        models["face_model"],
+    )
     assert r.exit_code == 1 and "is a face model, expected a voice model" in r.output
     assert not out.exists() or not any(out.iterdir())
 
@@ -305,10 +328,25 @@ print("light:", light, "lean:", lean, "heavy:", heavy)
 
 def test_timeline_csv_is_what_pandas_reads_and_reads_back(tmp_path):
     """Written without pandas: empty cells for missing values, 4 decimals, true/false; read back whole."""
-    base = {"video": "a, b.mp4", "t_end": 1.0, "voice_active": True, "voice_emotion": "sad",
-            "voice_confidence": 0.123456, **{f"voice_p_{label}": 1 / 7 for label in LABELS}}  # fmt: skip
-    face = {"face_id": 0, "face_x": 3, "face_y": 4, "face_w": 50, "face_h": 52, "face_score": 0.98765,
-            "fused_emotion": "happy", "fused_p_happy": 0.7, "fused_p_sad": 0.3}  # fmt: skip
+    base = {
+        "video": "a, b.mp4",
+        "t_end": 1.0,
+        "voice_active": True,
+        "voice_emotion": "sad",
+        "voice_confidence": 0.123456,
+        **{f"voice_p_{label}": 1 / 7 for label in LABELS},
+    }
+    face = {
+        "face_id": 0,
+        "face_x": 3,
+        "face_y": 4,
+        "face_w": 50,
+        "face_h": 52,
+        "face_score": 0.98765,
+        "fused_emotion": "happy",
+        "fused_p_happy": 0.7,
+        "fused_p_sad": 0.3,
+    }
     rows = [
         {**base, "t_start": 0.0, **face, "face_speaking": True},
         {
@@ -319,7 +357,7 @@ def test_timeline_csv_is_what_pandas_reads_and_reads_back(tmp_path):
             "face_speaking": False,
             "fused_p_happy": 0.1,
             "fused_p_sad": float("nan"),
-        },  # fmt: skip
+        },
         {**base, "t_start": 1.0, "t_end": 1.5, "voice_active": False, "voice_emotion": None},
     ]
     timeline = Timeline(rows, {"duration_s": 1.5})
@@ -403,13 +441,32 @@ def test_annotation_follows_the_timeline_interval_by_interval(tmp_path):
 
     src = make_video(tmp_path / "grey.mp4", [np.full((240, 320, 3), 90, np.uint8)] * 30, 10, tone(3.0))
     rows = []
-    for start, boxes, voice in ((0.0, [(40, 60, 80)], None), (1.0, [(150, 60, 80), (40, 140, 60)], "angry"),
-                                (2.0, [], None)):  # fmt: skip
-        base = {"video": "grey.mp4", "t_start": start, "t_end": start + 1.0, "voice_active": voice is not None,
-                "voice_emotion": voice, "voice_confidence": 0.9 if voice else None}  # fmt: skip
+    for start, boxes, voice in (
+        (0.0, [(40, 60, 80)], None),
+        (1.0, [(150, 60, 80), (40, 140, 60)], "angry"),
+        (2.0, [], None),
+    ):
+        base = {
+            "video": "grey.mp4",
+            "t_start": start,
+            "t_end": start + 1.0,
+            "voice_active": voice is not None,
+            "voice_emotion": voice,
+            "voice_confidence": 0.9 if voice else None,
+        }
         for k, (x, y, s) in enumerate(boxes):
-            rows.append({**base, "face_id": k, "face_x": x, "face_y": y, "face_w": s, "face_h": s,
-                         "fused_emotion": "happy", "fused_confidence": 0.8})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    "face_id": k,
+                    "face_x": x,
+                    "face_y": y,
+                    "face_w": s,
+                    "face_h": s,
+                    "fused_emotion": "happy",
+                    "fused_confidence": 0.8,
+                }
+            )
         if not boxes:
             rows.append(base)
     out = AnnotatedVideoWriter(src).write(Timeline(rows, {"has_audio": True}), tmp_path / "annotated")
@@ -444,17 +501,33 @@ def test_plot_shows_fused_probabilities_and_a_strip_per_person(tmp_path):
 
     rows = []
     for i in range(10):
-        base = {"video": "v.mp4", "t_start": float(i), "t_end": i + 1.0, "voice_active": True,
-                "voice_emotion": "sad", "voice_confidence": 1.0, **probs("voice", sad=1.0)}  # fmt: skip
+        base = {
+            "video": "v.mp4",
+            "t_start": float(i),
+            "t_end": i + 1.0,
+            "voice_active": True,
+            "voice_emotion": "sad",
+            "voice_confidence": 1.0,
+            **probs("voice", sad=1.0),
+        }
         if i >= 5:
             rows.append({**base, **probs("fused", sad=1.0), "fused_emotion": "sad"})
             continue
         box = {"face_x": 0, "face_y": 0, "face_w": 9, "face_h": 9}
-        rows.append({**base, **box, "face_id": 0, "face_speaking": i < 2, "fused_emotion": "happy",
-                     **probs("fused", happy=1.0)})  # fmt: skip
+        rows.append(
+            {**base, **box, "face_id": 0, "face_speaking": i < 2, "fused_emotion": "happy", **probs("fused", happy=1.0)}
+        )
         if i == 2:
-            rows.append({**base, **box, "face_id": 1, "face_speaking": False, "fused_emotion": "angry",
-                         **probs("fused", angry=1.0)})  # fmt: skip
+            rows.append(
+                {
+                    **base,
+                    **box,
+                    "face_id": 1,
+                    "face_speaking": False,
+                    "fused_emotion": "angry",
+                    **probs("fused", angry=1.0),
+                }
+            )
     out = PlotWriter().write(Timeline(rows, {"video": "v.mp4"}), tmp_path / "v")
     img = cv2.imread(str(out)).astype(int)
 
@@ -493,12 +566,24 @@ def test_people_csv_one_row_per_person(tmp_path):
     from emocli.timeline import PEOPLE_COLUMNS
 
     def row(start, end, face_id, face, fused, speaking):
-        return {"video": "v", "t_start": start, "t_end": end, "face_id": face_id, "face_emotion": face,
-                "fused_emotion": fused, "face_speaking": speaking, "voice_active": speaking is not None}  # fmt: skip
+        return {
+            "video": "v",
+            "t_start": start,
+            "t_end": end,
+            "face_id": face_id,
+            "face_emotion": face,
+            "fused_emotion": fused,
+            "face_speaking": speaking,
+            "voice_active": speaking is not None,
+        }
 
-    rows = [row(0.0, 1.0, 0, "sad", "angry", True), row(0.0, 1.0, 1, "happy", "happy", False),
-            row(1.0, 2.0, 0, "sad", "sad", None), row(2.0, 2.5, 0, "neutral", "angry", True),
-            {"video": "v", "t_start": 2.5, "t_end": 3.0, "voice_active": True}]  # fmt: skip
+    rows = [
+        row(0.0, 1.0, 0, "sad", "angry", True),
+        row(0.0, 1.0, 1, "happy", "happy", False),
+        row(1.0, 2.0, 0, "sad", "sad", None),
+        row(2.0, 2.5, 0, "neutral", "angry", True),
+        {"video": "v", "t_start": 2.5, "t_end": 3.0, "voice_active": True},
+    ]
     out = PeopleWriter().write(Timeline(rows), tmp_path / "v")
     assert out.name == "v.people.csv"
     people = pd.read_csv(out)
@@ -521,14 +606,32 @@ def test_annotated_boxes_follow_the_face_and_keep_their_slot(tmp_path):
 
     src = make_video(tmp_path / "grey.mp4", [np.full((240, 320, 3), 90, np.uint8)] * 30, 10, tone(3.0))
     rows = []
-    for start, faces in ((0.0, [(0, 40, "happy", True)]), (1.0, [(1, 220, "sad", False), (0, 140, "happy", True)]),
-                         (2.0, [(1, 220, "sad", False)])):  # fmt: skip
+    for start, faces in (
+        (0.0, [(0, 40, "happy", True)]),
+        (1.0, [(1, 220, "sad", False), (0, 140, "happy", True)]),
+        (2.0, [(1, 220, "sad", False)]),
+    ):
         for face_id, x, label, speaks in faces:
-            rows.append({"video": "grey.mp4", "t_start": start, "t_end": start + 1.0, "voice_active": True,
-                         "voice_emotion": "angry", "voice_confidence": 0.9, "face_id": face_id, "face_x": x,
-                         "face_y": 60, "face_w": 60, "face_h": 60, "face_emotion": label, "face_confidence": 0.7,
-                         "face_speaking": speaks, "fused_emotion": "angry" if speaks else label,
-                         "fused_confidence": 0.6})  # fmt: skip
+            rows.append(
+                {
+                    "video": "grey.mp4",
+                    "t_start": start,
+                    "t_end": start + 1.0,
+                    "voice_active": True,
+                    "voice_emotion": "angry",
+                    "voice_confidence": 0.9,
+                    "face_id": face_id,
+                    "face_x": x,
+                    "face_y": 60,
+                    "face_w": 60,
+                    "face_h": 60,
+                    "face_emotion": label,
+                    "face_confidence": 0.7,
+                    "face_speaking": speaks,
+                    "fused_emotion": "angry" if speaks else label,
+                    "fused_confidence": 0.6,
+                }
+            )
     intervals = Timeline(rows).by_interval()
     assert _slots(intervals) == {0.0: {0: 0}, 1.0: {0: 0, 1: 1}, 2.0: {1: 1}}  # face 0 keeps slot 0
     texts = AnnotatedVideoWriter._commands(intervals[1.0], _slots(intervals)[1.0], 2, _TagStyle(320, 240))
@@ -555,9 +658,33 @@ def test_ids_stay_with_a_head_that_crosses_the_frame(models, tmp_path):
     """A real talking face panned across the frame at a face's width every half second keeps one id."""
     out = tmp_path / "moving.mp4"
     graph = "[1:v]crop=300:300:90:30[f];[0:v][f]overlay=x='40+280*t':y=30:shortest=1[v]"
-    subprocess.run([ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=960x360:r=30000/1001:d=2.2", "-i",
-                    str(EXAMPLES / "crema-d" / "1001_DFA_HAP_XX.mp4"), "-filter_complex", graph, "-map", "[v]",
-                    "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", str(out)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            ffmpeg(),
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=gray:s=960x360:r=30000/1001:d=2.2",
+            "-i",
+            str(EXAMPLES / "crema-d" / "1001_DFA_HAP_XX.mp4"),
+            "-filter_complex",
+            graph,
+            "-map",
+            "[v]",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-c:a",
+            "aac",
+            str(out),
+        ],
+        check=True,
+    )
     df = emocli.analyze(out, interval=0.5, **models)
     assert df["face_id"].notna().all() and len(df) >= 4
     assert df["face_id"].nunique() == 1

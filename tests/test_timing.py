@@ -51,8 +51,23 @@ def corpus(tmp_path_factory, face_image):
 def batch(corpus, models, tmp_path_factory):
     root, _ = corpus
     out = tmp_path_factory.mktemp("timing-out")
-    cmd = [sys.executable, "-m", "emocli", "process", str(root), "-o", str(out), "--quiet", "--no-plot",
-           "--workers", "2", "--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "emocli",
+        "process",
+        str(root),
+        "-o",
+        str(out),
+        "--quiet",
+        "--no-plot",
+        "--workers",
+        "2",
+        "--face-model",
+        str(models["face_model"]),
+        "--voice-model",
+        str(models["voice_model"]),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index("video")
     return out, done, summary
@@ -131,9 +146,22 @@ def test_non_finite_samples_are_silence(batch):
 
 def test_annotating_broken_float_audio_and_a_late_video(corpus, models, tmp_path):
     root, _ = corpus
-    args = ["process", str(root / "broken_float.mov"), str(root / "late_video.mp4"), "-o", str(tmp_path), "--annotate",
-            "--no-plot", "--quiet", "--workers", "1", "--face-model", str(models["face_model"]),
-            "--voice-model", str(models["voice_model"])]  # fmt: skip
+    args = [
+        "process",
+        str(root / "broken_float.mov"),
+        str(root / "late_video.mp4"),
+        "-o",
+        str(tmp_path),
+        "--annotate",
+        "--no-plot",
+        "--quiet",
+        "--workers",
+        "1",
+        "--face-model",
+        str(models["face_model"]),
+        "--voice-model",
+        str(models["voice_model"]),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     for name, seconds in (("broken_float.mp4", 3.0), ("late_video.mp4", 5.0)):

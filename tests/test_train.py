@@ -32,8 +32,16 @@ from typer.testing import CliRunner  # noqa: E402
 
 from emocli.labels import LABELS  # noqa: E402
 
-RAVDESS_EMOTIONS = {"01": "neutral", "02": "neutral", "03": "happy", "04": "sad", "05": "angry", "06": "fear",
-                    "07": "disgust", "08": "surprise"}  # fmt: skip
+RAVDESS_EMOTIONS = {
+    "01": "neutral",
+    "02": "neutral",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fear",
+    "07": "disgust",
+    "08": "surprise",
+}
 
 
 def _tone(label: str, seconds: float, rate: int, seed: int) -> np.ndarray:
@@ -181,8 +189,25 @@ def face_run(data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def voice_run(data, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "voice"
-    cli("train", "voice", "--data", data / "ravdess", data / "tess", data / "crema", "--out", run,
-        "--holdout-speakers", "17", "--epochs", 1, "--width", 8, "--batch-size", 8, "-q")  # fmt: skip
+    cli(
+        "train",
+        "voice",
+        "--data",
+        data / "ravdess",
+        data / "tess",
+        data / "crema",
+        "--out",
+        run,
+        "--holdout-speakers",
+        "17",
+        "--epochs",
+        1,
+        "--width",
+        8,
+        "--batch-size",
+        8,
+        "-q",
+    )
     return run
 
 
@@ -214,7 +239,9 @@ def test_train_voice_holds_out_speakers_and_stores_the_scaler(voice_run):
     preprocess = json.loads((voice_run / "preprocess.json").read_text())
     spec = FeatureSpec.from_dict(preprocess)
     assert len(spec.mean) == len(spec.std) == spec.n_features and min(spec.std) > 0
-    assert 0.25 <= preprocess["temperature"] <= 8.0 and metrics["calibration"]["temperature"] == preprocess["temperature"]
+    assert (
+        0.25 <= preprocess["temperature"] <= 8.0 and metrics["calibration"]["temperature"] == preprocess["temperature"]
+    )
     assert json.loads((voice_run / "config.json").read_text())["task"] == "voice"
 
 
@@ -224,8 +251,25 @@ def test_train_voice_resumes_where_it_stopped(voice_run, data, tmp_path):
     run = tmp_path / "voice"
     shutil.copytree(voice_run, run)  # a one-epoch run, as if stopped there
     first = (run / "history.csv").read_text().splitlines()
-    cli("train", "voice", "--data", data / "ravdess", data / "tess", data / "crema", "--out", run,
-        "--holdout-speakers", "ravdess:17", "--epochs", 2, "--width", 8, "--batch-size", 8, "-q")  # fmt: skip
+    cli(
+        "train",
+        "voice",
+        "--data",
+        data / "ravdess",
+        data / "tess",
+        data / "crema",
+        "--out",
+        run,
+        "--holdout-speakers",
+        "ravdess:17",
+        "--epochs",
+        2,
+        "--width",
+        8,
+        "--batch-size",
+        8,
+        "-q",
+    )
     rows = (run / "history.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[:2] == first  # header, epoch 1 unchanged, epoch 2 added
     assert json.loads((run / "state.json").read_text())["epoch"] == 2
@@ -234,11 +278,35 @@ def test_train_voice_resumes_where_it_stopped(voice_run, data, tmp_path):
 def test_train_voice_rejects_absent_holdout_speakers(data, tmp_path):
     result = cli("train", "voice", "--data", data / "tess", "--out", tmp_path / "r", "--epochs", 1, "-q", ok=False)
     assert result.exit_code == 1 and "holdout" in result.output  # TESS: two speakers, too few to split
-    named = cli("train", "voice", "--data", data / "tess", "--out", tmp_path / "r", "--holdout-speakers", "ravdess:05",
-                "--epochs", 1, "-q", ok=False)  # fmt: skip
+    named = cli(
+        "train",
+        "voice",
+        "--data",
+        data / "tess",
+        "--out",
+        tmp_path / "r",
+        "--holdout-speakers",
+        "ravdess:05",
+        "--epochs",
+        1,
+        "-q",
+        ok=False,
+    )
     assert named.exit_code == 1 and "ravdess:05" in named.output
-    corpus = cli("train", "voice", "--data", data / "tess", "--out", tmp_path / "r", "--holdout-corpus", "nope",
-                 "--epochs", 1, "-q", ok=False)  # fmt: skip
+    corpus = cli(
+        "train",
+        "voice",
+        "--data",
+        data / "tess",
+        "--out",
+        tmp_path / "r",
+        "--holdout-corpus",
+        "nope",
+        "--epochs",
+        1,
+        "-q",
+        ok=False,
+    )
     assert corpus.exit_code == 1 and "nope" in corpus.output and "tess" in corpus.output
 
 
@@ -255,8 +323,24 @@ def test_train_voice_holds_out_whole_corpora_from_labels_csv(data, tmp_path):
                 rows.append(f"{name},{label},s{spk},female,xx,{corpus.upper()}")
         (root / "labels.csv").write_text("path,emotion,speaker,gender,language,corpus\n" + "\n".join(rows) + "\n")
     run = tmp_path / "run"
-    cli("train", "voice", "--data", tmp_path / "alpha", tmp_path / "beta", "--out", run, "--holdout-corpus", "beta",
-        "--epochs", 1, "--width", 8, "--batch-size", 4, "-q")  # fmt: skip
+    cli(
+        "train",
+        "voice",
+        "--data",
+        tmp_path / "alpha",
+        tmp_path / "beta",
+        "--out",
+        run,
+        "--holdout-corpus",
+        "beta",
+        "--epochs",
+        1,
+        "--width",
+        8,
+        "--batch-size",
+        4,
+        "-q",
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     groups = metrics["validation"]["per_group"]
     # beta whole (calm counts as neutral); one of alpha's five speakers; "other" is dropped.
@@ -335,13 +419,44 @@ def test_warm_restart_and_ensemble_export_average_the_runs(face_run, voice_run, 
     from emocli.models import FaceModel, read_info
 
     warm = tmp_path / "warm"
-    cli("train", "face", "--data", data / "fer", "--out", warm, "--epochs", 1, "--width", 4, "--batch-size", 16,
-        "--init", face_run / "model.keras", "--seed", 1, "-q")  # fmt: skip
+    cli(
+        "train",
+        "face",
+        "--data",
+        data / "fer",
+        "--out",
+        warm,
+        "--epochs",
+        1,
+        "--width",
+        4,
+        "--batch-size",
+        16,
+        "--init",
+        face_run / "model.keras",
+        "--seed",
+        1,
+        "-q",
+    )
     assert json.loads((warm / "config.json").read_text())["init"] == str(face_run / "model.keras")
     # another --seed, the same validation faces as the run it continues
     assert json.loads((warm / "metrics.json").read_text())["validation"]["split"].endswith("seed 0")
-    wrong = cli("train", "face", "--data", data / "fer", "--out", tmp_path / "wrong", "--epochs", 1, "--width", 8,
-                "--init", face_run / "model.keras", "-q", ok=False)  # fmt: skip
+    wrong = cli(
+        "train",
+        "face",
+        "--data",
+        data / "fer",
+        "--out",
+        tmp_path / "wrong",
+        "--epochs",
+        1,
+        "--width",
+        8,
+        "--init",
+        face_run / "model.keras",
+        "-q",
+        ok=False,
+    )
     assert wrong.exit_code == 1 and "not a width-8 face model" in wrong.output
 
     for name, sources in (("a", [face_run]), ("b", [warm]), ("ab", [face_run, warm])):

@@ -87,8 +87,11 @@ def test_temperature_softens_overconfident_probabilities():
 def test_speaker_holdout_is_a_fraction_of_larger_corpora_and_stable():
     from emocli.datasets import AudioItem
 
-    items = [AudioItem(f"{c}{s}.wav", "happy", f"{c}:{s}", c, "happy") for c, n in (("big", 10), ("tiny", 2))
-             for s in range(n)]  # fmt: skip
+    items = [
+        AudioItem(f"{c}{s}.wav", "happy", f"{c}:{s}", c, "happy")
+        for c, n in (("big", 10), ("tiny", 2))
+        for s in range(n)
+    ]
     held = held_out_speakers(items, set(), 0.2)
     assert len(held) == 2 and all(s.startswith("big:") for s in held)
     assert held == held_out_speakers(list(reversed(items)), set(), 0.2)

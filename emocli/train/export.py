@@ -80,8 +80,10 @@ def _parity_inputs(task: str, shape: tuple, preprocess: dict, rng: np.random.Gen
     frames = FeatureSpec.from_dict(preprocess).window_frames
     n_features = shape[-1]
     # Two lengths: the trained window and a longer stretch, since the time axis is open.
-    return [rng.standard_normal((8, frames, n_features)).astype(np.float32),
-            rng.standard_normal((2, 3 * frames + 7, n_features)).astype(np.float32)]  # fmt: skip
+    return [
+        rng.standard_normal((8, frames, n_features)).astype(np.float32),
+        rng.standard_normal((2, 3 * frames + 7, n_features)).astype(np.float32),
+    ]
 
 
 def _float32(model):
@@ -223,8 +225,14 @@ def export_model(
             )
         if int8:
             _quantize_in_place(tmp, model, info, calibration, log)
-    summary = {"path": str(out), "task": task, "size_bytes": out.stat().st_size, "max_abs_diff": diff, "input": input_name,
-               "metadata": info.to_metadata()}  # fmt: skip
+    summary = {
+        "path": str(out),
+        "task": task,
+        "size_bytes": out.stat().st_size,
+        "max_abs_diff": diff,
+        "input": input_name,
+        "metadata": info.to_metadata(),
+    }
     log(f"wrote {out} ({task}, {summary['size_bytes'] / 1e6:.2f} MB)")
     return summary
 
@@ -259,8 +267,10 @@ def _quantize_in_place(path: Path, model, info, calibration, log) -> None:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {session.get_inputs()[0].name: check})[0]
     same, diff = agreement(np.asarray(model(check, training=False)), got)
-    log(f"int8: top-1 agreement with keras {same:.1%} on {len(check)} training faces not used to calibrate; "
-        f"max |p difference| {diff:.3f}")  # fmt: skip
+    log(
+        f"int8: top-1 agreement with keras {same:.1%} on {len(check)} training faces not used to calibrate; "
+        f"max |p difference| {diff:.3f}"
+    )
     if same < INT8_AGREEMENT:
         raise ExportError(
             f"int8 model agrees with Keras on only {same:.1%} of faces (< {INT8_AGREEMENT:.0%}); not written"

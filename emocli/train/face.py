@@ -151,10 +151,17 @@ def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
     callbacks = [Checkpoint(run, core)] + ([] if quiet else [RichProgress(config.epochs, steps)])
     if start < config.epochs:
         model.fit(
-            x_tr, keras.utils.to_categorical(y_tr, k), validation_data=(x_va, keras.utils.to_categorical(y_va, k)),
-            batch_size=config.batch_size, epochs=config.epochs, initial_epoch=start, shuffle=True,
-            class_weight=class_weights(y_tr, k, config.class_weight_power), callbacks=callbacks, verbose=0,
-        )  # fmt: skip
+            x_tr,
+            keras.utils.to_categorical(y_tr, k),
+            validation_data=(x_va, keras.utils.to_categorical(y_va, k)),
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            initial_epoch=start,
+            shuffle=True,
+            class_weight=class_weights(y_tr, k, config.class_weight_power),
+            callbacks=callbacks,
+            verbose=0,
+        )
     best = keras.models.load_model(run / "model.keras")
     metrics = {"task": "face", "dataset": Path(config.data).name, "epochs": run.state["epoch"]}
     report = classification_report(y_va, best.predict(x_va, batch_size=256, verbose=0).argmax(1))

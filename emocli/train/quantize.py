@@ -49,9 +49,14 @@ def quantize(source: Path, out: Path, calibration: np.ndarray, batch: int = 32) 
         # ONNX shape inference is enough for a fixed-size image net; the symbolic pass needs sympy.
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(
-            str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        )  # fmt: skip
+            str(prepared),
+            str(out),
+            Batches(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
 
 
 def agreement(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
