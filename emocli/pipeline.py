@@ -1,9 +1,11 @@
 """One video in, one timeline out: ``emocli.analyze(path) -> pandas.DataFrame``.
 
-Every ``interval`` seconds: the frame at the interval's middle goes through the face
-detector, the tracker and the face model; the ``window`` seconds of audio centred on
-the same instant go through the voice-activity gate and the voice model; the two
-distributions are fused. Frames and audio are each decoded once, as streams.
+Every ``interval`` seconds: the faces found in the frame nearest the interval's middle are
+tracked (ids), followed through the interval's other sampled frames and classified in a
+few of them (pooled); the ``window`` seconds of audio centred on the same instant go
+through the voice-activity detector and, if voiced, the voice model; the face whose mouth
+moves with the speech is the speaker, and the voice is fused into that face alone.
+Frames and audio are each decoded once, as streams.
 """
 
 from __future__ import annotations
