@@ -428,7 +428,9 @@ def fusion_check(data: Path, corpora: tuple = (), per_corpus: int = 300) -> None
     # No set may lose more than three points (the sampling noise of a hundred-odd clips); of
     # those rules, the one with the largest mean gain.
     safe = [r for r in scored if r[0] >= -0.03] or [max(scored)]
-    worst, mean, name, a, b = max(safe, key=lambda r: (r[1], r[0]))
+    # Rules that differ only by a common power make the same decisions: of those, the one
+    # that leaves the face's probabilities on their own scale (face exponent 1).
+    worst, mean, name, a, b = max(safe, key=lambda r: (r[1], r[0], r[3] == 1.0))
     w = default_face_weight(read_info(default_model_path("face")), read_info(default_model_path("voice")))
     print("\nfusion: FER2013 validation faces paired by label with voices the voice model never heard")
     print(

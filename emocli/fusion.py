@@ -20,8 +20,8 @@ MODES = ("weighted", "face", "voice")
 # where it is weak), so that fusing helps where the voice is good and costs little where it is
 # not. Re-run it after a new face or voice model and copy its printed rule and exponents here.
 RULE = "product"
-FACE_EXPONENT = 0.5
-VOICE_EXPONENT = 0.3
+FACE_EXPONENT = 1.0
+VOICE_EXPONENT = 0.6
 
 
 def default_face_weight(face: ModelInfo | None, voice: ModelInfo | None) -> float:
