@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import CACHE, CLIPS, ffmpeg  # noqa: E402
 
+from emocli.features import fit_window  # noqa: E402
 from emocli.labels import LABELS  # noqa: E402
 
 AV = CACHE / "av"
@@ -285,12 +286,7 @@ def voice_probs(data: Path, actors: range) -> tuple[np.ndarray, np.ndarray, np.n
     sr, n = model.sample_rate, int(2.0 * model.sample_rate)
     probs, labels, who = [], [], []
     for f in ravdess_files(data, actors):
-        audio = read_audio(f, sr)
-        mid = len(audio) // 2
-        window = np.zeros(n, np.float32)
-        seg = audio[max(0, mid - n // 2) : mid + n // 2]
-        window[: len(seg)] = seg
-        probs.append(model.predict([window])[0])
+        probs.append(model.predict([fit_window(read_audio(f, sr), n)])[0])  # the clip's middle 2 s
         labels.append(LABELS.index(RAVDESS[f.stem.split("-")[2]]))
         who.append(int(f.stem.split("-")[6]))
     return np.array(probs), np.array(labels), np.array(who)
@@ -343,12 +339,7 @@ def corpus_probs(root: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     random.Random(0).shuffle(rows)
     probs, labels, speakers = [], [], []
     for path, label, speaker in rows[:n]:
-        audio = read_audio(path, sr)
-        mid = len(audio) // 2
-        window = np.zeros(size, np.float32)
-        seg = audio[max(0, mid - size // 2) : mid + size // 2]
-        window[: len(seg)] = seg
-        probs.append(model.predict([window])[0])
+        probs.append(model.predict([fit_window(read_audio(path, sr), size)])[0])  # the clip's middle 2 s
         labels.append(LABELS.index(label))
         speakers.append(speaker)
     return np.array(probs), np.array(labels), np.array(speakers)

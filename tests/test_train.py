@@ -189,7 +189,13 @@ def face_run(data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def voice_run(data, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "voice"
-    cli(
+    train_voice_tiny(data, run, "17", epochs=1)
+    return run
+
+
+def train_voice_tiny(data: Path, run: Path, holdout: str, epochs: int):
+    """`emocli train voice` on the tiny RAVDESS/TESS/CREMA-D tree: a width-8 net, batches of 8."""
+    return cli(
         "train",
         "voice",
         "--data",
@@ -199,16 +205,15 @@ def voice_run(data, tmp_path_factory) -> Path:
         "--out",
         run,
         "--holdout-speakers",
-        "17",
+        holdout,
         "--epochs",
-        1,
+        epochs,
         "--width",
         8,
         "--batch-size",
         8,
         "-q",
     )
-    return run
 
 
 def test_train_face_writes_a_complete_run(face_run):
@@ -251,25 +256,7 @@ def test_train_voice_resumes_where_it_stopped(voice_run, data, tmp_path):
     run = tmp_path / "voice"
     shutil.copytree(voice_run, run)  # a one-epoch run, as if stopped there
     first = (run / "history.csv").read_text().splitlines()
-    cli(
-        "train",
-        "voice",
-        "--data",
-        data / "ravdess",
-        data / "tess",
-        data / "crema",
-        "--out",
-        run,
-        "--holdout-speakers",
-        "ravdess:17",
-        "--epochs",
-        2,
-        "--width",
-        8,
-        "--batch-size",
-        8,
-        "-q",
-    )
+    train_voice_tiny(data, run, "ravdess:17", epochs=2)
     rows = (run / "history.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[:2] == first  # header, epoch 1 unchanged, epoch 2 added
     assert json.loads((run / "state.json").read_text())["epoch"] == 2
