@@ -206,56 +206,29 @@ def _silent_video(path: Path, face_image: np.ndarray | None, seconds: float, fps
     return make_video(path, frames, fps)
 
 
-def late_audio(path: Path, face_image: np.ndarray, delay: float = 3.0, speech_s: float = 2.0) -> Path:
-    """A face from 0 s; speech that starts ``delay`` seconds in (the audio stream starts late)."""
-    video = _silent_video(path.with_suffix(".v.mp4"), face_image, delay)
-    wav = _wav(path, speech(speech_s))
-    ffmpeg_run(
-        "-i",
-        str(video),
-        "-itsoffset",
-        str(delay),
-        "-i",
-        str(wav),
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "copy",
-        "-c:a",
-        "aac",
-        str(path),
-    )
+def _mux_late(path: Path, video: Path, wav: Path, delay: float, late: str) -> Path:
+    """Mux ``video`` and ``wav`` into ``path`` with the ``late`` stream ("audio" or "video")
+    starting ``delay`` seconds in (``-itsoffset`` on its input)."""
+    offset = ["-itsoffset", str(delay)]
+    inputs = ["-i", str(video), *(offset if late == "audio" else []), "-i", str(wav)]
+    if late == "video":
+        inputs = [*offset, *inputs]
+    ffmpeg_run(*inputs, "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", str(path))
     video.unlink()
     wav.unlink()
     return path
+
+
+def late_audio(path: Path, face_image: np.ndarray, delay: float = 3.0, speech_s: float = 2.0) -> Path:
+    """A face from 0 s; speech that starts ``delay`` seconds in (the audio stream starts late)."""
+    video = _silent_video(path.with_suffix(".v.mp4"), face_image, delay)
+    return _mux_late(path, video, _wav(path, speech(speech_s)), delay, "audio")
 
 
 def late_video(path: Path, face_image: np.ndarray, delay: float = 2.0, seconds: float = 5.0) -> Path:
     """Speech from 0 s; the video (a face) starts ``delay`` seconds in: an MP4 edit list places it."""
     video = _silent_video(path.with_suffix(".v.mp4"), face_image, seconds - delay)
-    wav = _wav(path, speech(seconds))
-    ffmpeg_run(
-        "-itsoffset",
-        str(delay),
-        "-i",
-        str(video),
-        "-i",
-        str(wav),
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "copy",
-        "-c:a",
-        "aac",
-        str(path),
-    )
-    video.unlink()
-    wav.unlink()
-    return path
+    return _mux_late(path, video, _wav(path, speech(seconds)), delay, "video")
 
 
 def ts_offset(path: Path, face_image: np.ndarray, seconds: float = 3.0, offset: float = 10.0) -> Path:
