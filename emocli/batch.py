@@ -353,7 +353,10 @@ def _alive(pid: int) -> bool:
 
 def skipped_row(job: Job) -> dict:
     record = read_json(record_path(job.stem)) or {}
-    return summary_row(job.name, "skipped", Timeline.read_csv(CsvWriter().path(job.stem)), error=record.get("note", ""))
+    timeline = Timeline.read_csv(CsvWriter().path(job.stem))
+    if "speech_s" in record:
+        timeline.facts["speech_s"] = record["speech_s"]
+    return summary_row(job.name, "skipped", timeline, error=record.get("note", ""))
 
 
 def check_models(options: AnalyzeOptions) -> None:

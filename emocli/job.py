@@ -27,6 +27,7 @@ from .outputs import (
 )
 from .pipeline import AnalyzeOptions, Analyzer
 from .resources import Plan
+from .timeline import Timeline
 
 
 @dataclass
@@ -122,14 +123,16 @@ def _mark_pending(stem: Path) -> None:
         tmp.write_text('{"pending": true}\n', encoding="utf-8")
 
 
-def _write_record(job: Job, batch: BatchOptions, outputs: list[Path], has_video: bool, note: str) -> None:
+def _write_record(job: Job, batch: BatchOptions, outputs: list[Path], timeline: Timeline, note: str) -> None:
     record = {
         "key": batch.key,
         "source": str(job.source),
         "source_id": source_id(job.source),
         "outputs": [p.name for p in outputs],
-        "has_video": has_video,
+        "has_video": bool(timeline.facts.get("has_video", True)),
         "note": note,
+        # The detector's seconds of speech are not in the CSV: a skipped row reports them from here.
+        "speech_s": timeline.speech_s,
     }
     with atomic_path(record_path(job.stem)) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
@@ -173,7 +176,7 @@ def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
         _mark_pending(job.stem)
         written = [w.write(timeline, job.stem) for w in writers(job, batch, has_video=has_video)]
         if batch.key is not None:
-            _write_record(job, batch, written, has_video, note)
+            _write_record(job, batch, written, timeline, note)
     except Exception as e:  # one bad file must not stop the batch
         message = error_line(e)
         if batch.debug:

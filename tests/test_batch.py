@@ -255,6 +255,8 @@ def test_rerun_skips_done_videos_unless_overwrite(batch_dir, models, one_worker,
         for n, st in [("sub/v2.mp4", "skipped"), ("sub/v3.mp4", "skipped"), ("v0.mp4", "skipped"), ("v1.mp4", "ok")]
     }
     assert s.loc[str(batch_dir / "v0.mp4"), "intervals"] == 3  # a skipped row still describes its video
+    first = summary(one_worker).set_index("video")
+    assert s["speech_s"].to_dict() == first["speech_s"].to_dict()  # the detector's, as the first run said
     assert (tmp_path / "v0.csv").stat().st_mtime_ns == before
     assert csvs(tmp_path) == csvs(one_worker)
 
