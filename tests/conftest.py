@@ -125,6 +125,11 @@ def voice_onnx(tmp_path_factory) -> Path:
     )
 
 
+def model_args(models: dict) -> list[str]:
+    """The ``models`` fixture as `emocli process` options."""
+    return ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]
+
+
 @pytest.fixture(scope="session")
 def models(face_onnx, voice_onnx) -> dict:
     return {"face_model": face_onnx, "voice_model": voice_onnx}
@@ -146,6 +151,14 @@ def write_wav(path: Path, signal: np.ndarray, sr: int = 16_000) -> Path:
 def tone(seconds: float, freq: float = 220.0, level: float = 0.3, sr: int = 16_000) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def composite(out: Path, inputs: list[str], graph: str, audio: str) -> Path:
+    """Encode ``graph`` (an ffmpeg filter graph whose video output is ``[v]``) over ``inputs``
+    (ffmpeg input arguments), with the sound of stream ``audio``, as H.264/AAC in ``out``."""
+    cmd = [ffmpeg(), "-v", "error", *inputs, "-filter_complex", graph, "-map", "[v]", "-map", audio]
+    subprocess.run([*cmd, "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", str(out)], check=True)
+    return out
 
 
 def make_video(

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import pandas as pd
 import pytest
+from conftest import model_args
 from media_corpus import clip
 from typer.testing import CliRunner
 
@@ -33,10 +34,6 @@ def batch_dir(tmp_path_factory, face_image) -> Path:
     for name in ("v0.mp4", "v1.mp4", "sub/v2.mp4", "sub/v3.mp4"):
         clip(d / name, face_image, SECONDS)
     return d
-
-
-def model_args(models) -> list[str]:
-    return ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]
 
 
 def run_cli(*args):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from conftest import model_args
 from media_corpus import clip
 from typer.testing import CliRunner
 
@@ -69,10 +70,7 @@ def _process(video: Path, out: Path, models: dict, *extra: str):
         str(video),
         "--output",
         str(out),
-        "--face-model",
-        str(models["face_model"]),
-        "--voice-model",
-        str(models["voice_model"]),
+        *model_args(models),
         "--no-plot",
         *extra,
     ]
@@ -128,10 +126,7 @@ def test_a_log_gets_a_line_per_video_as_it_finishes(video, models, tmp_path):
         "-o",
         str(tmp_path / "out"),
         "--no-plot",
-        "--face-model",
-        str(models["face_model"]),
-        "--voice-model",
-        str(models["voice_model"]),
+        *model_args(models),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=video.parent)
     assert done.returncode == 0, done.stderr

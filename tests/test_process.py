@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EXAMPLES, make_video, scene, tone
+from conftest import EXAMPLES, composite, make_video, scene, tone
 from typer.testing import CliRunner
 
 import emocli
@@ -414,7 +414,6 @@ def test_a_final_short_interval_gets_the_last_frame(tmp_path, face_image):
 
 def test_annotated_video_keeps_the_sound(tmp_path):
     """Audio an MP4 holds (AAC, MP3) is copied packet for packet; other audio (PCM) becomes AAC."""
-    from emocli.media import ffmpeg
     from emocli.outputs import AnnotatedVideoWriter
 
     def packets(path) -> str:
@@ -658,33 +657,8 @@ def test_ids_stay_with_a_head_that_crosses_the_frame(models, tmp_path):
     """A real talking face panned across the frame at a face's width every half second keeps one id."""
     out = tmp_path / "moving.mp4"
     graph = "[1:v]crop=300:300:90:30[f];[0:v][f]overlay=x='40+280*t':y=30:shortest=1[v]"
-    subprocess.run(
-        [
-            ffmpeg(),
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=gray:s=960x360:r=30000/1001:d=2.2",
-            "-i",
-            str(EXAMPLES / "crema-d" / "1001_DFA_HAP_XX.mp4"),
-            "-filter_complex",
-            graph,
-            "-map",
-            "[v]",
-            "-map",
-            "1:a",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-c:a",
-            "aac",
-            str(out),
-        ],
-        check=True,
-    )
+    inputs = ["-f", "lavfi", "-i", "color=c=gray:s=960x360:r=30000/1001:d=2.2"]
+    composite(out, [*inputs, "-i", str(EXAMPLES / "crema-d" / "1001_DFA_HAP_XX.mp4")], graph, "1:a")
     df = emocli.analyze(out, interval=0.5, **models)
     assert df["face_id"].notna().all() and len(df) >= 4
     assert df["face_id"].nunique() == 1

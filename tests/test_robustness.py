@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import model_args
 from media_corpus import FACE_AT, FACE_SCALE, build_corpus
 from typer.testing import CliRunner
 
@@ -54,10 +55,6 @@ def batch(corpus, models, tmp_path_factory):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index("video")
     return out, done, summary
-
-
-def model_args(models: dict) -> list[str]:
-    return ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]
 
 
 def timeline(batch, corpus, name: str) -> pd.DataFrame:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import numpy as np
 import pytest
-from conftest import CLIPS, make_video, scene
+from conftest import CLIPS, composite, make_video, scene
 
 import emocli
 from emocli.fusion import fuse
 from emocli.labels import LABELS
-from emocli.media import ffmpeg
 from emocli.speaker import SpeakerDetector
 
 P = {m: [f"{m}_p_{label}" for label in LABELS] for m in ("face", "voice", "fused")}
@@ -121,31 +118,7 @@ def test_crema_d_side_by_side(models, tmp_path):
     """A real talking clip with its sound, beside a real face that stays still: the talking one speaks."""
     out = tmp_path / "pair.mp4"
     graph = "[1:v]trim=end_frame=1,loop=300:1,setpts=N/(30000/1001)/TB[still];[still][0:v]hstack=shortest=1[v]"
-    subprocess.run(
-        [
-            ffmpeg(),
-            "-v",
-            "error",
-            "-i",
-            str(CLIPS / "1001_DFA_HAP_XX.mp4"),
-            "-i",
-            str(CLIPS / "1001_DFA_NEU_XX.mp4"),
-            "-filter_complex",
-            graph,
-            "-map",
-            "[v]",
-            "-map",
-            "0:a",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-c:a",
-            "aac",
-            str(out),
-        ],
-        check=True,
-    )
+    composite(out, ["-i", str(CLIPS / "1001_DFA_HAP_XX.mp4"), "-i", str(CLIPS / "1001_DFA_NEU_XX.mp4")], graph, "0:a")
     df = emocli.analyze(out, interval=0.5, **models)
     voiced = voiced_faces(df)
     assert voiced["t_start"].nunique() >= 2

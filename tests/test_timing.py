@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import model_args
 from media_corpus import (
     broken_float_audio,
     late_audio,
@@ -63,10 +64,7 @@ def batch(corpus, models, tmp_path_factory):
         "--no-plot",
         "--workers",
         "2",
-        "--face-model",
-        str(models["face_model"]),
-        "--voice-model",
-        str(models["voice_model"]),
+        *model_args(models),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False).set_index("video")
@@ -157,10 +155,7 @@ def test_annotating_broken_float_audio_and_a_late_video(corpus, models, tmp_path
         "--quiet",
         "--workers",
         "1",
-        "--face-model",
-        str(models["face_model"]),
-        "--voice-model",
-        str(models["voice_model"]),
+        *model_args(models),
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
