@@ -263,37 +263,12 @@ def test_train_voice_resumes_where_it_stopped(voice_run, data, tmp_path):
 
 
 def test_train_voice_rejects_absent_holdout_speakers(data, tmp_path):
-    result = cli("train", "voice", "--data", data / "tess", "--out", tmp_path / "r", "--epochs", 1, "-q", ok=False)
+    tess = ["train", "voice", "--data", data / "tess", "--out", tmp_path / "r", "--epochs", 1, "-q"]
+    result = cli(*tess, ok=False)
     assert result.exit_code == 1 and "holdout" in result.output  # TESS: two speakers, too few to split
-    named = cli(
-        "train",
-        "voice",
-        "--data",
-        data / "tess",
-        "--out",
-        tmp_path / "r",
-        "--holdout-speakers",
-        "ravdess:05",
-        "--epochs",
-        1,
-        "-q",
-        ok=False,
-    )
+    named = cli(*tess, "--holdout-speakers", "ravdess:05", ok=False)
     assert named.exit_code == 1 and "ravdess:05" in named.output
-    corpus = cli(
-        "train",
-        "voice",
-        "--data",
-        data / "tess",
-        "--out",
-        tmp_path / "r",
-        "--holdout-corpus",
-        "nope",
-        "--epochs",
-        1,
-        "-q",
-        ok=False,
-    )
+    corpus = cli(*tess, "--holdout-corpus", "nope", ok=False)
     assert corpus.exit_code == 1 and "nope" in corpus.output and "tess" in corpus.output
 
 
