@@ -25,7 +25,7 @@ from .models import FaceModel, ModelError, VoiceModel, default_model_path
 from .resources import Plan
 from .speaker import SpeakerDetector, loudness, mouth_patch
 from .timeline import Timeline
-from .vad import DEFAULT_THRESHOLD, SpeechDetector
+from .vad import DEFAULT_THRESHOLD, SpeechDetector, SpeechTrack
 from .vad import SAMPLE_RATE as VAD_RATE
 
 
@@ -62,6 +62,17 @@ class AnalyzeOptions:
             raise ValueError("face_weight must be within [0, 1]")
         if self.frame_rate <= 0 or self.face_frames < 1:
             raise ValueError("frame_rate must be positive and face_frames at least 1")
+
+
+@dataclass
+class StreamState:
+    """What one stream carries from interval to interval: its faces' ids, the voice-activity
+    detector's memory, and the mouths and loudness that tell who speaks."""
+
+    tracker: FaceTracker
+    speech: SpeechTrack
+    speakers: SpeakerDetector
+    has_audio: bool = True
 
 
 def _model_path(given: str | Path | None, task: str) -> Path:
@@ -134,32 +145,16 @@ class Analyzer:
             if info.has_audio
             else None
         )
-        tracker = FaceTracker()
-        speech = self.speech.track()
+        stream = self.stream(info.has_audio)
         rows: list[dict] = []
         try:
             sampled = frames.frames_at(times) if frames is not None else ((t, None) for t in times)
-            speakers = SpeakerDetector()
-            for (start, end), centre, ts in zip(spans, centres, grid):
+            for span, centre, ts in zip(spans, centres, grid):
                 shots = [next(sampled) for _ in ts]  # (time, frame or None) of the interval's sampled frames
-                voice = None
-                active = False
+                heard = None
                 if audio is not None:
-                    window = audio.window(centre, o.window)
-                    begin = audio.window_start(centre, o.window)
-                    active = self.speech.is_voiced(speech.window(window, begin))
-                    if active:
-                        voice = self.voice_model.predict([window])[0]
-                    for t, level in zip(ts, loudness(window, begin / audio.sample_rate, ts, audio.sample_rate)):
-                        speakers.add_loudness(t, level)
-                faces, ids, probs, tracks = self._faces(shots, centre, tracker, speakers if audio is not None else None)
-                speaking = speakers.speaking(ids, ts[-1]) if active and faces else {}
-                base = {"video": name, "t_start": round(start, 3), "t_end": round(end, 3)}
-                if not faces:
-                    rows.append(self._row(base, None, None, None, active, voice))
-                for face, face_id, p, track in zip(faces, ids, probs, tracks):
-                    rows.append(self._row(base, face, face_id, p, active, voice, speaking.get(face_id)))
-                    rows[-1]["track"] = track  # not a column: the annotated video's boxes follow it
+                    heard = (audio.window(centre, o.window), audio.window_start(centre, o.window))
+                rows += self.step(stream, name, span, shots, heard)
         finally:
             if frames is not None:
                 frames.close()
@@ -168,7 +163,7 @@ class Analyzer:
         facts = dict(
             video=name,
             duration_s=round(duration, 3),
-            speech_s=round(speech.speech_s, 3),
+            speech_s=round(stream.speech.speech_s, 3),
             has_video=info.has_video,
             has_audio=info.has_audio,
             width=info.width,
@@ -179,6 +174,47 @@ class Analyzer:
             note=info.note,
         )
         return Timeline(rows, facts)
+
+    def stream(self, has_audio: bool = True) -> StreamState:
+        """A fresh state for one video or live stream, handed to ``step`` interval after interval."""
+        return StreamState(FaceTracker(), self.speech.track(), SpeakerDetector(), has_audio)
+
+    def step(
+        self,
+        stream: StreamState,
+        name: str,
+        span: tuple[float, float],
+        shots: list[tuple[float, np.ndarray | None]],
+        audio: tuple[np.ndarray, int] | None = None,
+    ) -> list[dict]:
+        """One interval's timeline rows: ``shots`` are its sampled frames ((time, frame or
+        None), in time order), ``audio`` the ``window`` seconds of audio centred on its
+        middle and the stream sample that window begins at (None: the stream has no sound).
+        Intervals come in time order; ``stream`` carries what one needs from the one before."""
+        start, end = span
+        centre = (start + end) / 2
+        ts = [t for t, _ in shots]
+        voice = None
+        active = False
+        if audio is not None:
+            window, begin = audio
+            rate = self.voice_model.sample_rate
+            active = self.speech.is_voiced(stream.speech.window(window, begin))
+            if active:
+                voice = self.voice_model.predict([window])[0]
+            for t, level in zip(ts, loudness(window, begin / rate, ts, rate)):
+                stream.speakers.add_loudness(t, level)
+        speakers = stream.speakers if audio is not None else None
+        faces, ids, probs, tracks = self._faces(shots, centre, stream.tracker, speakers)
+        speaking = stream.speakers.speaking(ids, ts[-1]) if active and faces else {}
+        base = {"video": name, "t_start": round(start, 3), "t_end": round(end, 3)}
+        rows = []
+        if not faces:
+            rows.append(self._row(base, None, None, None, active, voice))
+        for face, face_id, p, track in zip(faces, ids, probs, tracks):
+            rows.append(self._row(base, face, face_id, p, active, voice, speaking.get(face_id)))
+            rows[-1]["track"] = track  # not a column: the annotated video's boxes follow it
+        return rows
 
     def _faces(self, shots: list, centre: float, tracker: FaceTracker, speakers: SpeakerDetector | None):
         """One interval's faces: detected in the sampled frame nearest its centre, tracked
