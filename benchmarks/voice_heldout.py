@@ -28,8 +28,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from emocli.datasets import find_audio, load_waveforms
-    from emocli.evaluate import clip_probabilities, silence_frame
-    from emocli.features import audio_features, normalize
+    from emocli.evaluate import clip_probabilities
     from emocli.labels import LABELS
     from emocli.metrics import classification_report
     from emocli.models import VoiceModel
@@ -44,10 +43,9 @@ def main() -> None:
     for path in a.models:
         model = VoiceModel(path)
         spec = model.spec
-        pad = normalize(silence_frame(spec)[None], spec)[0]
         for name, idx in groups.items():
-            clips = [normalize(audio_features(waves[i].astype(np.float32) / 32767.0, spec), spec) for i in idx]
-            probs = clip_probabilities(clips, spec, model.run, pad)
+            clips = [waves[i].astype(np.float32) / 32767.0 for i in idx]
+            probs = clip_probabilities(clips, spec, model.run)
             y = np.asarray([LABELS.index(items[i].label) for i in idx])
             report = classification_report(y, probs.argmax(1))
             chance = 1 / len(set(y.tolist()))

@@ -327,6 +327,11 @@ def _formats(value: str) -> tuple[str, ...]:
     return tuple(f for f in TIMELINE_FORMATS if f in asked or f == "csv")
 
 
+class CameraPreset(StrEnum):
+    full = "full"
+    off = "off"
+
+
 class Precision(StrEnum):
     auto = "auto"
     float32 = "float32"
@@ -392,6 +397,33 @@ def train_face(
             dir_okay=False,
         ),
     ] = None,
+    crowd_labels: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Crowd votes per image (FER+ labels.csv: path relative to the file, one vote column per "
+            "emotion): train towards a blend of the votes and each image's own label.",
+            show_default="the dataset's labels alone",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    crowd_weight: Annotated[
+        float,
+        typer.Option(
+            metavar="SHARE",
+            help="Share of the crowd's votes in each target (0 to 1); the rest is the image's label.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.5,
+    camera: Annotated[
+        CameraPreset,
+        typer.Option(
+            help="Degrade training faces as video does (blur, small faces upscaled, JPEG blocks, dim light, "
+            "noise): full, or off."
+        ),
+    ] = CameraPreset.full,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train the face CNN on 48x48 grayscale faces (FER2013 layout)."""
@@ -411,6 +443,9 @@ def train_face(
         seed=seed,
         split_seed=split_seed,
         init=str(init) if init else None,
+        crowd_labels=str(crowd_labels) if crowd_labels else None,
+        crowd_weight=crowd_weight,
+        camera=str(camera),
     )
     try:
         metrics = run(config, out, quiet=quiet)
@@ -504,6 +539,15 @@ def train_voice(
             "rooms, telephone band, microphone tilt, gain, tempo, vocal-tract length), light (milder and rarer), off."
         ),
     ] = AugmentLevel.full,
+    centre: Annotated[
+        bool,
+        typer.Option(
+            "--centre/--no-centre",
+            help="Subtract each window's mean feature frame over its louder frames (cepstral mean "
+            "normalisation), so the microphone, level and voice timbre matter less; the model keeps the "
+            "setting and inference applies it.",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of the training draws.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -533,6 +577,7 @@ def train_voice(
             holdout_corpora=corpora,
             calm=calm.value,
             augment=AUGMENT_PRESETS[augment.value],
+            centre=centre,
             seed=seed,
         )
         metrics = run(config, out, quiet=quiet)

@@ -85,6 +85,7 @@ class SkipCounter:
 class ImageSet:
     x: np.ndarray  # (n, 48, 48) uint8 grayscale
     y: np.ndarray  # (n,) int64 index into LABELS
+    names: np.ndarray | None = None  # (n,) str: each image's path relative to the dataset's root
 
     def __len__(self) -> int:
         return len(self.y)
@@ -117,13 +118,13 @@ def training_faces(source: str | Path, size: int = 48) -> ImageSet:
 
 
 def _cached(source: Path, files: list[Path], size: int, reader) -> dict[str, ImageSet]:
-    cache = cache_dir() / f"faces-{source.name}-{_fingerprint(files, f'{source.resolve()}|{size}')}.npz"
+    cache = cache_dir() / f"faces-{source.name}-{_fingerprint(files, f'{source.resolve()}|{size}|names')}.npz"
     if cache.is_file():
         with np.load(cache) as z:
             splits = sorted({k.rsplit("_", 1)[0] for k in z.files})
-            return {s: ImageSet(z[f"{s}_x"], z[f"{s}_y"]) for s in splits}
+            return {s: ImageSet(z[f"{s}_x"], z[f"{s}_y"], z[f"{s}_names"]) for s in splits}
     splits = reader(source, size)
-    _save_npz(cache, **{f"{s}_{k}": getattr(d, k) for s, d in splits.items() for k in ("x", "y")})
+    _save_npz(cache, **{f"{s}_{k}": getattr(d, k) for s, d in splits.items() for k in ("x", "y", "names")})
     return splits
 
 
@@ -132,6 +133,7 @@ def _read_fer_csv(path: Path, size: int) -> dict[str, ImageSet]:
 
     xs: dict[str, list] = {}
     ys: dict[str, list] = {}
+    names: dict[str, list] = {}
     skipped = SkipCounter("rows")
     with open(path, newline="") as f:
         for n, row in enumerate(csv.DictReader(f), start=2):
@@ -148,8 +150,9 @@ def _read_fer_csv(path: Path, size: int) -> dict[str, ImageSet]:
             split = FER_USAGE.get((row.get("Usage") or "all").strip().lower(), "all")
             xs.setdefault(split, []).append(img)
             ys.setdefault(split, []).append(LABELS.index(label))
+            names.setdefault(split, []).append(f"{path.name}:{n}")
     skipped.report()
-    return {s: ImageSet(np.stack(xs[s]), np.asarray(ys[s], np.int64)) for s in xs}
+    return {s: ImageSet(np.stack(xs[s]), np.asarray(ys[s], np.int64), np.asarray(names[s])) for s in xs}
 
 
 def _split_of(rel: Path) -> str:
@@ -164,6 +167,7 @@ def _read_image_folders(root: Path, files: list[Path], size: int) -> dict[str, I
 
     xs: dict[str, list] = {}
     ys: dict[str, list] = {}
+    names: dict[str, list] = {}
     skipped = SkipCounter("images")
     for path in sorted(files):
         label = canonical(path.parent.name)
@@ -175,13 +179,57 @@ def _read_image_folders(root: Path, files: list[Path], size: int) -> dict[str, I
             continue
         if img.shape != (size, size):
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-        split = _split_of(path.relative_to(root))
+        rel = path.relative_to(root)
+        split = _split_of(rel)
         xs.setdefault(split, []).append(img)
         ys.setdefault(split, []).append(LABELS.index(label))
+        names.setdefault(split, []).append(rel.as_posix())
     skipped.report()
     if not xs:
         raise ValueError(f"{root}: no image in a folder named after an emotion")
-    return {s: ImageSet(np.stack(xs[s]), np.asarray(ys[s], np.int64)) for s in xs}
+    return {s: ImageSet(np.stack(xs[s]), np.asarray(ys[s], np.int64), np.asarray(names[s])) for s in xs}
+
+
+# FER+'s vote columns that name one of the seven labels; contempt, unknown and
+# not-a-face votes say nothing about them and are left out.
+CROWD_VOTES = {
+    "anger": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happiness": "happy",
+    "sadness": "sad",
+    "surprise": "surprise",
+    "neutral": "neutral",
+}
+
+
+def crowd_labels(table: str | Path, root: str | Path, names: np.ndarray) -> np.ndarray:
+    """Per image of a face dataset, the share of crowd votes for each label (FER+ layout:
+    ``path`` relative to the table's folder, one vote-count column per emotion).
+
+    ``names`` are the images' paths relative to ``root``, as ``ImageSet.names`` holds
+    them. Returns (n, len(LABELS)) float32 rows summing to 1; NaN rows for images with
+    no row in the table or no vote for any of the seven labels.
+    """
+    table, root = Path(table), Path(root).resolve()
+    votes: dict[str, np.ndarray] = {}
+    with open(table, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("path", *CROWD_VOTES) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{table}: not a crowd-vote table (no column {', '.join(missing)})")
+        for row in reader:
+            counts = np.zeros(len(LABELS), np.float32)
+            for column, label in CROWD_VOTES.items():
+                counts[LABELS.index(label)] = float(row[column] or 0)
+            key = os.path.normpath(table.parent.resolve() / row["path"])
+            votes[key] = counts
+    out = np.full((len(names), len(LABELS)), np.nan, np.float32)
+    for i, name in enumerate(names):
+        counts = votes.get(os.path.normpath(root / str(name)))
+        if counts is not None and counts.sum() > 0:
+            out[i] = counts / counts.sum()
+    return out
 
 
 # ---------------------------------------------------------------- voice
@@ -301,20 +349,6 @@ def _per_clip(items: list[AudioItem], cache: Path, compute, dtype, workers: int)
         offsets = np.cumsum([0] + [len(a) for a in arrays])
         _save_npz(cache, data=np.concatenate(arrays), offsets=offsets, paths=np.asarray([str(i.path) for i in ok]))
     return arrays, ok
-
-
-def load_audio_features(items: list[AudioItem], spec, workers: int = 4) -> tuple[list[np.ndarray], list[AudioItem]]:
-    """Features of every clip (``features.audio_features``, unnormalised, float32), cached as
-    float16 .npz; returns them and the items that decoded (the rest warn)."""
-    from .features import audio_features
-    from .media import read_audio
-
-    settings = repr(sorted((k, v) for k, v in spec.to_dict().items() if k not in ("mean", "std")))
-    cache = cache_dir() / f"voice-{_fingerprint([i.path for i in items], settings)}.npz"
-    feats, ok = _per_clip(
-        items, cache, lambda item: audio_features(read_audio(item.path, spec.sample_rate), spec), np.float16, workers
-    )
-    return [f.astype(np.float32) for f in feats], ok
 
 
 def load_waveforms(

@@ -2,7 +2,7 @@
 
 Inference side: onnxruntime only, never TensorFlow/Keras (a test checks it). Voice
 clips are scored as in training's validation: the softmax of sliding windows
-(``spec.window_frames`` frames, 50% overlap) averaged over the clip.
+(``spec.window_s`` seconds, 50% overlap) averaged over the clip.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import FeatureSpec, audio_features, normalize
+from .features import FeatureSpec, audio_features, fit_window, normalize
 from .labels import LABELS
 from .metrics import classification_report, plot_confusion
 
 # The object docs/contracts.md promises, then what was scored: `emocli export --metrics-json` puts an
 # evaluation on the model card, and a card names its dataset and split.
+EVALUATE_MAX_S = 60.0  # of a longer clip, its middle minute is scored
+
 JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split")
 
 
@@ -38,41 +40,33 @@ def one_line_warnings(say: Callable[[str], None]) -> Iterator[None]:
         yield
 
 
-def silence_frame(spec: FeatureSpec) -> np.ndarray:
-    """The raw feature frame of digital silence: what zero-padded audio turns into."""
-    return audio_features(np.zeros(spec.n_fft, np.float32), spec)[0]
-
-
-def clip_windows(features: np.ndarray, frames: int, pad: np.ndarray) -> np.ndarray:
-    """Windows of ``frames`` frames, 50% overlap, the last one flush with the clip's end.
-
-    A clip shorter than one window becomes one window, centred and padded with ``pad``
-    (as ``features.fit_window`` centres short audio).
-    """
-    n = len(features)
-    if n <= frames:
-        out = np.repeat(pad[None].astype(np.float32), frames, axis=0)
-        start = (frames - n) // 2
-        out[start : start + n] = features
-        return out[None]
-    starts = list(range(0, n - frames + 1, max(1, frames // 2)))
-    if starts[-1] != n - frames:
-        starts.append(n - frames)
-    return np.stack([features[s : s + frames] for s in starts])
+def clip_windows(signal: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """A clip's model inputs, as inference sees speech: ``spec.window_s`` windows of its
+    samples, 50% overlap, the last one flush with the clip's end, each turned into
+    normalised features on its own. A clip shorter than one window becomes one window,
+    centred and zero-padded (``features.fit_window``)."""
+    n, size = len(signal), spec.window_samples
+    if n <= size:
+        windows = [fit_window(signal, size)]
+    else:
+        starts = list(range(0, n - size + 1, max(1, size // 2)))
+        if starts[-1] != n - size:
+            starts.append(n - size)
+        windows = [signal[s : s + size] for s in starts]
+    return np.stack([normalize(audio_features(w, spec), spec) for w in windows]).astype(np.float32)
 
 
 def clip_probabilities(
     clips: list[np.ndarray],
     spec: FeatureSpec,
     predict: Callable[[np.ndarray], np.ndarray],
-    pad: np.ndarray,
     chunk: int = 128,
 ) -> np.ndarray:
-    """Per-clip probabilities: ``predict`` on every window, averaged within each clip."""
+    """Per-clip probabilities of float signals: ``predict`` on every window, averaged within each clip."""
     out = []
     for a in range(0, len(clips), chunk):
-        windows = [clip_windows(c, spec.window_frames, pad) for c in clips[a : a + chunk]]
-        probs = np.asarray(predict(np.concatenate(windows).astype(np.float32)))
+        windows = [clip_windows(c, spec) for c in clips[a : a + chunk]]
+        probs = np.asarray(predict(np.concatenate(windows)))
         bounds = np.cumsum([len(w) for w in windows])[:-1]
         out += [p.mean(0) for p in np.split(probs, bounds)]
     return np.stack(out) if out else np.zeros((0, len(LABELS)))
@@ -129,15 +123,13 @@ def _evaluate_faces(model_path: Path, source: Path, split: str | None) -> dict:
 
 
 def _evaluate_voice(model_path: Path, sources: list[Path]) -> dict:
-    from .datasets import find_audio, load_audio_features
+    from .datasets import find_audio, load_waveforms
     from .models import VoiceModel
 
     model = VoiceModel(model_path)
     spec = model.spec
-    clips, items = load_audio_features(find_audio(sources), spec)
-    clips = [normalize(c, spec) for c in clips]
-    pad = normalize(silence_frame(spec)[None], spec)[0]
-    probs = clip_probabilities(clips, spec, model.run, pad)
+    waves, items = load_waveforms(find_audio(sources), spec.sample_rate, max_s=EVALUATE_MAX_S)
+    probs = clip_probabilities([w.astype(np.float32) / 32767.0 for w in waves], spec, model.run)
     y = np.asarray([LABELS.index(it.label) for it in items], np.int64)
     report = classification_report(y, probs.argmax(1))
     datasets = np.asarray([it.dataset for it in items])

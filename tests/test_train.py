@@ -155,25 +155,24 @@ def test_face_layouts_skip_unknown_classes_and_broken_files(data):
 
 
 def test_audio_layouts_are_recognised(data):
-    from emocli.datasets import find_audio, load_audio_features
-    from emocli.features import FeatureSpec
+    from emocli.datasets import find_audio, load_waveforms
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         items = find_audio([data / "ravdess", data / "tess", data / "crema", data / "generic"])
-        feats, ok = load_audio_features(items, FeatureSpec())
+        waves, ok = load_waveforms(items, 16_000)
     messages = " ".join(str(w.message) for w in caught)
     assert "broken.wav" in messages  # unreadable: warned, not fatal
     by_dataset = {d: sum(it.dataset == d for it in ok) for d in ("ravdess", "tess", "crema-d", "folder")}
     assert by_dataset == {"ravdess": 24, "tess": 3, "crema-d": 3, "folder": 1}  # contempt and broken.wav skipped
     assert {it.speaker for it in ok if it.dataset == "ravdess"} == {"ravdess:01", "ravdess:02", "ravdess:17"}
     assert {it.label for it in ok if it.dataset == "tess"} == {"angry", "surprise", "sad"}
-    assert all(f.shape[1] == FeatureSpec().n_features for f in feats)
-    # From the cache, in another order: each clip keeps its own features.
-    cached, _ = load_audio_features(items, FeatureSpec())
-    again, ok_again = load_audio_features(list(reversed(items)), FeatureSpec())
+    assert all(w.dtype == np.int16 and w.ndim == 1 and len(w) > 0 for w in waves)
+    # From the cache, in another order: each clip keeps its own samples.
+    cached, _ = load_waveforms(items, 16_000)
+    again, ok_again = load_waveforms(list(reversed(items)), 16_000)
     assert ok_again == list(reversed(ok)) and all(np.array_equal(a, b) for a, b in zip(again, reversed(cached)))
-    assert all(np.allclose(a, b, atol=0.1) for a, b in zip(cached, feats))  # stored as float16
+    assert all(np.array_equal(a, b) for a, b in zip(cached, waves))
 
 
 # ---------------------------------------------------------------- training

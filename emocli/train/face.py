@@ -9,9 +9,10 @@ import keras
 import numpy as np
 from keras import layers
 
-from ..datasets import stratified_split, training_faces
+from ..datasets import crowd_labels, stratified_split, training_faces
 from ..labels import LABELS
 from ..models import DEFAULT_FACE_PREPROCESS, normalize_faces
+from .face_batches import CAMERA_PRESETS, FaceBatches, blend_targets
 from .run import (
     Checkpoint,
     RichProgress,
@@ -41,6 +42,9 @@ class FaceConfig:
     seed: int = 0  # weights, shuffling and augmentation
     split_seed: int = 0  # which faces are set aside for validation: fixed, so runs compare and ensemble fairly
     init: str | None = None
+    crowd_labels: str | None = None  # FER+ labels.csv: soft targets from its votes
+    crowd_weight: float = 0.5  # share of the crowd's votes in each target; the rest is the dataset's label
+    camera: str = "full"  # CAMERA_PRESETS: degradations of real video faces
 
     def __post_init__(self):
         if not (self.epochs >= 1 and self.batch_size >= 1 and self.width >= 4):
@@ -49,6 +53,10 @@ class FaceConfig:
             raise ValueError(f"lr must be a positive learning rate, not {self.lr}")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), not {self.val_fraction}")
+        if not 0 <= self.crowd_weight <= 1:
+            raise ValueError(f"crowd_weight must be between 0 and 1, not {self.crowd_weight}")
+        if self.camera not in CAMERA_PRESETS:
+            raise ValueError(f"camera must be one of {', '.join(CAMERA_PRESETS)}, not {self.camera!r}")
 
 
 def _conv_bn_relu(x, filters: int):
@@ -120,10 +128,24 @@ def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
     set_seed(config.seed)
     train = training_faces(config.data)
     tr, va = validation_split(train.y, config)
-    x_tr, y_tr = _prepare(train.x[tr]), train.y[tr]
+    y_tr = train.y[tr]
     x_va, y_va = _prepare(train.x[va]), train.y[va]
     k = len(LABELS)
-    steps = int(np.ceil(len(y_tr) / config.batch_size))
+    crowd = None
+    if config.crowd_labels:
+        crowd = crowd_labels(config.crowd_labels, config.data, train.names)[tr]
+        if np.isnan(crowd).any(axis=1).all():
+            raise ValueError(f"{config.crowd_labels}: no row matches an image of {config.data}")
+    weights = class_weights(y_tr, k, config.class_weight_power)
+    batches = FaceBatches(
+        train.x[tr],
+        blend_targets(y_tr, crowd, config.crowd_weight, k),
+        np.asarray([weights[c] for c in y_tr], np.float32),
+        CAMERA_PRESETS[config.camera],
+        config.batch_size,
+        seed=config.seed,
+    )
+    steps = len(batches)
 
     if run.resumable():
         model = keras.models.load_model(run / "checkpoint.keras")
@@ -148,17 +170,14 @@ def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
         },
     )
     start = run.state["epoch"]
+    batches.seek(start)
     callbacks = [Checkpoint(run, core)] + ([] if quiet else [RichProgress(config.epochs, steps)])
     if start < config.epochs:
         model.fit(
-            x_tr,
-            keras.utils.to_categorical(y_tr, k),
+            batches,
             validation_data=(x_va, keras.utils.to_categorical(y_va, k)),
-            batch_size=config.batch_size,
             epochs=config.epochs,
             initial_epoch=start,
-            shuffle=True,
-            class_weight=class_weights(y_tr, k, config.class_weight_power),
             callbacks=callbacks,
             verbose=0,
         )

@@ -24,8 +24,8 @@ import numpy as np
 from keras import layers
 
 from ..datasets import AudioItem, find_audio, load_waveforms
-from ..evaluate import clip_windows, silence_frame
-from ..features import FeatureSpec, audio_features, features_from_mel, mel_power, normalize
+from ..evaluate import clip_windows
+from ..features import FeatureSpec, features_from_mel, mel_power
 from ..labels import LABELS
 from .run import (
     Checkpoint,
@@ -60,6 +60,7 @@ class VoiceConfig:
     calm: str = "neutral"  # "calm" in training: "neutral" or "drop" (validation always scores it as neutral)
     corpus_power: float = 0.5  # corpora drawn in proportion to size**power
     augment: Augment = field(default_factory=Augment)
+    centre: bool = False  # FeatureSpec.centre: per-window mean normalisation of the features
     seed: int = 0
 
     def __post_init__(self):
@@ -166,11 +167,7 @@ class Group:
 
 
 def make_group(name: str, waves: list[np.ndarray], y: np.ndarray, spec: FeatureSpec) -> Group:
-    pad = normalize(silence_frame(spec)[None], spec)[0]
-    per_clip = [
-        clip_windows(normalize(audio_features(w.astype(np.float32) / 32767.0, spec), spec), spec.window_frames, pad)
-        for w in waves
-    ]
+    per_clip = [clip_windows(w.astype(np.float32) / 32767.0, spec) for w in waves]
     bounds = np.cumsum([0] + [len(w) for w in per_clip])
     return Group(name, np.concatenate(per_clip).astype(np.float32), bounds, y)
 
@@ -279,7 +276,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     run = RunDir(out)
     set_seed(config.seed)
     items = find_audio(config.data, calm="neutral")  # calm dropped, if asked, at the split
-    base = FeatureSpec()
+    base = FeatureSpec(centre=config.centre)
     waves, items = load_waveforms(items, base.sample_rate)
     train, held = _split(items, config)
     labels = np.asarray([LABELS.index(it.label) for it in items], np.int64)
