@@ -306,6 +306,189 @@ def process(
         raise typer.Exit(1)
 
 
+@app.command("live", cls=_Command)
+def live(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="SOURCE",
+            help="A camera index (0), a stream URL that ffmpeg reads (rtsp://, rtmp://, http(s)://, udp://, srt://, "
+            "tcp://), - for a stream on standard input, or a media file (played at its own pace).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            "--out",
+            metavar="FOLDER",
+            help="Output folder: <name>.csv grows by one interval's rows at a time.",
+            show_default=False,
+        ),
+    ],
+    interval: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds between samples, 0.05 or more: one timeline row per interval and face.",
+            min=0.05,
+        ),
+    ] = 1.0,
+    window: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds of audio, centred on each interval, that the voice model hears (0.2 or more); an interval's "
+            "rows wait for the half that lies after it.",
+            min=0.2,
+        ),
+    ] = 2.0,
+    duration: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Stop after this many seconds of stream (0.01 or more).",
+            show_default="until the stream ends or Ctrl-C",
+            min=0.01,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Name of the outputs in the folder (NAME.csv, NAME.mp4); an existing one is never overwritten.",
+            show_default="live-<start time, UTC>, e.g. live-20261130T094512Z",
+        ),
+    ] = None,
+    annotate: Annotated[
+        bool,
+        typer.Option(
+            "--annotate",
+            help="Also write <name>.mp4, the picture with boxes, ids and labels, as it goes "
+            "(fragmented MP4: playable even if the run is killed; no sound).",
+        ),
+    ] = False,
+    show: Annotated[
+        bool,
+        typer.Option("--show", help="Open a window with the annotated picture, where there is a display (q closes)."),
+    ] = False,
+    face_model: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Face model (.onnx).", show_default="the shipped one")
+    ] = None,
+    voice_model: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Voice model (.onnx).", show_default="the shipped one")
+    ] = None,
+    fusion: Annotated[
+        Fusion, typer.Option(help="weighted: combine face and voice; face or voice: that modality alone.")
+    ] = Fusion.weighted,
+    face_weight: Annotated[
+        float | None,
+        typer.Option(
+            metavar="W",
+            help="Fuse as a weighted mean with this weight (0 to 1) on the face, as in emocli process.",
+            show_default="the fitted product",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
+    face_frames: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Frames per interval whose faces are classified and averaged, each with its mirror image (1 or more).",
+            min=1,
+        ),
+    ] = 3,
+    max_faces: Annotated[
+        int, typer.Option(metavar="N", help="At most this many faces per frame, largest first (1 or more).", min=1)
+    ] = 8,
+    min_face: Annotated[
+        float,
+        typer.Option(
+            metavar="FRACTION",
+            help="Ignore faces smaller than this fraction (0 to 1) of the frame's shorter side.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.05,
+    min_face_score: Annotated[
+        float,
+        typer.Option(metavar="SCORE", help="Detector score (0.01 to 0.99) a face needs to count.", min=0.01, max=0.99),
+    ] = 0.5,
+    vad_threshold: Annotated[
+        float,
+        typer.Option(
+            metavar="P",
+            help="Speech probability (0.01 to 0.99) at which 32 ms of audio counts as speech.",
+            min=0.01,
+            max=0.99,
+        ),
+    ] = 0.5,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds without data after which the stream counts as dropped (0.1 or more).",
+            min=0.1,
+        ),
+    ] = 10.0,
+    retries: Annotated[
+        int,
+        typer.Option(
+            metavar="N",
+            help="Reconnections to a camera or URL that dropped, one second apart, before giving up (0 or more).",
+            min=0,
+        ),
+    ] = 3,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No line per interval; warnings and errors only.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")] = False,
+) -> None:
+    """Analyse a camera or stream as it arrives: one timeline row set per interval, appended to <name>.csv.
+
+    The same analysis as emocli process (faces, who speaks, voice, fusion). Times are seconds from the
+    stream's start; each interval's rows are flushed as it ends, so tail -f or pandas can follow. Stops at
+    --duration, at the end of the stream, or on Ctrl-C (exit 0); a stream that drops is reconnected
+    --retries times, then the run ends with exit 1.
+
+    Example: emocli live rtsp://camera.local/stream -o out/ --duration 600
+    """
+    from .batch import UsageError
+    from .live import LiveError, LiveOptions, run_live
+    from .models import ModelError
+    from .pipeline import AnalyzeOptions
+
+    given = {**locals(), "fusion": fusion.value}
+    options = AnalyzeOptions(**_fields_of(AnalyzeOptions, given))
+    live_options = LiveOptions(**_fields_of(LiveOptions, given))
+
+    def warn(text: str) -> None:
+        typer.secho(text, fg=typer.colors.YELLOW, err=True)
+
+    try:
+        summary = run_live(source, output, options, live_options, echo=typer.echo, warn=warn)
+    except UsageError as e:
+        _fail(str(e), 2)
+    except (LiveError, ModelError, FileNotFoundError, ValueError, OSError) as e:
+        if debug:
+            raise
+        _fail(str(e))
+    skipped = f" ({summary['skipped']} skipped to stay live)" if summary["skipped"] else ""
+    lag = f", lag mean {summary['lag_mean_s']:.2f} s, max {summary['lag_max_s']:.2f} s" if summary["lag_max_s"] else ""
+    mostly = f", mostly {summary['dominant_emotion']}" if summary["dominant_emotion"] else ""
+    how = {2: "stopped by Ctrl-C", 15: "stopped by SIGTERM"}.get(summary["signal"], "")
+    if not quiet or summary["error"]:
+        typer.echo(
+            f"{how + ': ' if how else ''}{summary['intervals']} intervals{skipped}, {summary['faces']} "
+            f"face{'s' * (summary['faces'] != 1)}{mostly}{lag} → {summary['csv']}"
+        )
+    if summary["error"]:
+        _fail(f"{source}: the stream dropped and could not be reopened: {summary['error']}")
+
+
 def _fields_of(cls, values: dict) -> dict:
     """The entries of ``values`` that are fields of the dataclass ``cls``."""
     from dataclasses import fields
