@@ -483,7 +483,8 @@ def live(
     if not quiet or summary["error"]:
         typer.echo(
             f"{how + ': ' if how else ''}{summary['intervals']} intervals{skipped}, {summary['faces']} "
-            f"face{'s' * (summary['faces'] != 1)}{mostly}{lag} → {summary['csv']}"
+            f"face{'s' * (summary['faces'] != 1)}{mostly}{lag} → "
+            + (summary["csv"] if Path(summary["csv"]).exists() else "nothing written (no data came)")
         )
     if summary["error"]:
         _fail(f"{source}: the stream dropped and could not be reopened: {summary['error']}")

@@ -369,9 +369,9 @@ class Live:
         error = self.open()
         if error:
             raise LiveError(f"cannot open {self.source.label}: {error}")
-        if self.stop:
+        if self.stop:  # before the source sent anything: nothing to write
             self.conn.close()
-            raise LiveError(f"stopped before {self.source.label} sent anything")
+            return self.summary("")
         self.state = self.analyzer.stream(self.conn.has_audio)
         if not self.live.quiet:
             until = f" for {self.live.duration:g} s" if self.live.duration else ""
@@ -525,8 +525,6 @@ def run_live(
     for target in [csv_path] + ([csv_path.with_suffix(".mp4")] if live.annotate else []):
         if target.exists() or target.is_symlink():
             raise UsageError(f"-o {out}: {target} exists; choose another --name or folder")
-        if source.kind == "file" and target.resolve() == Path(source_text).resolve():
-            raise UsageError(f"-o {out}: {target} would overwrite the input")
     check_models(options)
     out.mkdir(parents=True, exist_ok=True)
     with Analyzer(options) as analyzer, threadpool_limits(1, user_api="blas"):

@@ -298,3 +298,16 @@ def test_an_existing_output_is_never_overwritten(models, tmp_path):
     assert proc.returncode == 2
     assert "exists" in proc.stderr
     assert (out / "t.csv").read_text() == "mine\n"
+
+
+def test_help_teaches_in_words_with_every_default():
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+
+    result = CliRunner().invoke(app, ["live", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert not re.search(r"<(bool|int|float|str|path|text)\b|float range|int range|<Path>", result.output)
+    for option, default in [("--interval", "1.0"), ("--window", "2.0"), ("--timeout", "10.0"), ("--retries", "3")]:
+        assert re.search(rf"{option}\s.*\n?.*default: {re.escape(default)}", result.output), option
+    assert "until the stream ends or Ctrl-C" in result.output
