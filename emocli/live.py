@@ -32,6 +32,7 @@ from .timeline import COLUMNS, _cell, has_face
 RETRY_WAIT_S = 1.0
 OPENING_S = 5.0  # allowed on top of --timeout for a source's first data  # between a dropped stream and the next attempt to open it
 SHOWN_FPS = 10.0  # the least frame rate of an annotated video or the window
+MAX_FPS = 30.0  # the most frames a second ffmpeg sends
 
 
 class LiveError(RuntimeError):
@@ -218,10 +219,13 @@ class Live:
         # sampling rate holds them all exactly; a picture to watch needs more frames.
         grid = 2 * self.per_interval / o.interval
         picture = live.annotate or live.show
-        self.multiple = max(1, math.ceil(SHOWN_FPS / grid)) if picture else 1
-        self.rate = grid * self.multiple
-        self.every = 1 if picture else 2
-        keep_s = min(KEEP_S, 2 * o.interval + o.window + 3.0)
+        if grid > MAX_FPS:  # very short intervals: each sampled time gets the nearest of MAX_FPS frames a second
+            self.rate, self.every = MAX_FPS, 1
+        else:
+            self.rate = grid * (max(1, math.ceil(SHOWN_FPS / grid)) if picture else 1)
+            self.every = 1 if picture else 2
+        # Frames from the interval in hand to the newest: an interval, the audio it waits for, and slack.
+        keep_s = min(KEEP_S, 2 * o.interval + o.window / 2 + 2.0)
         self.frames = FrameBuffer(self.rate, max(4, math.ceil(keep_s * self.rate / self.every)))
         self.audio = AudioBuffer(self.sample_rate, int(KEEP_S * self.sample_rate))
         self.arrivals = {"video": Arrivals(), "audio": Arrivals()}
