@@ -366,8 +366,8 @@ def live(
         bool,
         typer.Option(
             "--annotate",
-            help="Also write <name>.mp4, the picture with boxes, ids and labels, as it goes "
-            "(fragmented MP4: playable even if the run is killed; no sound).",
+            help="Also write <name>.mp4 as it goes: the picture with boxes, ids and labels, and the sound "
+            "(fragmented MP4: playable even if the run is killed).",
         ),
     ] = False,
     show: Annotated[

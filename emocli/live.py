@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import signal
 import subprocess
 import threading
@@ -98,13 +99,21 @@ class _Csv:
 
 
 class _Annotated:
-    """The annotated picture as fragmented MP4 (H.264), written by ffmpeg as frames come:
-    every fragment is playable, so the file is too, whenever the run stops."""
+    """The annotated picture and the sound (16 kHz mono, AAC) as fragmented MP4 (H.264),
+    written by ffmpeg as frames come: every fragment is playable, so the file is too,
+    whenever the run stops. Frame ``n`` is at ``n / rate`` s, as in the stream; the sound is
+    fed in step with the frames, so neither of ffmpeg's inputs waits on the other."""
 
-    def __init__(self, path: Path, size: tuple[int, int], rate: float):
+    def __init__(self, path: Path, size: tuple[int, int], rate: float, audio: AudioBuffer | None):
         w, h = size
         self.path, self.rate, self.next = path, rate, 0
+        self.audio, self.heard = audio, 0  # samples of sound written
         self._last: np.ndarray | None = None
+        sound: list[str] = []
+        read = None
+        if audio is not None:
+            read, write = os.pipe()
+            sound = ["-f", "f32le", "-ar", str(audio.sample_rate), "-ac", "1", "-i", f"pipe:{read}"]
         cmd = ffmpeg_command(
             "-f",
             "rawvideo",
@@ -116,6 +125,10 @@ class _Annotated:
             f"{rate:.9g}",
             "-i",
             "pipe:0",
+            *sound,
+            "-map",
+            "0:v",
+            *(["-map", "1:a", "-c:a", "aac", "-b:a", "64k"] if sound else []),
             "-vf",
             "pad=ceil(iw/2)*2:ceil(ih/2)*2",
             "-c:v",
@@ -132,26 +145,49 @@ class _Annotated:
             "mp4",
             str(path),
         )
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, process_group=0)
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(read,) if read is not None else (),
+            process_group=0,
+        )
+        self._sound = None
+        if read is not None:
+            os.close(read)
+            self._sound = os.fdopen(write, "wb", buffering=0)
 
     def write(self, n: int, frame: np.ndarray) -> None:
         """Frame ``n`` of the grid; frames that never came are the one before, repeated."""
         if n < self.next:
             return
         try:
-            while self.next < n and self._last is not None:
-                self._proc.stdin.write(self._last.tobytes())
+            while self.next <= n:
+                self._proc.stdin.write(
+                    np.ascontiguousarray(frame if self.next == n or self._last is None else self._last).tobytes()
+                )
                 self.next += 1
-            self._proc.stdin.write(np.ascontiguousarray(frame).tobytes())
-        except BrokenPipeError:
+                self._hear(self.next / self.rate)
+        except (BrokenPipeError, ValueError):
             return
-        self._last, self.next = frame, n + 1
+        self._last = frame
+
+    def _hear(self, until: float) -> None:
+        """The sound up to ``until`` s (silence where none was heard)."""
+        if self._sound is None:
+            return
+        end = round(until * self.audio.sample_rate)
+        if end > self.heard:
+            self._sound.write(self.audio.window(self.heard, end - self.heard).tobytes())
+            self.heard = end
 
     def close(self) -> None:
-        try:
-            self._proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        for pipe in (self._proc.stdin, self._sound):
+            try:
+                if pipe is not None:
+                    pipe.close()
+            except BrokenPipeError:
+                pass
         self._proc.wait()
 
 
@@ -397,7 +433,9 @@ class Live:
     def _start_picture(self) -> None:
         live, conn = self.live, self.conn
         if live.annotate and conn.has_video and self.annotated is None:
-            self.annotated = _Annotated(self.csv_path.with_suffix(".mp4"), conn.size, self.rate)
+            self.annotated = _Annotated(
+                self.csv_path.with_suffix(".mp4"), conn.size, self.rate, self.audio if conn.has_audio else None
+            )
         if live.show and not self.window_open:
             if not conn.has_video:
                 self.warn("--show: the stream has no picture")

@@ -208,6 +208,7 @@ def test_a_pipe_on_stdin_stops_at_duration_with_an_annotated_video(stream, model
     assert probe.returncode == 0 and probe.stderr == ""
     info = subprocess.run([ffmpeg(), "-hide_banner", "-i", str(mp4)], capture_output=True, text=True).stderr
     assert "Duration: 00:00:03" in info or "Duration: 00:00:02.9" in info, info
+    assert "Video: h264" in info and "Audio: aac" in info, info
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
