@@ -110,6 +110,12 @@ class Face:
 RIGHT_EYE, LEFT_EYE, NOSE, MOUTH = 0, 1, 2, 3
 
 
+def frame_scale(frame: np.ndarray) -> float:
+    """Pixels of the decoded frame per pixel of ``frame``: a sampler may hand frames over
+    shrunk (media.frames.Frame.scale); faces are always in the decoded frame's pixels."""
+    return float(getattr(frame, "scale", 1.0) or 1.0)
+
+
 class FaceDetector:
     """Every face in a BGR frame, largest first; use as a context manager (closes mediapipe).
 
@@ -138,12 +144,14 @@ class FaceDetector:
     def detect(self, frame: np.ndarray) -> list[Face]:
         import cv2
 
+        k = frame_scale(frame)
         h, w = frame.shape[:2]
         small = frame
         if min(h, w) > self.DOWNSCALE_ABOVE:
             s = self.DETECT_SIDE / min(h, w)
             small = cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        fx, fy = w / small.shape[1], h / small.shape[0]
+        fx, fy = k * w / small.shape[1], k * h / small.shape[0]
+        w, h = round(k * w), round(k * h)
         rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
         faces = []
@@ -180,8 +188,9 @@ def crop_face(frame: np.ndarray, face: Face, margin: float) -> np.ndarray:
     """
     import cv2
 
-    side = max(face.w, face.h) * (1.0 + 2.0 * margin)
-    cx, cy = face.x + face.w / 2.0, face.y + face.h / 2.0
+    k = frame_scale(frame)
+    side = max(face.w, face.h) * (1.0 + 2.0 * margin) / k
+    cx, cy = (face.x + face.w / 2.0) / k, (face.y + face.h / 2.0) / k
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     s = max(2, int(round(side)))
     h, w = frame.shape[:2]
@@ -274,9 +283,10 @@ def align_face(frame: np.ndarray, face: Face, margin: float) -> np.ndarray:
         return crop_face(frame, face, margin)
     import cv2
 
-    side = max(face.w, face.h) * (1.0 + 2.0 * margin)
+    k = frame_scale(frame)
+    side = max(face.w, face.h) * (1.0 + 2.0 * margin) / k
     s = max(2, int(round(side)))
-    cx, cy = face.x + face.w / 2.0, face.y + face.h / 2.0
+    cx, cy = (face.x + face.w / 2.0) / k, (face.y + face.h / 2.0) / k
     m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
     m[0, 2] += s / 2.0 - cx
     m[1, 2] += s / 2.0 - cy
@@ -305,11 +315,12 @@ class FaceFollower:
         self.template = self._sample(frame, face.x, face.y, *self.size)
 
     def _sample(self, frame: np.ndarray, x: float, y: float, w: int, h: int) -> np.ndarray:
-        """``frame`` from (x, y) on, shrunk by ``scale``, as w x h grey pixels (edges repeated)."""
+        """``frame`` from (x, y) on (decoded frame pixels), shrunk by ``scale``, as w x h grey
+        pixels (edges repeated)."""
         import cv2
 
-        s = self.scale
-        m = np.float32([[s, 0, -s * x], [0, s, -s * y]])
+        s, k = self.scale, frame_scale(frame)
+        m = np.float32([[s * k, 0, -s * x], [0, s * k, -s * y]])
         out = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return cv2.cvtColor(out, cv2.COLOR_BGR2GRAY) if out.ndim == 3 else out
 

@@ -9,7 +9,8 @@ from conftest import CLIPS, composite, make_video, scene
 import emocli
 from emocli.fusion import fuse
 from emocli.labels import LABELS
-from emocli.speaker import SpeakerDetector
+from emocli.media.frames import Between
+from emocli.speaker import SpeakerDetector, loudness, mouth_patch
 
 P = {m: [f"{m}_p_{label}" for label in LABELS] for m in ("face", "voice", "fused")}
 FPS, SIZE, SR = 25, (240, 480), 16_000
@@ -74,6 +75,18 @@ def clips(tmp_path_factory, face_image, mouth, speech) -> dict:
     }
 
 
+@pytest.fixture(scope="module")
+def talking(tmp_path_factory, face_image, mouth, speech):
+    """Both mouths move all along, with real speech envelopes: the left one with the speech
+    heard, the right one with another stretch of it (a second talker heard by nobody)."""
+    d = tmp_path_factory.mktemp("talking")
+    seconds = 6.0
+    n = int(FPS * seconds)
+    audio = np.concatenate([speech, speech])[: int(seconds * SR)]
+    env = envelope(audio, n)
+    return make_video(d / "left.mp4", two_faces(face_image, mouth, env, np.roll(env, n // 3), n), FPS, audio)
+
+
 def voiced_faces(df):
     return df[df["voice_active"] & df["face_id"].notna()]
 
@@ -127,20 +140,88 @@ def test_crema_d_side_by_side(models, tmp_path):
     assert not voiced[~talking]["face_speaking"].any()
 
 
-def test_speaker_detector_on_patches():
-    """Still mouths: nobody; two moving mouths: the one whose opening follows the loudness."""
+def early(df, seconds: float = 2.0):
+    """Rows from ``seconds`` on: before, the history holds too few mouth samples for synchrony."""
+    return df[df["t_start"] >= seconds]
+
+
+def test_of_two_talking_mouths_the_one_in_time_with_the_speech_speaks(talking, models):
+    voiced = early(voiced_faces(emocli.analyze(talking, interval=0.5, **models)))
+    assert voiced["t_start"].nunique() >= 6
+    is_left = voiced["face_x"] + voiced["face_w"] / 2 < SIZE[1] / 2
+    assert voiced[is_left]["face_speaking"].astype(bool).mean() >= 0.8
+    silent = voiced[~is_left]
+    assert (~silent["face_speaking"].astype(bool)).mean() >= 0.9
+    kept = silent[~silent["face_speaking"].astype(bool)]
+    assert np.allclose(kept[P["fused"]].to_numpy(), kept[P["face"]].to_numpy())
+
+
+def test_two_talking_crema_d_faces_side_by_side(models, tmp_path):
+    """Real talking faces on both sides (other sentences, started 0.6 s apart), the sound of the left one."""
+    out = tmp_path / "two.mp4"
+    names = ["ANG", "HAP", "SAD", "NEU"]
+    inputs = [a for c in names for a in ("-i", str(CLIPS / f"1001_DFA_{c}_XX.mp4"))]
+    graph = (
+        "[0:v][0:a][1:v][1:a]concat=n=2:v=1:a=1[l][a];[2:v][3:v]concat=n=2[r0];"
+        "[r0]tpad=start_duration=0.6:start_mode=clone[r];[l][r]hstack=shortest=1[v]"
+    )
+    composite(out, inputs, graph, "[a]")
+    voiced = early(voiced_faces(emocli.analyze(out, interval=0.5, **models)))
+    assert voiced["t_start"].nunique() >= 3
+    is_left = voiced["face_x"] + voiced["face_w"] / 2 < 480
+    assert voiced[is_left]["face_speaking"].astype(bool).mean() >= 0.8
+    assert (~voiced[~is_left]["face_speaking"].astype(bool)).mean() >= 0.9
+
+
+def test_speaker_detector_on_mouths_between_samples():
+    """Mouths seen 15 times a second between samples of 3 a second: still mouths, nobody; two
+    moving mouths, the one whose opening follows the loudness; a voice neither follows, nobody."""
+    from emocli.faces import Face
+
     rng = np.random.default_rng(0)
-    times = [i / 7 for i in range(14)]
-    loud = rng.uniform(-8, -2, len(times))
-    opening = (loud - loud.min()) / np.ptp(loud)
-    detector = SpeakerDetector()
-    base = rng.uniform(60, 200, (16, 24)).astype(np.float32)
-    for t, e, o, other in zip(times, loud, opening, rng.permutation(opening)):
-        detector.add_loudness(t, e)
-        for face_id, amount in ((0, o), (1, other), (2, 0.0)):
-            patch = base.copy()
-            patch[5:11, 6:18] -= 80 * amount  # the mouth opens: dark
-            detector.add_mouth(face_id, t, patch + rng.normal(0, 1, patch.shape).astype(np.float32))
-    assert detector.speaking([0, 1, 2], times[-1]) == {0: True, 1: False, 2: False}
-    assert detector.speaking([1, 2], times[-1]) == {1: True, 2: False}  # the only moving mouth
-    assert detector.speaking([2], times[-1]) == {2: False}
+    rate, seconds = 15, 3.0
+    syllables = rng.uniform(0, 1, int(seconds * 5) + 2)  # loudness of ~5 syllables a second
+    fine = np.repeat(syllables, SR // 5)[: int(seconds * SR)]
+    audio = (rng.normal(0, 1, len(fine)) * (0.01 + fine**2)).astype(np.float32)
+    times = np.arange(int(seconds * rate)) / rate + 0.5 / rate
+    opening = np.array([fine[int(t * SR)] for t in times])
+    shifted = np.roll(opening, 11)  # another stretch of speech: talks, but not what is heard
+    base = rng.uniform(60, 200, (40, 60)).astype(np.uint8)
+    face = Face(10, 5, 40, 40, 0.9, ((20.0, 15.0), (40.0, 15.0), (30.0, 25.0), (30.0, 30.0)))
+    samples = [k / 3 + 1 / 6 for k in range(int(seconds * 3))]
+
+    def frames(amount):
+        out = []
+        for t, a in zip(times, amount):
+            img = base.copy()
+            img[27:33, 22:38] = np.clip(img[27:33, 22:38] - 100 * a, 0, 255).astype(np.uint8)
+            out.append(Between(float(t), img, 1.0))
+        return out
+
+    def detector(heard, mouths: dict) -> SpeakerDetector:
+        d = SpeakerDetector()
+        for t, level in zip(samples, loudness(heard, 0.0, samples, SR)):
+            d.add_loudness(t, level)
+        for face_id, seen in mouths.items():
+            for t in samples:  # each sample brings the grey frames since the one before
+                frame = np.zeros((40, 60), np.uint8)
+                recent = tuple(b for b in seen if t - 1 / 3 < b.pts <= t)
+                mouth = mouth_patch(_frame(frame, t, recent), face)
+                d.add_mouth(face_id, t, mouth)
+        return d
+
+    still = frames(np.zeros(len(times)))
+    heard, other = frames(opening), frames(shifted)
+    last = samples[-1]
+    assert detector(audio, {0: heard, 1: other, 2: still}).speaking([0, 1, 2], last) == {0: True, 1: False, 2: False}
+    assert detector(audio, {1: other, 2: still}).speaking([1, 2], last) == {1: False, 2: False}
+    assert detector(audio, {2: still}).speaking([2], last) == {2: False}
+
+
+def _frame(image: np.ndarray, t: float, recent: tuple):
+    """A sampler frame: its time and the grey frames before it."""
+    from emocli.media.frames import Frame
+
+    frame = image.view(Frame)
+    frame.pts, frame.recent = t, recent
+    return frame

@@ -204,3 +204,53 @@ def test_decoding_leaves_a_core_to_the_analysis(models, tmp_path, monkeypatch):
 
     assert threads() == ["-threads", "1"]
     assert threads(decode_threads=3) == ["-threads", "3"]
+
+
+@pytest.mark.parametrize("name", ["clip", "b_frames"])
+def test_sampled_frames_bring_the_frames_decoded_between_them(corpus, name):
+    """Each sampled frame knows its presentation time and brings the grey frames decoded
+    since the one before, at their own times: about as many a second as who speaks needs."""
+    path = corpus[name]
+    info = probe(path)
+    times = [(k + 0.5) / 3 for k in range(int(info.duration * 3))]
+    with FrameReader(path, info.video_offset, end=info.duration) as reader:
+        all_times = [k / reader.fps for k in range(int(info.duration * reader.fps))]
+        decoded = np.array([t for t, _ in reader._candidates(all_times, 0.5 / reader.fps)])
+    with FrameSampler(path, info, info.fps) as sampler:
+        got = list(sampler.frames_at(times))
+    between = [b for _, f in got for b in f.recent]
+    stamps = [b.pts for b in between]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert all(b.pts <= f.pts + 1e-6 for _, f in got for b in f.recent)
+    assert all(np.abs(decoded - t).min() < 0.002 for t in stamps)  # real frames, at their own times
+    gaps = np.diff(stamps)
+    assert gaps.min() >= 1 / FrameSampler.BETWEEN_RATE - 0.5 / info.fps - 1e-6
+    assert len(stamps) >= 0.6 * FrameSampler.BETWEEN_RATE * (stamps[-1] - stamps[0])
+    assert all(b.image.shape == (info.height, info.width) and b.scale == 1.0 for b in between)
+
+
+def test_large_frames_come_shrunk_and_faces_stay_in_decoded_pixels(face_image, tmp_path):
+    from emocli.faces import FaceDetector, FaceFollower, align_face
+    from emocli.speaker import mouth_patch
+
+    frames = [scene(face_image, size=(720, 1280), at=((200 + 2 * i, 500 + 4 * i),), scale=1.6) for i in range(20)]
+    path = make_video(tmp_path / "hd.mp4", frames, 10, tone(2.0))
+    info = probe(path)
+    times = [0.25, 0.75, 1.25, 1.75]
+    with FrameReader(path, info.video_offset, end=info.duration) as reader:
+        full = [f for _, f in reader.frames_at(times)]
+    with FrameSampler(path, info, info.fps, skip="none") as sampler:
+        small = [f for _, f in sampler.frames_at(times)]
+    assert small[0].shape == (360, 640, 3) and small[0].scale == 2.0
+    assert all(b.image.shape == (360, 640) and b.scale == 2.0 for f in small for b in f.recent)
+    with FaceDetector() as det:
+        for a, b in zip(full, small, strict=True):
+            (fa,), (fb,) = det.detect(a), det.detect(b)
+            assert max(abs(p - q) for p, q in zip(fa.box, fb.box, strict=True)) <= 6
+            # the same crop, framed alike, from either frame
+            ca, cb = align_face(a, fa, 0.1), align_face(b, fa, 0.1)
+            assert abs(ca.shape[0] / cb.shape[0] - 2.0) < 0.05
+        first, second = det.detect(small[0])[0], det.detect(small[1])[0]
+    followed = FaceFollower(small[0], first).find(small[1])
+    assert second.x - first.x >= 10 and abs(followed.x - second.x) <= 4  # followed, in decoded pixels
+    assert mouth_patch(small[1], followed).recent  # the mouth comes from the grey frames between

@@ -1,8 +1,13 @@
 """Decoded frames (BGR, rotation applied) at requested times: decoded once, in order, and only
-the sampled ones kept, by ffmpeg (an even grid of times) or OpenCV (seeking across long gaps)."""
+the sampled ones kept, by ffmpeg (an even grid of times) or OpenCV (seeking across long gaps).
+
+ffmpeg's frames are ``Frame`` arrays: each knows its presentation time and carries the small
+grey frames decoded since the one handed over before it (``recent``), for who speaks
+(speaker.py), which needs mouths many times a second where the analysis needs a few frames."""
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import queue
@@ -12,11 +17,38 @@ import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .probing import MediaInfo
 from .tools import MediaError, ffmpeg_command
+
+
+class Between(NamedTuple):
+    """A grey frame decoded between two sampled ones: its time on the timeline, its pixels,
+    and how many pixels of the decoded frame one of its pixels spans (1: full size)."""
+
+    pts: float
+    image: np.ndarray
+    scale: float
+
+
+class Frame(np.ndarray):
+    """A decoded BGR frame (a numpy array, maybe shrunk: ``scale``) that knows its
+    presentation time (``pts``, on the timeline) and brings the grey frames decoded after
+    the frame handed over before it, up to its own time (``recent``, ``Between``s in time
+    order; None where the sampler passes none). Arrays derived from it carry none of this:
+    only the sampler attaches it."""
+
+    pts: float | None
+    recent: tuple | None
+    scale: float
+
+    def __array_finalize__(self, obj) -> None:
+        self.pts = None
+        self.scale = 1.0  # decoded-frame pixels per pixel of this one (faces.frame_scale)
+        self.recent = None  # None: no grey frames come with this one's source
 
 
 def _quiet_opencv(cv2) -> None:
@@ -154,20 +186,46 @@ class FrameSampler:
     ``threads`` is ffmpeg's decoding threads (0: its own choice, one per core and more).
     The caller's analysis needs a core too: decoding threads beyond the cores left to them
     only take turns with it (``resources.Plan.decode_threads``).
+
+    ``between`` frames a second (at most; 0: none) of the decoded frames also come out of the
+    same ffmpeg as a second stream, grey and at most ``BETWEEN_SIDE`` pixels on their shorter
+    side, and ride on the next sampled ``Frame`` (``recent``): the mouths of who speaks,
+    followed at the decoder's rate for a fraction of the cost of handing over every frame.
     """
 
     AHEAD = 2  # decoded frames buffered ahead of the caller
     SKIP_GAP = 4  # frames in a row that skipping non-reference frames may leave out (x264: 3 B-frames)
+    # Grey frames between the samples: every reference frame of a 30 fps x264 video (about
+    # 15 a second) is what telling two talking mouths apart needs (benchmarks/av_validation.py
+    # --speaker); 360 pixels keep a mouth a dozen pixels wide or more in any face the
+    # detector finds, and cost a quarter of a 720p frame (benchmarks/floor.py).
+    BETWEEN_RATE = 15.0
+    BETWEEN_SIDE = 360
+    # Sampled frames the face detector would shrink (FaceDetector.DOWNSCALE_ABOVE) come
+    # shrunk to its size by ffmpeg's scaler: a 720p frame converted and piped at a quarter of
+    # its pixels. Faces stay in the decoded frame's pixels (Frame.scale, faces.frame_scale).
+    SHRINK_ABOVE = 480
+    SAMPLE_SIDE = 360
 
     def __init__(
-        self, path: str | Path, info: MediaInfo, fps: float, skip: str = "noref", threads: int = 0, reach: float = 0.0
+        self,
+        path: str | Path,
+        info: MediaInfo,
+        fps: float,
+        skip: str = "noref",
+        threads: int = 0,
+        reach: float = 0.0,
+        between: float = BETWEEN_RATE,
     ):
         self.path, self.info, self.fps, self.skip, self.threads = Path(path), info, fps, skip, threads
-        self.reach = reach
+        self.reach, self.between = reach, between
         self._proc: subprocess.Popen | None = None
         self._err = None
         self._stamps = None
         self._thread: threading.Thread | None = None
+        self._side: threading.Thread | None = None
+        self._side_files: list = []
+        self._recent: collections.deque = collections.deque()
         self._stop = threading.Event()
 
     @staticmethod
@@ -207,40 +265,77 @@ class FrameSampler:
         w, h = self.info.width, self.info.height
         threads = ["-threads", str(self.threads)] if self.threads > 0 else []
         source = f"0:{self.info.video_stream}" if self.info.video_stream >= 0 else "0:v:0"
+        sw, sh = self._shrunk(self.SAMPLE_SIDE if min(w, h) > self.SHRINK_ABOVE else 0)
+        select = f"select='{self._select(times, tol, tail)}'" + (f",scale={sw}:{sh}:flags=area" if sw != w else "")
         stamps_r, stamps_w = os.pipe()
-        cmd = ffmpeg_command(
-            "-copyts",
-            "-skip_frame:v",
-            self.skip,
-            *threads,
-            "-i",
-            str(self.path),
-            "-map",
-            source,
-            "-vf",
-            f"select='{self._select(times, tol, tail)}'",
-            "-fps_mode",
-            "passthrough",
-            "-pix_fmt",
-            "bgr24",
-            "-stats_enc_pre_fmt",
-            "{ptsi} {tbi}",
-            "-stats_enc_pre",
-            f"pipe:{stamps_w}",
-            "-f",
-            "rawvideo",
-            "-",
-        )
+        keep = [stamps_w]
+        sampled = ["-fps_mode", "passthrough", "-pix_fmt", "bgr24", "-stats_enc_pre_fmt", "{ptsi} {tbi}"]
+        sampled += ["-stats_enc_pre", f"pipe:{stamps_w}", "-f", "rawvideo", "-"]
+        if self.between > 0:
+            bw, bh = self._shrunk(self.BETWEEN_SIDE)
+            side = [os.pipe(), os.pipe()]  # (frames, timestamps) of the grey stream
+            keep += [side[0][1], side[1][1]]
+            # A frame is taken once at least 1/between seconds (less half a frame) after the last one taken.
+            gap = max(0.0, 1.0 / self.between - 0.5 * period)
+            pick = f"if(gte(t-ld(0),{gap!r})+not(ld(1)),1+0*(st(0,t)+st(1,1)),0)"
+            # The scaler converts to grey on its branch alone: a bare format filter there would
+            # make the split (one format on all its outputs) hand grey to the sampled frames too.
+            graph = f"[{source}]split[a][b];[a]{select}[s];[b]select='{pick}',scale={bw}:{bh}:flags=area,format=gray[g]"
+            cmd = ffmpeg_command(
+                "-copyts",
+                "-skip_frame:v",
+                self.skip,
+                *threads,
+                "-i",
+                str(self.path),
+                "-filter_complex",
+                graph,
+                "-map",
+                "[s]",
+                *sampled,
+                "-map",
+                "[g]",
+                "-fps_mode",
+                "passthrough",
+                "-pix_fmt",
+                "gray",
+                "-stats_enc_pre_fmt",
+                "{ptsi} {tbi}",
+                "-stats_enc_pre",
+                f"pipe:{side[1][1]}",
+                "-f",
+                "rawvideo",
+                f"pipe:{side[0][1]}",
+            )
+        else:
+            cmd = ffmpeg_command(
+                "-copyts",
+                "-skip_frame:v",
+                self.skip,
+                *threads,
+                "-i",
+                str(self.path),
+                "-map",
+                source,
+                "-vf",
+                select,
+                *sampled,
+            )
         self._err = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=self._err, pass_fds=(stamps_w,), process_group=0
+                cmd, stdout=subprocess.PIPE, stderr=self._err, pass_fds=tuple(keep), process_group=0
             )
         finally:
-            os.close(stamps_w)
+            for fd in keep:
+                os.close(fd)
         self._stamps = os.fdopen(stamps_r, "rb")
+        if self.between > 0:
+            self._side_files = [os.fdopen(side[0][0], "rb"), os.fdopen(side[1][0], "rb")]
+            self._side = threading.Thread(target=self._read_between, args=(bw, bh, w / bw), daemon=True)
+            self._side.start()
         frames: queue.Queue = queue.Queue(self.AHEAD)
-        self._thread = threading.Thread(target=self._read, args=(self._proc, w, h, frames), daemon=True)
+        self._thread = threading.Thread(target=self._read, args=(self._proc, sw, sh, frames), daemon=True)
         self._thread.start()
         first = frames.get()
         if first is None and self._proc.wait() != 0:
@@ -257,14 +352,53 @@ class FrameSampler:
 
         # Skipped frames (noref) leave gaps of a few frames: the next decoded one stands in.
         late = tol if self.skip == "none" else max(tol, min(self.SKIP_GAP * period, self.reach or 1.0))
-        yield from _pick(times, decoded(), tol, self.reach, period, late, self.info.duration)
+        handed = None
+        for t, frame in _pick(times, decoded(), tol, self.reach, period, late, self.info.duration):
+            if frame is not None and frame is not handed and self.between > 0:
+                frame.recent = self._take_between(frame.pts)
+                handed = frame
+            yield t, frame
+
+    def _shrunk(self, side: int) -> tuple[int, int]:
+        """The decoded size, or shrunk to ``side`` pixels on its shorter side (even sizes)."""
+        w, h = self.info.width, self.info.height
+        s = side / min(w, h)
+        if side <= 0 or s >= 1.0:
+            return w, h
+        return max(2, 2 * round(w * s / 2)), max(2, 2 * round(h * s / 2))
+
+    def _take_between(self, pts: float) -> tuple:
+        """The grey frames read so far up to ``pts`` (those of later times wait for a later frame)."""
+        out = []
+        while self._recent and self._recent[0].pts <= pts + 1e-6:
+            out.append(self._recent.popleft())
+        return tuple(out)
+
+    def _read_between(self, w: int, h: int, scale: float) -> None:
+        data, stamps = self._side_files
+        origin = Fraction(self.info.origin).limit_denominator(1 << 40)
+        size = w * h
+        while not self._stop.is_set():
+            buf = data.read(size)
+            if len(buf) < size:
+                return
+            stamp = stamps.readline().split()
+            try:
+                t = float(int(stamp[0]) * Fraction(stamp[1].decode()) - origin)
+            except (IndexError, ValueError, ZeroDivisionError):
+                return
+            image = np.frombuffer(buf, np.uint8).reshape(h, w)
+            self._recent.append(Between(t, image, scale))
+            # Nobody takes them (the caller stopped asking): keep a few seconds' worth at most.
+            while len(self._recent) > 8 * self.between:
+                self._recent.popleft()
 
     def _read(self, proc: subprocess.Popen, w: int, h: int, out: queue.Queue) -> None:
         size = w * h * 3
         origin = Fraction(self.info.origin).limit_denominator(1 << 40)
         try:
             while True:
-                frame = np.empty((h, w, 3), np.uint8)
+                frame = np.empty((h, w, 3), np.uint8).view(Frame)
                 view, got = memoryview(frame).cast("B"), 0
                 while got < size:
                     k = proc.stdout.readinto(view[got:])
@@ -278,6 +412,7 @@ class FrameSampler:
                     t = float(int(stamp[0]) * Fraction(stamp[1].decode()) - origin)
                 except (IndexError, ValueError, ZeroDivisionError):
                     break  # no timestamp (NOPTS): such frames cannot be placed
+                frame.pts, frame.scale = t, self.info.width / w
                 if not self._put(out, (t, frame)):
                     return
         finally:
@@ -301,6 +436,10 @@ class FrameSampler:
             self._proc.wait()
         if self._thread is not None:
             self._thread.join()  # it sees the end of ffmpeg's output, or the stop
+        if self._side is not None:
+            self._side.join()
+        for f in self._side_files:
+            f.close()
         if self._proc is not None:
             self._proc.stdout.close()
         if self._stamps is not None:
