@@ -4,11 +4,15 @@
 
 --speaker  Side-by-side clips built from the CREMA-D examples (cached in benchmarks/.cache/av):
            a heard face beside a still one, beside one that talks unheard (its own sound
-           dropped), on either side; and off-screen voices (RAVDESS speech over still faces and
-           over a face that talks another sentence). Runs the pipeline and prints, per kind,
-           the share of voiced intervals where the speaker is found, where the silent face
-           keeps its own emotion, and where nobody is wrongly made the speaker; with --dump,
-           each face's (motion, sync) scores, from which speaker.py's thresholds are read.
+           dropped), on either side; off-screen voices (RAVDESS speech over a still face and
+           over a face that talks); and long pairs (--pairs per seed): each side the six clips
+           one after another in its own random order, started up to a second apart, both
+           talking all along, with the sound of one side ('long') or of RAVDESS speakers
+           nobody on screen is ('off-long'). Seed 1 tunes speaker.py's thresholds (--seeds
+           1), other seeds validate them. Runs the pipeline and prints, per kind, the share of
+           voiced intervals where the speaker is found, where the silent face keeps its own
+           emotion, and where nobody is wrongly made the speaker; with --dump, each face's
+           (motion, sync, samples) scores, from which speaker.py's thresholds are read.
 --faces    Face emotion per interval on the CREMA-D clips (real video, labelled) and on
            FER2013 validation faces (the train split's held-out 10 %, --split-seed 0, as
            emocli/train/face.py): accuracy of one frame against several pooled, six views
@@ -114,6 +118,45 @@ def off_screen(face: str, kind: str, speech: Path) -> Path:
     )
 
 
+def sequence(order: list[str]) -> Path:
+    """The CREMA-D clips in ``order``, one after another, with their sound."""
+    n = len(order)
+    graph = "".join(
+        f"[{i}:v]setsar=1[v{i}];[{i}:a]aresample=44100,aformat=channel_layouts=mono[a{i}];" for i in range(n)
+    )
+    graph += "".join(f"[v{i}][a{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=1[v][a]"
+    inputs = [a for code in order for a in ("-i", str(crema(code)))]
+    return _make(AV / f"seq_{'-'.join(order)}.mp4", [*inputs, "-filter_complex", graph, "-map", "[v]", "-map", "[a]"])
+
+
+def long_pair(rng: random.Random, voices: list[Path] | None) -> tuple[Path, bool | None]:
+    """Two talking sequences side by side (each its own order, each started up to a second
+    late, its first frame held): the sound of one (returned: whether it is the left one), or
+    with ``voices`` (RAVDESS files) a voice of neither (None)."""
+    a, b = list(CREMA), list(CREMA)
+    rng.shuffle(a)
+    rng.shuffle(b)
+    da, db = rng.uniform(0, 1.0), rng.uniform(0, 1.0)
+    left = rng.random() < 0.5
+    order = "[a][b]" if left else "[b][a]"
+    graph = (
+        f"[0:v]tpad=start_duration={da:.3f}:start_mode=clone[a];[1:v]tpad=start_duration={db:.3f}:start_mode=clone[b];"
+        f"{order}hstack=shortest=1[v];"
+    )
+    inputs = ["-i", str(sequence(a)), "-i", str(sequence(b))]
+    if voices is None:
+        graph += f"[0:a]adelay={int(da * 1000)}:all=1[au]"
+        name = f"long_{'-'.join(a)}_{da:.3f}_{'-'.join(b)}_{db:.3f}_{'L' if left else 'R'}.mp4"
+    else:
+        picked = rng.sample(voices, 7)
+        inputs += [x for f in picked for x in ("-i", str(f))]
+        graph += "".join(f"[{k + 2}:a]aresample=44100,aformat=channel_layouts=mono[r{k}];" for k in range(7))
+        graph += "".join(f"[r{k}]" for k in range(7)) + "concat=n=7:v=0:a=1[au]"
+        name = f"offlong_{'-'.join(a)}_{da:.3f}_{'-'.join(b)}_{db:.3f}_{'-'.join(f.stem for f in picked)}.mp4"
+        left = None
+    return _make(AV / name, [*inputs, "-filter_complex", graph, "-map", "[v]", "-map", "[au]", "-shortest"]), left
+
+
 def ravdess_files(data: Path, actors: range) -> list[Path]:
     files = []
     for a in actors:
@@ -121,54 +164,56 @@ def ravdess_files(data: Path, actors: range) -> list[Path]:
     return [f for f in files if f.stem.split("-")[2] in RAVDESS]
 
 
-def speaker_check(data: Path, interval: float, dump: bool) -> None:
+def speaker_check(data: Path, interval: float, dump: bool, seeds: list[int], pairs: int, short: bool) -> None:
     from emocli.pipeline import Analyzer
 
     codes = list(CREMA)
     rng = random.Random(0)
     cases = []
-    for i, heard in enumerate(codes):
-        for other in codes[i + 1 :] + codes[:i][:1]:
-            left = rng.random() < 0.5
-            cases.append(("still", side_by_side(heard, other, "still", left), left))
-            cases.append(("talk", side_by_side(heard, other, "talk", left), left))
     voices = ravdess_files(data, range(17, 21))
-    rng.shuffle(voices)
-    for code, voice in zip(codes * 2, voices):
-        cases.append(("off-still", off_screen(code, "still", voice), None))
-        cases.append(("off-talk", off_screen(code, "talk", voice), None))
+    if short:
+        for i, heard in enumerate(codes):
+            for other in codes[i + 1 :] + codes[:i][:1]:
+                left = rng.random() < 0.5
+                cases.append(("still", side_by_side(heard, other, "still", left), left))
+                cases.append(("talk", side_by_side(heard, other, "talk", left), left))
+        shuffled = list(voices)
+        rng.shuffle(shuffled)
+        for code, voice in zip(codes * 2, shuffled):
+            cases.append(("off-still", off_screen(code, "still", voice), None))
+            cases.append(("off-talk", off_screen(code, "talk", voice), None))
+    for seed in seeds:
+        drawn = random.Random(seed)
+        for _ in range(pairs):
+            cases.append((f"long s{seed}", *long_pair(drawn, None)))
+        for _ in range(max(1, pairs // 3)):
+            cases.append((f"off-long s{seed}", *long_pair(drawn, voices)))
     from emocli import speaker as sp
 
     scored: list[dict] = []  # per call of SpeakerDetector.speaking: {face_id: (motion, sync)}
     speaking = sp.SpeakerDetector.speaking
 
-    raw = []
-
     def recording(self, ids, now):
         scored.append(self.scores(ids, now))
-        raw.append((dict(self.loud), {fid: list(self.mouths.get(fid, ())) for fid in ids}))
         return speaking(self, ids, now)
 
     sp.SpeakerDetector.speaking = recording
     stats: dict[str, list[int]] = {}
-    samples = []  # (kind, motion, sync, truth: speaks / silent / off-screen)
+    samples = []  # (kind, clip, t_start, motion, sync, samples, truth: speaks / silent / off-screen)
     with Analyzer(interval=interval) as analyzer:
         for kind, path, heard_left in cases:
             scored.clear()
-            raw.clear()
             timeline = analyzer.timeline(path)
             voiced = [
                 rows
                 for rows in timeline.by_interval().values()
                 if rows[0]["voice_active"] and rows[0].get("face_id") is not None
             ]
-            for rows, scores, (loud, mouths) in zip(voiced, scored, raw):
+            for rows, scores in zip(voiced, scored):
                 for r in rows:
                     left = r["face_x"] + r["face_w"] / 2 < timeline.facts["width"] / 2
                     truth = "off" if heard_left is None else ("speaks" if left == heard_left else "silent")
-                    samples.append(
-                        (kind, *scores[r["face_id"]], truth, *((loud, mouths[r["face_id"]]) if dump else ()))
-                    )
+                    samples.append((kind, path.name, r["t_start"], *scores[r["face_id"]], truth))
             for rows in timeline.by_interval().values():
                 faces = [r for r in rows if r.get("face_id") is not None]
                 if not faces or not faces[0]["voice_active"]:
@@ -183,8 +228,6 @@ def speaker_check(data: Path, interval: float, dump: bool) -> None:
                 silent = [r for r in faces if r not in speaker]
                 s[1] += bool(speaker) and bool(speaker[0]["face_speaking"])
                 s[2] += all(not r["face_speaking"] and r["fused_emotion"] == r["face_emotion"] for r in silent)
-            if dump:
-                print(path.name, [(r["t_start"], r.get("face_x"), r.get("face_speaking")) for r in timeline.rows])
     sp.SpeakerDetector.speaking = speaking
     if dump:
         import pickle
@@ -193,14 +236,14 @@ def speaker_check(data: Path, interval: float, dump: bool) -> None:
             pickle.dump(samples, f)
         print(f"scores: {AV / 'speaker_scores.pkl'}")
     print(f"\nwho speaks (interval {interval} s; voiced intervals with a face)")
-    print(f"{'clips':<10}{'intervals':>10}{'speaker found':>15}{'silent kept':>13}{'no false speaker':>18}")
+    print(f"{'clips':<12}{'intervals':>10}{'speaker found':>15}{'silent kept':>13}{'no false speaker':>18}")
     for kind, (n, found, kept, none) in stats.items():
         row = (
             f"{found / n:>15.3f}{kept / n:>13.3f}{'':>18}"
             if not kind.startswith("off")
             else f"{'':>15}{'':>13}{none / n:>18.3f}"
         )
-        print(f"{kind:<10}{n:>10}" + row)
+        print(f"{kind:<12}{n:>10}" + row)
 
 
 def fer_validation(data: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -446,6 +489,11 @@ def main() -> None:
     ap.add_argument("--dump", action="store_true", help="with --speaker: every row's speaking flag")
     ap.add_argument("--interval", type=float, default=0.5)
     ap.add_argument(
+        "--seeds", type=int, nargs="*", default=[1, 2], help="with --speaker: long pairs drawn with these seeds"
+    )
+    ap.add_argument("--pairs", type=int, default=12, help="with --speaker: long pairs per seed")
+    ap.add_argument("--long-only", action="store_true", help="with --speaker: the long pairs alone")
+    ap.add_argument(
         "--corpora",
         nargs="*",
         default=["nemo", "ased", "urdu"],
@@ -457,7 +505,7 @@ def main() -> None:
     if not (a.speaker or a.faces or a.fusion):
         a.speaker = a.faces = a.fusion = True
     if a.speaker:
-        speaker_check(a.data, a.interval, a.dump)
+        speaker_check(a.data, a.interval, a.dump, a.seeds, a.pairs, not a.long_only)
     if a.faces:
         faces_check(a.data, a.limit)
     if a.fusion:
