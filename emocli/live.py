@@ -462,10 +462,10 @@ class Live:
             need = self.needs(i)
             start, end = self.span(i)
             if covered >= need - 1e-9 or (final and covered > start + 0.1 * self.interval):
-                # Behind: a later interval is complete too and this one is already an interval
-                # late: jump to the newest, so the rows stay live instead of drifting.
+                # Behind: this interval ended more than an interval ago and a later one has all its
+                # frames too: jump to the newest such, so the rows stay live instead of drifting.
                 newest = i
-                while self.needs(newest + 1) <= covered + 1e-9 and (
+                while self.span(newest + 1)[1] <= covered + 1e-9 and (
                     live.duration is None or (newest + 1) * self.interval < live.duration - 1e-9
                 ):
                     newest += 1

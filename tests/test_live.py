@@ -312,3 +312,36 @@ def test_help_teaches_in_words_with_every_default():
     for option, default in [("--interval", "1.0"), ("--window", "2.0"), ("--timeout", "10.0"), ("--retries", "3")]:
         assert re.search(rf"{option}\s.*\n?.*default: {re.escape(default)}", result.output), option
     assert "until the stream ends or Ctrl-C" in result.output
+
+
+def test_an_analysis_slower_than_the_stream_skips_to_stay_live_and_says_so_once(stream, models, tmp_path, monkeypatch):
+    """Each interval's analysis made to take 1.4 s of a 1 s interval: the run must jump
+    ahead rather than drift, so the lag stays bounded, and say so once."""
+    from emocli.live import LiveOptions, run_live
+    from emocli.pipeline import AnalyzeOptions, Analyzer
+
+    step = Analyzer.step
+
+    def slow(self, *args, **kwargs):
+        time.sleep(1.4)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Analyzer, "step", slow)
+    warnings: list[str] = []
+    lines: list[str] = []
+    summary = run_live(
+        str(stream),
+        tmp_path / "out",
+        AnalyzeOptions(**models),
+        LiveOptions(name="t", duration=SECONDS - 2),  # stops before the stream ends: nothing skips at its end
+        echo=lines.append,
+        warn=warnings.append,
+    )
+    behind = [w for w in warnings if "behind the stream" in w]
+    assert len(behind) == 1, warnings
+    assert summary["skipped"] >= 1 and summary["intervals"] + summary["skipped"] <= SECONDS - 2
+    # Never more than an interval late when taken, then its analysis: no drift, whatever the stream's length.
+    assert summary["lag_max_s"] <= INTERVAL + 1.4 + 0.8, lines
+    with open(tmp_path / "out" / "t.csv", newline="", encoding="utf-8") as f:
+        starts = sorted({float(r["t_start"]) for r in csv.DictReader(f)})
+    assert len(starts) == summary["intervals"] and starts != [i * INTERVAL for i in range(len(starts))]
