@@ -30,8 +30,8 @@ from .media.tools import MediaError, ffmpeg_command
 from .pipeline import AnalyzeOptions, Analyzer, _frame_times, _per_interval
 from .timeline import COLUMNS, _cell, has_face
 
-RETRY_WAIT_S = 1.0
-OPENING_S = 5.0  # allowed on top of --timeout for a source's first data  # between a dropped stream and the next attempt to open it
+RETRY_WAIT_S = 1.0  # between a dropped stream and the next attempt to open it
+OPENING_S = 5.0  # allowed on top of --timeout for a source's first data
 SHOWN_FPS = 10.0  # the least frame rate of an annotated video or the window
 MAX_FPS = 30.0  # the most frames a second ffmpeg sends
 

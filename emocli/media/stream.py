@@ -221,7 +221,7 @@ class LiveSource:
         self.last_packet = time.monotonic()
         self._stop = threading.Event()
         # Frames on a fixed grid from 0, so frame n is at n / rate whatever the source's own
-        # rate; of these, only every ``every``-th (from the first) is wanted.
+        # rate; of these only frames 1, 1 + every, ... are sent (the ones analysed).
         video = f"fps={frames.rate:.9g}:start_time=0"
         if every > 1:
             video += f",select='not(mod(n-1,{every}))'"
