@@ -158,13 +158,14 @@ def _sync(change: np.ndarray, loud: np.ndarray) -> float:
     its correlations with the loudness shifted in time (standard deviations)."""
     m, d = _smooth(change), _smooth(np.abs(np.diff(loud)))
     n = len(m)
-    shifts = np.arange(MIN_SHIFT, n - MIN_SHIFT + 1)
-    if len(shifts) < 3 or m.std() < 1e-6 or d.std() < 1e-6:
+    shifts = np.concatenate([[0], np.arange(MIN_SHIFT, n - MIN_SHIFT + 1)])
+    if len(shifts) < 4 or m.std() < 1e-6 or d.std() < 1e-6:
         return 0.0
-    rolled = np.stack([d] + [np.roll(d, int(k)) for k in shifts])
-    rolled = rolled - rolled.mean(axis=1, keepdims=True)
+    # Circular shifts keep the loudness's own statistics: the mean and spread of d are the
+    # same in every row, so one normalisation serves all.
+    rolled = (d - d.mean())[(np.arange(n)[None, :] - shifts[:, None]) % n]
     mc = m - m.mean()
-    r = rolled @ mc / (np.linalg.norm(rolled, axis=1) * np.linalg.norm(mc) + 1e-12)
+    r = rolled @ mc / (np.linalg.norm(rolled[0]) * np.linalg.norm(mc) + 1e-12)
     null = r[1:]
     return float((r[0] - null.mean()) / (null.std() + 1e-6))
 
@@ -196,13 +197,14 @@ class SpeakerDetector:
         if mouth is None:
             return
         q = self.mouths.setdefault(face_id, deque())
+        # Patches are kept less their mean brightness: a mouth's shape, not the light on it.
         if isinstance(mouth, np.ndarray):
-            q.append((t, mouth))
+            q.append((t, mouth - mouth.mean()))
             return
         last = q[-1][0] if q else -np.inf
         for pts, patch in mouth.samples(t, self.last.get(face_id)):
             if pts > last + 1e-6:
-                q.append((pts, patch))
+                q.append((pts, patch - patch.mean()))
                 last = pts
         self.last[face_id] = (t if mouth.pts is None else mouth.pts, mouth.face)
 
@@ -228,13 +230,16 @@ class SpeakerDetector:
             if len(samples) < 2:
                 out[fid] = (0.0, float("nan"), len(samples))
                 continue
-            patches = np.stack([p - p.mean() for _, p in samples])
-            motion = float(np.abs(np.diff(patches, axis=0)).mean())
-            heard = [(e, p) for (t, _), p in zip(samples, patches) if (e := self._energy(t)) is not None]
+            patches = np.stack([p for _, p in samples])
+            steps = np.abs(np.diff(patches, axis=0)).mean(axis=(1, 2))
+            motion = float(steps.mean())
+            energy = [self._energy(t) for t, _ in samples]
+            heard = [i for i, e in enumerate(energy) if e is not None]
             sync = float("nan")
             if len(heard) >= MIN_SAMPLES:
-                change = np.abs(np.diff(np.stack([p for _, p in heard]), axis=0)).mean(axis=(1, 2))
-                sync = _sync(change, np.array([e for e, _ in heard]))
+                if len(heard) < len(samples):  # a gap in the loudness: changes between the samples heard
+                    steps = np.abs(np.diff(patches[heard], axis=0)).mean(axis=(1, 2))
+                sync = _sync(steps, np.array([energy[i] for i in heard]))
             out[fid] = (motion, sync, len(heard))
         return out
 
