@@ -375,20 +375,21 @@ class FrameSampler:
         return tuple(out)
 
     def _read_between(self, w: int, h: int, scale: float) -> None:
+        """Reads the grey stream to its end, whatever happens: ffmpeg writes both streams, and
+        one left unread would stall the sampled frames too."""
         data, stamps = self._side_files
         origin = Fraction(self.info.origin).limit_denominator(1 << 40)
-        size = w * h
-        while not self._stop.is_set():
-            buf = data.read(size)
-            if len(buf) < size:
-                return
+        size, placed = w * h, True
+        while len(buf := data.read(size)) == size:
             stamp = stamps.readline().split()
+            if not placed or self._stop.is_set():
+                continue
             try:
                 t = float(int(stamp[0]) * Fraction(stamp[1].decode()) - origin)
             except (IndexError, ValueError, ZeroDivisionError):
-                return
-            image = np.frombuffer(buf, np.uint8).reshape(h, w)
-            self._recent.append(Between(t, image, scale))
+                placed = False  # no timestamp (NOPTS): this frame and the rest cannot be placed
+                continue
+            self._recent.append(Between(t, np.frombuffer(buf, np.uint8).reshape(h, w), scale))
             # Nobody takes them (the caller stopped asking): keep a few seconds' worth at most.
             while len(self._recent) > 8 * self.between:
                 self._recent.popleft()
