@@ -4,9 +4,10 @@
 
 Runs `emocli process VIDEO --no-plot --workers 1` under py-spy (``pip install py-spy``)
 and prints the share of main-thread samples per stage: import, model/detector load,
-decode (frames), audio, detect, face classify, voice features, voice classify,
-write, other. Idle samples of helper threads are left out. Defaults to the 60 s 720p
-talking-face video of floor.py and the models of _models.pick().
+decode (frames, and the sampler's threads reading them), audio, detect, face classify,
+voice features, voice classify, who speaks, write, other. Idle samples of helper threads
+are left out. Defaults to the 60 s 720p talking-face video of floor.py and the models of
+_models.pick().
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ STAGES = [
     ("face classify", ("FaceModel.", "crop_face")),
     ("voice features", ("audio_features", "voice_active", "normalize")),
     ("voice classify", ("VoiceModel.",)),  # OnnxModel.run is shared: its caller (Face/VoiceModel) decides
-    ("tracking+rows", ("FaceTracker", "Analyzer._row", "_summary", "fuse")),
+    ("who speaks", ("SpeakerDetector", "mouth_patch", "Mouth.samples", "speaker.py")),
+    ("tracking+rows", ("FaceTracker", "FaceFollower", "Analyzer._row", "_summary", "fuse")),
     ("dataframe", ("DataFrame", "astype")),
     ("write outputs", ("Writer.write", "CsvWriter", "PlotWriter", "AnnotatedVideoWriter", "write_summary")),
     ("probe", ("probe",)),

@@ -9,7 +9,7 @@ prints medians over interleaved rounds of:
   load models       Analyzer.__init__: onnxruntime sessions, mediapipe's detector
   to first frame    from there to the frame sampler starting (probe, decoders started)
   analysis          the loop over intervals, up to the timeline being returned
-    face / detect / voice / audio / frame wait   main-thread seconds inside the loop
+    face / detect / voice / audio / who speaks / frame wait   main-thread seconds inside the loop
   write + exit      CSV and summary written, interpreter shut down
   total             the child's wall time
 ``--ref`` runs the code of a git ref (or a folder holding an emocli package) too.
@@ -34,12 +34,13 @@ def child(argv: list[str]) -> None:
     """Run the CLI in this process with timers around the pipeline; print the marks as JSON."""
     t0 = time.perf_counter()
     marks: dict[str, float] = {}
-    spent = dict.fromkeys(["face", "detect", "voice", "audio", "frame wait"], 0.0)
+    spent = dict.fromkeys(["face", "detect", "voice", "audio", "who speaks", "frame wait"], 0.0)
     import emocli.cli as cli
     import emocli.faces as faces
     import emocli.media as media
     import emocli.models as models
     import emocli.pipeline as pipeline
+    import emocli.speaker as speaker
 
     def timed(owner, name: str, key: str) -> None:
         inner = getattr(owner, name)
@@ -69,6 +70,8 @@ def child(argv: list[str]) -> None:
     timed(faces.FaceDetector, "detect", "detect")
     timed(models.VoiceModel, "predict", "voice")
     timed(media.AudioStream, "window", "audio")
+    for name in ("add_mouth", "speaking"):
+        timed(speaker.SpeakerDetector, name, "who speaks")
     marked(pipeline.Analyzer, "__init__", "load", "loaded")
     # the batch calls timeline() since the Timeline object; analyze() before it
     marked(

@@ -19,8 +19,8 @@ While speech is heard, the moving face with the highest synchrony speaks if that
 reaches ``MIN_SYNC``; otherwise nobody on screen does (an off-screen voice over still or
 talking faces). Where the history holds too few samples for a synchrony (the first moments
 of a video, a frame source with no frames between its samples), a single moving mouth
-speaks; of several, none is named (motion alone cannot tell which one is heard). numpy and OpenCV only: a few hundredths of
-a millisecond per face and frame.
+speaks; of several, none is named (motion alone cannot tell which one is heard). numpy and
+OpenCV only: about a tenth of a millisecond per face and frame.
 """
 
 from __future__ import annotations
