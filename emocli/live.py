@@ -28,7 +28,7 @@ from .labels import LABELS
 from .media.stream import KEEP_S, Arrivals, AudioBuffer, FrameBuffer, LiveSource, Source, has_display, parse_source
 from .media.tools import MediaError, ffmpeg_command
 from .pipeline import AnalyzeOptions, Analyzer, _frame_times, _per_interval
-from .timeline import COLUMNS, _cell, has_face
+from .timeline import COLUMNS, Row
 
 RETRY_WAIT_S = 1.0  # between a dropped stream and the next attempt to open it
 OPENING_S = 5.0  # allowed on top of --timeout for a source's first data
@@ -90,8 +90,8 @@ class _Csv:
         self._out.writerow(COLUMNS)
         self._file.flush()
 
-    def write(self, rows: list[dict]) -> None:
-        self._out.writerows([_cell(c, row.get(c)) for c in COLUMNS] for row in rows)
+    def write(self, rows: list[Row]) -> None:
+        self._out.writerows(row.to_cells() for row in rows)
         self._file.flush()
 
     def close(self) -> None:
@@ -191,7 +191,7 @@ class _Annotated:
         self._proc.wait()
 
 
-def draw(frame: np.ndarray, rows: list[dict], t: float | None = None) -> np.ndarray:
+def draw(frame: np.ndarray, rows: list[Row], t: float | None = None) -> np.ndarray:
     """``frame`` with the faces of ``rows`` (one interval's) boxed and labelled, and the voice's label;
     boxes where each face was followed nearest ``t``."""
     import cv2
@@ -202,33 +202,33 @@ def draw(frame: np.ndarray, rows: list[dict], t: float | None = None) -> np.ndar
     scale = max(0.4, min(out.shape[:2]) / 700)
     thick = max(1, round(2 * scale))
     for r in rows:
-        if not has_face(r):
+        if not r.face:
             continue
-        x, y, w, h = (int(r[c]) for c in ("face_x", "face_y", "face_w", "face_h"))
-        track = r.get("track") or []
-        if t is not None and track:
-            _, x, y, w, h = min(track, key=lambda p: abs(p[0] - t))
-        label = r.get("fused_emotion") or r.get("face_emotion")
+        x, y, w, h = r.face.box
+        if t is not None and r.face.track:
+            _, x, y, w, h = min(r.face.track, key=lambda p: abs(p[0] - t))
+        shown = r.fused or r.face.emotion
+        label = shown.label if shown else None
         colour = tuple(reversed(COLOURS.get(label, (255, 255, 255))))
-        text = f"#{int(r['face_id'])} {label} {r.get('fused_confidence') or 0:.0%}"
-        if r.get("face_speaking") is True:
+        text = f"#{r.face.id} {label} {r.fused.confidence if r.fused else 0:.0%}"
+        if r.face.speaking:
             text += " speaks"
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
         cv2.putText(out, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, colour, thick)
-    if rows and rows[0].get("voice_active") and isinstance(rows[0].get("voice_emotion"), str):
-        label = rows[0]["voice_emotion"]
+    if rows and rows[0].voice_active and rows[0].voice:
+        label = rows[0].voice.label
         colour = tuple(reversed(COLOURS[label]))
         cv2.putText(out, f"voice {label}", (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, colour, thick)
     return out
 
 
-def fused_label(rows: list[dict]) -> str:
+def fused_label(rows: list[Row]) -> str:
     """The interval in one word: the speaker's fused emotion, else the mean of its rows' fused
     probabilities (every face, or the voice alone); '-' when there is none."""
-    speaker = [r for r in rows if r.get("face_speaking") is True and isinstance(r.get("fused_emotion"), str)]
+    speaker = [r for r in rows if r.face and r.face.speaking and r.fused]
     if speaker:
-        return speaker[0]["fused_emotion"]
-    probs = [[r[f"fused_p_{label}"] for label in LABELS] for r in rows if isinstance(r.get("fused_emotion"), str)]
+        return speaker[0].fused.label
+    probs = [r.fused.p for r in rows if r.fused]
     return LABELS[int(np.argmax(np.mean(probs, axis=0)))] if probs else "-"
 
 
@@ -273,7 +273,7 @@ class Live:
         self.mass = np.zeros(len(LABELS))
         self.annotated: _Annotated | None = None
         self.window_open = False
-        self.last_rows: list[dict] = []
+        self.last_rows: list[Row] = []
         self.heading = ""  # the first line, once the source is open
 
     # ------------------------------------------------------------ the source
@@ -353,28 +353,28 @@ class Live:
             audio = (self.audio.window(begin, int(round(self.window * sr))), begin)
         return self.analyzer.step(self.state, self.source.label, (start, end), shots, audio)
 
-    def emit(self, i: int, rows: list[dict], arrived: float | None) -> None:
+    def emit(self, i: int, rows: list[Row], arrived: float | None) -> None:
         self.csv.write(rows)
         now = time.monotonic()
         lag = None if arrived is None else now - arrived
         if lag is not None:
             self.lags.append(lag)
         self.intervals += 1
-        faces = [r for r in rows if has_face(r)]
-        self.faces.update(int(r["face_id"]) for r in faces)
+        faces = [r.face for r in rows if r.face]
+        self.faces.update(face.id for face in faces)
         for r in rows:
-            if isinstance(r.get("fused_emotion"), str):
-                self.mass += [r[f"fused_p_{label}"] for label in LABELS]
+            if r.fused:
+                self.mass += r.fused.p
         self.last_rows = rows
         if not self.live.quiet:
-            start, end = rows[0]["t_start"], rows[0]["t_end"]
+            start, end = rows[0].t_start, rows[0].t_end
             n = len(faces)
             who = f"{n} face{'s' * (n != 1)}" if n else "no face"
-            voice = f", voice {rows[0]['voice_emotion']}" if rows[0].get("voice_active") else ""
+            voice = f", voice {rows[0].voice.label}" if rows[0].voice_active and rows[0].voice else ""
             late = f", lag {lag:.2f} s" if lag is not None else ""
             self.echo(f"{start:8.1f}-{end:.1f} s: {who}, {fused_label(rows)}{voice}{late}")
 
-    def flush_frames(self, before: float, rows: list[dict] | None) -> None:
+    def flush_frames(self, before: float, rows: list[Row] | None) -> None:
         """Frames before ``before`` s leave the buffer: into the annotated video (drawn with the
         interval's ``rows``, plain for an interval that was skipped)."""
         for n, frame in self.frames.take(before):

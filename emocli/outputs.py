@@ -11,17 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .labels import LABELS
-from .timeline import (
-    BOOL_COLUMNS,
-    COLUMNS,
-    DECIMALS,
-    INT_COLUMNS,
-    ROUNDED,
-    TEXT_COLUMNS,
-    Timeline,
-    has_face,
-    is_missing,
-)
+from .timeline import COLUMNS, Row, Timeline
 
 # Bytes a file name may take on common file systems (ext4, XFS, APFS, NTFS: 255).
 NAME_MAX = 255
@@ -93,15 +83,14 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def per_interval(intervals: dict[float, list[dict]], prefix: str):
-    """Per interval (``Timeline.by_interval``), the mean of ``prefix``'s probabilities over
-    its rows that have them, NaN where none has: shape (intervals, labels)."""
+def per_interval(intervals: dict[float, list[Row]], kind: str):
+    """Per interval (``Timeline.by_interval``), the mean of its rows' ``kind`` ("voice" or
+    "fused") probabilities over those that have them, NaN where none has: shape (intervals, labels)."""
     probs = np.full((len(intervals), len(LABELS)), np.nan)
-    columns = [f"{prefix}_p_{label}" for label in LABELS]
     for i, rows in enumerate(intervals.values()):
-        seen = [[row[c] for c in columns] for row in rows if not is_missing(row.get(columns[0]))]
+        seen = [getattr(row, kind).p for row in rows if getattr(row, kind)]
         if seen:
-            probs[i] = np.mean(seen, axis=0)
+            probs[i] = np.mean(np.array(seen, dtype=float), axis=0)
     return probs
 
 
@@ -164,24 +153,9 @@ class JsonWriter(Writer):
         tmp.write_text(json.dumps(document, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
 
 
-def _json_row(row: dict) -> dict:
-    return {column: _json_value(column, row.get(column)) for column in COLUMNS}
-
-
-def _json_value(column: str, value):
-    """A cell as the CSV writes it, typed: booleans, integers, rounded probabilities, text, or None."""
-    if is_missing(value):
-        return None
-    if column in BOOL_COLUMNS:
-        return bool(value)
-    if column in INT_COLUMNS:
-        return int(value)
-    if column in TEXT_COLUMNS:
-        return str(value)
-    value = float(value)
-    if not np.isfinite(value):
-        return None
-    return round(value, DECIMALS) if column in ROUNDED else value
+def _json_row(row: Row) -> dict:
+    """The row's CSV cells, typed (booleans, integers, rounded numbers, text; None for an empty cell)."""
+    return dict(zip(COLUMNS, Row.from_cells(dict(zip(COLUMNS, row.to_cells()))).values()))
 
 
 class PeopleWriter(Writer):
@@ -210,7 +184,7 @@ class PlotWriter(Writer):
         colours = {k: tuple(c / 255 for c in v) for k, v in COLOURS.items()}
         intervals = timeline.by_interval()
         t0 = np.array(list(intervals), dtype=float)
-        t1 = np.array([rows[0]["t_end"] for rows in intervals.values()], dtype=float)
+        t1 = np.array([rows[0].t_end for rows in intervals.values()], dtype=float)
         fused = per_interval(intervals, "fused")
         people = timeline.people()
         people = sorted(
@@ -249,17 +223,17 @@ class PlotWriter(Writer):
         )
         for row, person in enumerate(people, start=1):
             mine = [
-                (r["t_start"], r["t_end"] - r["t_start"], r)
+                (r.t_start, r.t_end - r.t_start, r)
                 for rows in intervals.values()
                 for r in rows
-                if has_face(r) and int(r["face_id"]) == person["face_id"] and isinstance(r.get("fused_emotion"), str)
+                if r.face and r.face.id == person["face_id"] and r.fused
             ]
             strip.broken_barh(
                 [(a, w) for a, w, _ in mine],
                 (row - 0.4, 0.8),
-                facecolors=[colours[r["fused_emotion"]] for _, _, r in mine],
+                facecolors=[colours[r.fused.label] for _, _, r in mine],
             )
-            spoke = [(a, w) for a, w, r in mine if r.get("face_speaking") is True]
+            spoke = [(a, w) for a, w, r in mine if r.face.speaking]
             if spoke:
                 strip.broken_barh(spoke, (row - 0.4, 0.2), facecolors="black")
         strip.set(
@@ -339,46 +313,46 @@ class AnnotatedVideoWriter(Writer):
         )
 
     @staticmethod
-    def _commands(rows: list[dict], slots: dict[int, int], n_slots: int, style: _TagStyle) -> list[str]:
+    def _commands(rows: list[Row], slots: dict[int, int], n_slots: int, style: _TagStyle) -> list[str]:
         """The sendcmd commands that draw one interval's faces (in their ``slots``: face id ->
         slot) and voice (rows: its timeline rows)."""
         out = []
-        faces = {int(r["face_id"]): r for r in rows if has_face(r)}
+        faces = {r.face.id: r for r in rows if r.face}
         used = {slot: face_id for face_id, slot in slots.items()}
         for k in range(n_slots):
             if k not in used:
                 out += [f"drawbox@box{k} enable 0", f"drawtext@tag{k} enable 0"]
                 continue
             r = faces[used[k]]
-            prefix = "face" if isinstance(r.get("face_emotion"), str) else "fused"
-            label, conf = r[f"{prefix}_emotion"], r[f"{prefix}_confidence"]
-            text = f"#{int(r['face_id'])} {label} {conf:.0%}"
-            if r.get("face_speaking") is True:
+            shown = r.face.emotion or r.fused
+            label = shown.label
+            text = f"#{r.face.id} {label} {shown.confidence:.0%}"
+            if r.face.speaking:
                 text += " - speaks"
-                if isinstance(r.get("fused_emotion"), str):
-                    text += f" - fused {r['fused_emotion']} {r['fused_confidence']:.0%}"
-            x, y, w, h = (int(r[c]) for c in ("face_x", "face_y", "face_w", "face_h"))
+                if r.fused:
+                    text += f" - fused {r.fused.label} {r.fused.confidence:.0%}"
+            x, y, w, h = r.face.box
             out += [
                 f"drawbox@box{k} {key} {value}"
                 for key, value in (("x", x), ("y", y), ("w", w), ("h", h), ("color", style.hex(label)), ("enable", 1))
             ]
             out += [style.tag(f"tag{k}", text, label, x + style.pad, style.tag_bottom(y, h))]
-        first = rows[0]
-        if first.get("voice_active") and isinstance(first.get("voice_emotion"), str):
-            text = f"voice {first['voice_emotion']} {first['voice_confidence']:.0%}"
-            out.append(style.tag("voice", text, first["voice_emotion"], 6 + style.pad, style.frame_h - 6 - style.pad))
+        voice = rows[0].voice if rows[0].voice_active else None
+        if voice:
+            text = f"voice {voice.label} {voice.confidence:.0%}"
+            out.append(style.tag("voice", text, voice.label, 6 + style.pad, style.frame_h - 6 - style.pad))
         else:
             out.append("drawtext@voice enable 0")
         return out
 
 
-def _slots(intervals: dict[float, list[dict]]) -> dict[float, dict[int, int]]:
+def _slots(intervals: dict[float, list[Row]]) -> dict[float, dict[int, int]]:
     """Per interval, face id -> drawing slot: a face keeps its slot for as long as it is seen
     in consecutive intervals; a new face takes the lowest free one."""
     out: dict[float, dict[int, int]] = {}
     held: dict[int, int] = {}
     for start, rows in intervals.items():
-        ids = [int(r["face_id"]) for r in rows if has_face(r)]
+        ids = [r.face.id for r in rows if r.face]
         held = {fid: slot for fid, slot in held.items() if fid in ids}
         for fid in ids:
             if fid not in held:
@@ -387,17 +361,15 @@ def _slots(intervals: dict[float, list[dict]]) -> dict[float, dict[int, int]]:
     return out
 
 
-def _keyframes(intervals: dict[float, list[dict]]) -> dict[int, list[tuple]]:
+def _keyframes(intervals: dict[float, list[Row]]) -> dict[int, list[tuple]]:
     """Per face id, its sampled positions (t, x, y, w, h) in time order: the rows' ``track``
     where the analysis left one, else each row's box at its interval's middle."""
     keys: dict[int, list[tuple]] = {}
     for rows in intervals.values():
         for r in rows:
-            if not has_face(r):
-                continue
-            box = tuple(float(r[c]) for c in ("face_x", "face_y", "face_w", "face_h"))
-            points = r.get("track") or [((r["t_start"] + r["t_end"]) / 2, *box)]
-            keys.setdefault(int(r["face_id"]), []).extend(tuple(p) for p in points)
+            if r.face:
+                points = r.face.track or [((r.t_start + r.t_end) / 2, *map(float, r.face.box))]
+                keys.setdefault(r.face.id, []).extend(tuple(p) for p in points)
     return {fid: sorted(points) for fid, points in keys.items()}
 
 
@@ -405,7 +377,7 @@ def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
     """(time, commands) moving each slot's box and tag to its face's interpolated position,
     at every frame where it moved by a pixel or more."""
     last: dict[int, tuple] = {}
-    spans = [(start, rows[0]["t_end"]) for start, rows in intervals.items()]
+    spans = [(start, rows[0].t_end) for start, rows in intervals.items()]
     for start, end in spans:
         first = int(np.ceil(start * fps - 1e-6))
         frames = np.arange(first, int(np.ceil(end * fps - 1e-6))) / fps

@@ -24,7 +24,7 @@ from .media import AudioStream, MediaError, frame_sampler, probe
 from .models import FaceModel, ModelError, VoiceModel, default_model_path
 from .resources import Plan
 from .speaker import SpeakerDetector, loudness, mouth_patch
-from .timeline import Timeline
+from .timeline import Emotion, FaceResult, Row, Timeline
 from .vad import DEFAULT_THRESHOLD, SpeechDetector, SpeechTrack
 from .vad import SAMPLE_RATE as VAD_RATE
 
@@ -146,7 +146,7 @@ class Analyzer:
             else None
         )
         stream = self.stream(info.has_audio)
-        rows: list[dict] = []
+        rows: list[Row] = []
         try:
             sampled = frames.frames_at(times) if frames is not None else ((t, None) for t in times)
             for span, centre, ts in zip(spans, centres, grid):
@@ -186,7 +186,7 @@ class Analyzer:
         span: tuple[float, float],
         shots: list[tuple[float, np.ndarray | None]],
         audio: tuple[np.ndarray, int] | None = None,
-    ) -> list[dict]:
+    ) -> list[Row]:
         """One interval's timeline rows: ``shots`` are its sampled frames ((time, frame or
         None), in time order), ``audio`` the ``window`` seconds of audio centred on its
         middle and the stream sample that window begins at (None: the stream has no sound).
@@ -207,13 +207,13 @@ class Analyzer:
         speakers = stream.speakers if audio is not None else None
         faces, ids, probs, tracks = self._faces(shots, centre, stream.tracker, speakers)
         speaking = stream.speakers.speaking(ids, ts[-1]) if active and faces else {}
-        base = {"video": name, "t_start": round(start, 3), "t_end": round(end, 3)}
         rows = []
         if not faces:
-            rows.append(self._row(base, None, None, None, active, voice))
+            rows.append(self._row(name, span, None, active, voice))
         for face, face_id, p, track in zip(faces, ids, probs, tracks):
-            rows.append(self._row(base, face, face_id, p, active, voice, speaking.get(face_id)))
-            rows[-1]["track"] = track  # not a column: the annotated video's boxes follow it
+            score = round(face.score, 4)
+            seen = FaceResult(int(face_id), face.box, score, Emotion.of(p), speaking.get(face_id), tuple(track))
+            rows.append(self._row(name, span, seen, active, voice))
         return rows
 
     def _faces(self, shots: list, centre: float, tracker: FaceTracker, speakers: SpeakerDetector | None):
@@ -262,30 +262,20 @@ class Analyzer:
                 tracker.moved(face_id, (round(x1 + (x1 - x0) * ahead), round(y1 + (y1 - y0) * ahead), w, h))
         return faces, ids, pooled, tracks
 
-    def _row(self, base: dict, face, face_id, face_p, active: bool, voice_p, speaking: bool | None = None) -> dict:
-        row = dict(base)
-        if face is not None:
-            row.update(
-                face_id=face_id,
-                face_x=face.x,
-                face_y=face.y,
-                face_w=face.w,
-                face_h=face.h,
-                face_score=round(face.score, 4),
-                **_summary("face", face_p),
-            )
-            if active and speaking is not None:
-                row["face_speaking"] = speaking
-        row["voice_active"] = active
-        if voice_p is not None:
-            row.update(_summary("voice", voice_p))
+    def _row(self, name: str, span: tuple, face: FaceResult | None, active: bool, voice_p) -> Row:
         # The voice is the speaker's: fused into the face that speaks (or, with no face on
         # screen, standing alone), never into a face that only listens.
-        heard = voice_p if face is None or speaking or self.options.fusion != "weighted" else None
-        fused = fuse(face_p, heard, self.options.fusion, self.face_weight)
-        if fused is not None:
-            row.update(_summary("fused", fused))
-        return row
+        heard = voice_p if face is None or face.speaking or self.options.fusion != "weighted" else None
+        fused = fuse(face.emotion.p if face else None, heard, self.options.fusion, self.face_weight)
+        return Row(
+            name,
+            round(span[0], 3),
+            round(span[1], 3),
+            face,
+            bool(active),
+            Emotion.of(voice_p) if voice_p is not None else None,
+            Emotion.of(fused) if fused is not None else None,
+        )
 
 
 def _per_interval(o: AnalyzeOptions, fps: float) -> int:
@@ -324,13 +314,6 @@ def _spread(seen: list[int], centre: int, n: int) -> list[int]:
     nearest = min(range(n), key=lambda i: abs(picks[i] - centre))
     picks[nearest] = centre
     return sorted(set(picks))
-
-
-def _summary(prefix: str, p: np.ndarray) -> dict:
-    k = int(np.argmax(p))
-    out = {f"{prefix}_emotion": LABELS[k], f"{prefix}_confidence": float(p[k])}
-    out.update({f"{prefix}_p_{label}": float(v) for label, v in zip(LABELS, p)})
-    return out
 
 
 def analyze(path: str | Path, **options):

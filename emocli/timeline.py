@@ -1,16 +1,17 @@
 """What the analysis of one video gives: a ``Timeline``, rows plus facts, that writes itself.
 
-A row is one interval and one face (or the interval alone, where no face was seen), keyed
-by ``COLUMNS``. ``emocli process`` builds, writes, reads back, plots and summarises
-timelines without pandas: importing it costs a fifth of a second, a tenth of the whole
-run on a minute of 720p video (benchmarks/floor.py). ``to_pandas`` gives the DataFrame
-of the library API.
+A ``Row`` is one interval and one face (or the interval alone, where no face was seen);
+``Row.to_cells`` gives its CSV line (``COLUMNS``), ``Row.from_cells`` reads one back.
+``emocli process`` builds, writes, reads back, plots and summarises timelines without
+pandas, whose import would be a sizeable share of a short video's run
+(benchmarks/floor.py). ``to_pandas`` gives the DataFrame of the library API.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from .labels import LABELS
@@ -34,8 +35,6 @@ COLUMNS = (
     + [f"fused_p_{label}" for label in LABELS]
 )
 INT_COLUMNS = frozenset(["face_id", "face_x", "face_y", "face_w", "face_h"])
-BOOL_COLUMNS = frozenset(["voice_active", "face_speaking"])
-TEXT_COLUMNS = frozenset(["video", "face_emotion", "voice_emotion", "fused_emotion"])
 ROUNDED = frozenset(c for c in COLUMNS if "_p_" in c or c.endswith("_confidence") or c == "face_score")
 DECIMALS = 4  # of probabilities, confidences and detector scores in the CSV
 PEOPLE_COLUMNS = [
@@ -47,34 +46,136 @@ PEOPLE_COLUMNS = [
 ] + [f"share_{label}" for label in LABELS]
 
 
-def is_missing(value) -> bool:
-    return value is None or value != value  # None, or NaN (pandas' missing value)
+@dataclass(frozen=True, slots=True)
+class Emotion:
+    """One modality's verdict: its probabilities (LABELS order), its top label and that label's probability."""
+
+    label: str
+    confidence: float | None
+    p: tuple[float | None, ...]  # None: an empty cell read back
+
+    @classmethod
+    def of(cls, p) -> Emotion:
+        """The verdict of probabilities ``p``: the first of the most probable labels."""
+        p = tuple(float(v) for v in p)
+        k = max(range(len(p)), key=p.__getitem__)
+        return cls(LABELS[k], p[k], p)
 
 
-def has_face(row: dict) -> bool:
-    return not is_missing(row.get("face_id"))
+@dataclass(frozen=True, slots=True)
+class FaceResult:
+    """A face in an interval: its track id, box (x, y, w, h) at the interval's middle,
+    detector score, emotion, and whether it speaks (None: no face or no speech heard)."""
+
+    id: int
+    box: tuple[int, int, int, int]
+    score: float | None
+    emotion: Emotion | None
+    speaking: bool | None = None
+    # (t, x, y, w, h) where the analysis followed the face; not a column: the annotated
+    # video's boxes move along it.
+    track: tuple[tuple, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One interval and one face (``face`` None: the interval alone, where no face was seen)."""
+
+    video: str
+    t_start: float
+    t_end: float
+    face: FaceResult | None = None
+    voice_active: bool = False
+    voice: Emotion | None = None
+    fused: Emotion | None = None
+
+    def values(self) -> list:
+        """The row's values in COLUMNS order, None for an empty cell."""
+        f = self.face
+        face = [f.id, *f.box, f.score, *_top(f.emotion), f.speaking] if f else [None] * len(_FACE)
+        return [
+            self.video,
+            self.t_start,
+            self.t_end,
+            *face,
+            self.voice_active,
+            *_top(self.voice),
+            *_top(self.fused),
+            *_probabilities(f and f.emotion),
+            *_probabilities(self.voice),
+            *_probabilities(self.fused),
+        ]
+
+    def to_cells(self) -> list[str]:
+        """The row as the CSV writes it, in COLUMNS order."""
+        return [_cell(v, c in ROUNDED) for c, v in zip(COLUMNS, self.values())]
+
+    @classmethod
+    def from_cells(cls, cells: dict[str, str]) -> Row:
+        """The row a CSV line holds (``cells``: column -> text, as ``to_cells`` wrote it)."""
+        face = None
+        if cells["face_id"]:
+            face = FaceResult(
+                int(float(cells["face_id"])),
+                tuple(int(float(cells[c])) for c in ("face_x", "face_y", "face_w", "face_h")),
+                _number(cells["face_score"]),
+                _emotion(cells, "face"),
+                {"true": True, "false": False}.get(cells["face_speaking"].strip().lower()),
+            )
+        return cls(
+            cells["video"],
+            float(cells["t_start"]),
+            float(cells["t_end"]),
+            face,
+            cells["voice_active"].strip().lower() == "true",
+            _emotion(cells, "voice"),
+            _emotion(cells, "fused"),
+        )
+
+
+def _top(e: Emotion | None) -> tuple:
+    return (e.label, e.confidence) if e else (None, None)
+
+
+def _probabilities(e: Emotion | None) -> tuple:
+    return e.p if e else (None,) * len(LABELS)
+
+
+def _emotion(cells: dict[str, str], prefix: str) -> Emotion | None:
+    # The label as written, not derived again: probabilities rounded to DECIMALS can tie.
+    label = cells[f"{prefix}_emotion"]
+    if not label:
+        return None
+    p = tuple(_number(cells[f"{prefix}_p_{name}"]) for name in LABELS)
+    return Emotion(label, _number(cells[f"{prefix}_confidence"]), p)
+
+
+def _number(text: str) -> float | None:
+    if text == "":
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
 
 
 class Timeline:
-    """One video's emotion timeline: ``rows`` (dicts keyed by COLUMNS; a missing key is an
-    empty cell) and ``facts`` about the video (duration_s, has_video, has_audio, size,
-    fps, fusion, face_weight)."""
+    """One video's emotion timeline: ``rows`` (``Row``s) and ``facts`` about the video
+    (duration_s, has_video, has_audio, size, fps, fusion, face_weight)."""
 
-    def __init__(self, rows: list[dict], facts: dict | None = None):
+    def __init__(self, rows: list[Row], facts: dict | None = None):
         self.rows = rows
         self.facts = dict(facts or {})
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def by_interval(self) -> dict[float, list[dict]]:
+    def by_interval(self) -> dict[float, list[Row]]:
         """The rows of each interval, by its start, in time order."""
-        intervals: dict[float, list[dict]] = {}
-        for row in sorted(self.rows, key=lambda r: r["t_start"]):
-            intervals.setdefault(row["t_start"], []).append(row)
+        intervals: dict[float, list[Row]] = {}
+        for row in sorted(self.rows, key=lambda r: r.t_start):
+            intervals.setdefault(row.t_start, []).append(row)
         return intervals
 
-    def _spans(self) -> dict[float, dict]:
+    def _spans(self) -> dict[float, Row]:
         """The first row of each interval, by its start."""
         return {start: rows[0] for start, rows in self.by_interval().items()}
 
@@ -82,7 +183,7 @@ class Timeline:
     def duration_s(self) -> float:
         if "duration_s" in self.facts:
             return self.facts["duration_s"]
-        return max((row["t_end"] for row in self.rows), default=0.0)
+        return max((row.t_end for row in self.rows), default=0.0)
 
     @property
     def intervals(self) -> int:
@@ -91,7 +192,7 @@ class Timeline:
     @property
     def faces(self) -> int:
         """Distinct face ids (tracks) seen."""
-        return len({row["face_id"] for row in self.rows if has_face(row)})
+        return len({row.face.id for row in self.rows if row.face})
 
     @property
     def speech_s(self) -> float:
@@ -99,15 +200,14 @@ class Timeline:
         voiced intervals' length)."""
         if "speech_s" in self.facts:
             return self.facts["speech_s"]
-        return round(sum(r["t_end"] - r["t_start"] for r in self._spans().values() if r.get("voice_active")), 3)
+        return round(sum(r.t_end - r.t_start for r in self._spans().values() if r.voice_active), 3)
 
     def dominant_emotion(self) -> str:
         """The label with the most fused probability over the whole timeline ('' if none)."""
         mass = [0.0] * len(LABELS)
         for row in self.rows:
-            for k, label in enumerate(LABELS):
-                p = row.get(f"fused_p_{label}")
-                if not is_missing(p):
+            for k, p in enumerate(row.fused.p if row.fused else ()):
+                if p is not None and p == p:  # not empty, not NaN
                     mass[k] += p
         return LABELS[max(range(len(LABELS)), key=mass.__getitem__)] if sum(mass) > 0 else ""
 
@@ -117,16 +217,15 @@ class Timeline:
         label was its fused emotion (time-weighted; the shares sum to 1)."""
         seen: dict[int, dict] = {}
         for row in self.rows:
-            if not has_face(row):
+            if not row.face:
                 continue
-            person = seen.setdefault(int(row["face_id"]), {"visible": 0.0, "speaking": 0.0, "face": {}, "fused": {}})
-            span = row["t_end"] - row["t_start"]
+            person = seen.setdefault(row.face.id, {"visible": 0.0, "speaking": 0.0, "face": {}, "fused": {}})
+            span = row.t_end - row.t_start
             person["visible"] += span
-            person["speaking"] += span if row.get("face_speaking") is True else 0.0
-            for kind in ("face", "fused"):
-                label = row.get(f"{kind}_emotion")
-                if isinstance(label, str):
-                    person[kind][label] = person[kind].get(label, 0.0) + span
+            person["speaking"] += span if row.face.speaking else 0.0
+            for kind, emotion in (("face", row.face.emotion), ("fused", row.fused)):
+                if emotion:
+                    person[kind][emotion.label] = person[kind].get(emotion.label, 0.0) + span
         out = []
         for face_id, p in sorted(seen.items()):
             total = sum(p["fused"].values())
@@ -158,7 +257,7 @@ class Timeline:
         the facts in its ``attrs``."""
         import pandas as pd
 
-        frame = pd.DataFrame(self.rows, columns=COLUMNS)
+        frame = pd.DataFrame([row.values() for row in self.rows], columns=COLUMNS)
         # face_speaking is empty where there is no face or no speech: nullable, like the ids.
         frame = frame.astype(
             {**dict.fromkeys(sorted(INT_COLUMNS), "Int64"), "voice_active": bool, "face_speaking": "boolean"}
@@ -172,7 +271,7 @@ class Timeline:
         with open(path, "w", newline="", encoding="utf-8") as f:
             out = csv.writer(f, lineterminator="\n")
             out.writerow(COLUMNS)
-            out.writerows([_cell(c, row.get(c)) for c in COLUMNS] for row in self.rows)
+            out.writerows(row.to_cells() for row in self.rows)
 
     @classmethod
     def read_csv(cls, path: str | Path) -> Timeline:
@@ -182,7 +281,7 @@ class Timeline:
             missing = set(COLUMNS) - set(reader.fieldnames or [])
             if missing:
                 raise ValueError(f"{path}: not an emocli timeline (no column {sorted(missing)[0]})")
-            return cls([{c: _parse(c, row[c]) for c in COLUMNS} for row in reader])
+            return cls([Row.from_cells(cells) for cells in reader])
 
 
 def _most(seconds: dict[str, float]) -> str:
@@ -190,28 +289,13 @@ def _most(seconds: dict[str, float]) -> str:
     return max(seconds, key=lambda label: (seconds[label], -LABELS.index(label))) if seconds else ""
 
 
-def _cell(column: str, value) -> str:
-    if is_missing(value):
+def _cell(value, rounded: bool) -> str:
+    if value is None or value != value:  # None, or NaN
         return ""
-    if column in BOOL_COLUMNS:
+    if isinstance(value, bool):
         return "true" if value else "false"
-    if column in INT_COLUMNS:
-        return str(int(value))
-    if column in ROUNDED:
-        return repr(round(float(value), DECIMALS))
-    return value if isinstance(value, str) else repr(float(value))
-
-
-def _parse(column: str, text: str):
-    if column == "voice_active":
-        return text.strip().lower() == "true"
-    if text == "":
-        return None
-    if column in BOOL_COLUMNS:
-        return text.strip().lower() == "true"
-    if column in TEXT_COLUMNS:
-        return text
-    if column in INT_COLUMNS:
-        return int(float(text))
-    value = float(text)
-    return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return repr(round(float(value), DECIMALS)) if rounded else repr(float(value))

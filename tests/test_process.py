@@ -16,7 +16,7 @@ from emocli.cli import app
 from emocli.labels import LABELS
 from emocli.media import ffmpeg, probe
 from emocli.outputs import _TagStyle
-from emocli.timeline import COLUMNS, Timeline
+from emocli.timeline import COLUMNS, Emotion, FaceResult, Row, Timeline
 
 P = {m: [f"{m}_p_{label}" for label in LABELS] for m in ("face", "voice", "fused")}
 
@@ -326,47 +326,31 @@ print("light:", light, "lean:", lean, "heavy:", heavy)
     assert {p.name for p in (tmp_path / "all").iterdir()} >= {"talking.csv", "talking.png", "talking.mp4"}
 
 
+def verdict(label: str, confidence: float = 1.0) -> Emotion:
+    """An Emotion whose top label is ``label`` at ``confidence``, the rest shared evenly."""
+    rest = (1 - confidence) / (len(LABELS) - 1)
+    return Emotion.of([confidence if name == label else rest for name in LABELS])
+
+
 def test_timeline_csv_is_what_pandas_reads_and_reads_back(tmp_path):
     """Written without pandas: empty cells for missing values, 4 decimals, true/false; read back whole."""
-    base = {
-        "video": "a, b.mp4",
-        "t_end": 1.0,
-        "voice_active": True,
-        "voice_emotion": "sad",
-        "voice_confidence": 0.123456,
-        **{f"voice_p_{label}": 1 / 7 for label in LABELS},
-    }
-    face = {
-        "face_id": 0,
-        "face_x": 3,
-        "face_y": 4,
-        "face_w": 50,
-        "face_h": 52,
-        "face_score": 0.98765,
-        "fused_emotion": "happy",
-        "fused_p_happy": 0.7,
-        "fused_p_sad": 0.3,
-    }
+    voice = Emotion.of([0.1, 0.05, 0.05, 0.05, 0.523456, 0.111111, 0.115433])
+    face = FaceResult(0, (3, 4, 50, 52), 0.9877, verdict("happy", 0.7), True, ((0.25, 3, 4, 50, 52),))
+    listener = FaceResult(1, (3, 4, 50, 52), 0.9877, verdict("happy", 0.7), False)
+    odd = Emotion("happy", 0.1, (0.1, 0.0, 0.0, 0.7, float("nan"), 0.1, 0.1))  # a NaN: an empty cell
     rows = [
-        {**base, "t_start": 0.0, **face, "face_speaking": True},
-        {
-            **base,
-            "t_start": 0.0,
-            **face,
-            "face_id": 1,
-            "face_speaking": False,
-            "fused_p_happy": 0.1,
-            "fused_p_sad": float("nan"),
-        },
-        {**base, "t_start": 1.0, "t_end": 1.5, "voice_active": False, "voice_emotion": None},
+        Row("a, b.mp4", 0.0, 1.0, face, True, voice, verdict("sad", 0.612345)),
+        Row("a, b.mp4", 0.0, 1.0, listener, True, voice, odd),
+        Row("a, b.mp4", 1.0, 1.5),
     ]
     timeline = Timeline(rows, {"duration_s": 1.5})
     timeline.write_csv(tmp_path / "t.csv")
     lines = (tmp_path / "t.csv").read_text().splitlines()
     assert lines[0] == ",".join(COLUMNS) and len(lines) == 4
-    assert lines[1].startswith('"a, b.mp4",0.0,1.0,0,3,4,50,52,0.9877,,,true,true,sad,0.1235,happy,,')
-    assert lines[2].startswith('"a, b.mp4",0.0,1.0,1,3,4,50,52,0.9877,,,false,true,sad,')
-    assert lines[3].startswith('"a, b.mp4",1.0,1.5,,,,,,,,,,false,,0.1235,,,')
+    assert lines[1].startswith('"a, b.mp4",0.0,1.0,0,3,4,50,52,0.9877,happy,0.7,true,true,sad,0.5235,sad,0.6123,0.05,')
+    assert lines[2].startswith('"a, b.mp4",0.0,1.0,1,3,4,50,52,0.9877,happy,0.7,false,true,sad,0.5235,happy,0.1,')
+    assert lines[2].endswith(",0.1,0.0,0.0,0.7,,0.1,0.1")
+    assert lines[3] == '"a, b.mp4",1.0,1.5' + "," * 10 + "false" + "," * (len(COLUMNS) - 13)
 
     frame = pd.read_csv(tmp_path / "t.csv")
     expected = timeline.to_pandas()
@@ -374,14 +358,18 @@ def test_timeline_csv_is_what_pandas_reads_and_reads_back(tmp_path):
     assert frame["face_id"].tolist()[:2] == [0, 1] and frame["face_id"].isna().tolist() == [False, False, True]
     assert frame["voice_active"].tolist() == [True, True, False]
     assert expected["face_speaking"].dtype == "boolean" and expected["face_speaking"].tolist() == [True, False, pd.NA]
-    assert np.allclose(frame[P["voice"]], expected[P["voice"]].astype(float).round(4))
+    assert np.allclose(frame[P["voice"]][:2], expected[P["voice"]][:2].astype(float).round(4))
+    assert expected["fused_p_sad"].isna().tolist() == [False, True, True]
     assert expected.attrs["faces"] == 2 and expected.attrs["intervals"] == 2 and expected.attrs["speech_s"] == 1.0
 
     back = Timeline.read_csv(tmp_path / "t.csv")
     assert (back.intervals, back.faces, back.speech_s, back.duration_s) == (2, 2, 1.0, 1.5)
     assert back.dominant_emotion() == timeline.dominant_emotion() == "happy"
-    assert back.rows[2]["voice_emotion"] is None and back.rows[1]["fused_p_sad"] is None
-    assert [r["face_speaking"] for r in back.rows] == [True, False, None]
+    assert back.rows[2] == Row("a, b.mp4", 1.0, 1.5) and back.rows[1].fused.p[4] is None
+    assert back.rows[0].face == FaceResult(
+        0, (3, 4, 50, 52), 0.9877, Emotion("happy", 0.7, (0.05,) * 3 + (0.7,) + (0.05,) * 3), True
+    )
+    assert [r.face and r.face.speaking for r in back.rows] == [True, False, None]
     back.write_csv(tmp_path / "again.csv")
     assert (tmp_path / "again.csv").read_text() == (tmp_path / "t.csv").read_text()
     (tmp_path / "other.csv").write_text("video,t_start\nx,0\n")
@@ -424,7 +412,7 @@ def test_annotated_video_keeps_the_sound(tmp_path):
     pcm = tmp_path / "pcm.mkv"
     subprocess.run([ffmpeg(), "-v", "error", "-i", aac, "-c:v", "copy", "-c:a", "pcm_s16le", pcm], check=True)
     mp3 = EXAMPLES / "crema-d" / "1001_DFA_HAP_XX.flv"
-    timeline = Timeline([{"video": "x", "t_start": 0.0, "t_end": 1.0, "voice_active": False}], {"has_audio": True})
+    timeline = Timeline([Row("x", 0.0, 1.0)], {"has_audio": True})
     assert [probe(p).audio_codec for p in (aac, mp3, pcm)] == ["aac", "mp3", "pcm_s16le"]
     for src, codec in ((aac, "aac"), (mp3, "mp3"), (pcm, "aac")):
         out = AnnotatedVideoWriter(src).write(timeline, tmp_path / f"{src.suffix[1:]}-annotated")
@@ -445,29 +433,12 @@ def test_annotation_follows_the_timeline_interval_by_interval(tmp_path):
         (1.0, [(150, 60, 80), (40, 140, 60)], "angry"),
         (2.0, [], None),
     ):
-        base = {
-            "video": "grey.mp4",
-            "t_start": start,
-            "t_end": start + 1.0,
-            "voice_active": voice is not None,
-            "voice_emotion": voice,
-            "voice_confidence": 0.9 if voice else None,
-        }
+        heard = verdict(voice, 0.9) if voice else None
         for k, (x, y, s) in enumerate(boxes):
-            rows.append(
-                {
-                    **base,
-                    "face_id": k,
-                    "face_x": x,
-                    "face_y": y,
-                    "face_w": s,
-                    "face_h": s,
-                    "fused_emotion": "happy",
-                    "fused_confidence": 0.8,
-                }
-            )
+            face = FaceResult(k, (x, y, s, s), 0.9, verdict("happy", 0.8))
+            rows.append(Row("grey.mp4", start, start + 1.0, face, heard is not None, heard, verdict("happy", 0.8)))
         if not boxes:
-            rows.append(base)
+            rows.append(Row("grey.mp4", start, start + 1.0, None, heard is not None, heard))
     out = AnnotatedVideoWriter(src).write(Timeline(rows, {"has_audio": True}), tmp_path / "annotated")
     assert out == tmp_path / "annotated.mp4" and probe(out).has_audio
 
@@ -495,38 +466,17 @@ def test_plot_shows_fused_probabilities_and_a_strip_per_person(tmp_path):
 
     from emocli.outputs import COLOURS, PlotWriter
 
-    def probs(prefix: str, **p: float) -> dict:
-        return {f"{prefix}_p_{label}": p.get(label, 0.0) for label in LABELS}
-
     rows = []
     for i in range(10):
-        base = {
-            "video": "v.mp4",
-            "t_start": float(i),
-            "t_end": i + 1.0,
-            "voice_active": True,
-            "voice_emotion": "sad",
-            "voice_confidence": 1.0,
-            **probs("voice", sad=1.0),
-        }
+        sad = verdict("sad")
         if i >= 5:
-            rows.append({**base, **probs("fused", sad=1.0), "fused_emotion": "sad"})
+            rows.append(Row("v.mp4", float(i), i + 1.0, None, True, sad, sad))
             continue
-        box = {"face_x": 0, "face_y": 0, "face_w": 9, "face_h": 9}
-        rows.append(
-            {**base, **box, "face_id": 0, "face_speaking": i < 2, "fused_emotion": "happy", **probs("fused", happy=1.0)}
-        )
+        face = FaceResult(0, (0, 0, 9, 9), 0.9, verdict("happy"), i < 2)
+        rows.append(Row("v.mp4", float(i), i + 1.0, face, True, sad, verdict("happy")))
         if i == 2:
-            rows.append(
-                {
-                    **base,
-                    **box,
-                    "face_id": 1,
-                    "face_speaking": False,
-                    "fused_emotion": "angry",
-                    **probs("fused", angry=1.0),
-                }
-            )
+            face = FaceResult(1, (0, 0, 9, 9), 0.9, verdict("angry"), False)
+            rows.append(Row("v.mp4", float(i), i + 1.0, face, True, sad, verdict("angry")))
     out = PlotWriter().write(Timeline(rows, {"video": "v.mp4"}), tmp_path / "v")
     img = cv2.imread(str(out)).astype(int)
 
@@ -565,23 +515,15 @@ def test_people_csv_one_row_per_person(tmp_path):
     from emocli.timeline import PEOPLE_COLUMNS
 
     def row(start, end, face_id, face, fused, speaking):
-        return {
-            "video": "v",
-            "t_start": start,
-            "t_end": end,
-            "face_id": face_id,
-            "face_emotion": face,
-            "fused_emotion": fused,
-            "face_speaking": speaking,
-            "voice_active": speaking is not None,
-        }
+        seen = FaceResult(face_id, (0, 0, 9, 9), 0.9, verdict(face, 0.6), speaking)
+        return Row("v", start, end, seen, speaking is not None, None, verdict(fused, 0.6))
 
     rows = [
         row(0.0, 1.0, 0, "sad", "angry", True),
         row(0.0, 1.0, 1, "happy", "happy", False),
         row(1.0, 2.0, 0, "sad", "sad", None),
         row(2.0, 2.5, 0, "neutral", "angry", True),
-        {"video": "v", "t_start": 2.5, "t_end": 3.0, "voice_active": True},
+        Row("v", 2.5, 3.0, None, True),
     ]
     out = PeopleWriter().write(Timeline(rows), tmp_path / "v")
     assert out.name == "v.people.csv"
@@ -611,26 +553,9 @@ def test_annotated_boxes_follow_the_face_and_keep_their_slot(tmp_path):
         (2.0, [(1, 220, "sad", False)]),
     ):
         for face_id, x, label, speaks in faces:
-            rows.append(
-                {
-                    "video": "grey.mp4",
-                    "t_start": start,
-                    "t_end": start + 1.0,
-                    "voice_active": True,
-                    "voice_emotion": "angry",
-                    "voice_confidence": 0.9,
-                    "face_id": face_id,
-                    "face_x": x,
-                    "face_y": 60,
-                    "face_w": 60,
-                    "face_h": 60,
-                    "face_emotion": label,
-                    "face_confidence": 0.7,
-                    "face_speaking": speaks,
-                    "fused_emotion": "angry" if speaks else label,
-                    "fused_confidence": 0.6,
-                }
-            )
+            face = FaceResult(face_id, (x, 60, 60, 60), 0.9, verdict(label, 0.7), speaks)
+            fused = verdict("angry" if speaks else label, 0.6)
+            rows.append(Row("grey.mp4", start, start + 1.0, face, True, verdict("angry", 0.9), fused))
     intervals = Timeline(rows).by_interval()
     assert _slots(intervals) == {0.0: {0: 0}, 1.0: {0: 0, 1: 1}, 2.0: {1: 1}}  # face 0 keeps slot 0
     texts = AnnotatedVideoWriter._commands(intervals[1.0], _slots(intervals)[1.0], 2, _TagStyle(320, 240))

@@ -113,5 +113,5 @@ def test_noise_soundtrack_gives_no_voice_and_no_speech_seconds(tmp_path, models,
     with Analyzer(**models) as analyzer:
         timeline = analyzer.timeline(video)
     assert len(timeline.rows) >= 3
-    assert not any(r["voice_active"] for r in timeline.rows)
+    assert not any(r.voice_active or r.voice for r in timeline.rows)
     assert timeline.speech_s == 0.0
