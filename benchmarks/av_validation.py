@@ -157,6 +157,12 @@ def long_pair(rng: random.Random, voices: list[Path] | None) -> tuple[Path, bool
     return _make(AV / name, [*inputs, "-filter_complex", graph, "-map", "[v]", "-map", "[au]", "-shortest"]), left
 
 
+def centre_x(row) -> float:
+    """The middle of a row's face box, in pixels from the left."""
+    x, _, w, _ = row.face.box
+    return x + w / 2
+
+
 def ravdess_files(data: Path, actors: range) -> list[Path]:
     files = []
     for a in actors:
@@ -205,29 +211,27 @@ def speaker_check(data: Path, interval: float, dump: bool, seeds: list[int], pai
             scored.clear()
             timeline = analyzer.timeline(path)
             voiced = [
-                rows
-                for rows in timeline.by_interval().values()
-                if rows[0]["voice_active"] and rows[0].get("face_id") is not None
+                rows for rows in timeline.by_interval().values() if rows[0].voice_active and rows[0].face is not None
             ]
             for rows, scores in zip(voiced, scored):
                 for r in rows:
-                    left = r["face_x"] + r["face_w"] / 2 < timeline.facts["width"] / 2
+                    left = centre_x(r) < timeline.facts["width"] / 2
                     truth = "off" if heard_left is None else ("speaks" if left == heard_left else "silent")
-                    samples.append((kind, path.name, r["t_start"], *scores[r["face_id"]], truth))
+                    samples.append((kind, path.name, r.t_start, *scores[r.face.id], truth))
             for rows in timeline.by_interval().values():
-                faces = [r for r in rows if r.get("face_id") is not None]
-                if not faces or not faces[0]["voice_active"]:
+                faces = [r for r in rows if r.face is not None]
+                if not faces or not faces[0].voice_active:
                     continue
                 s = stats.setdefault(kind, [0, 0, 0, 0])  # voiced intervals, speaker found, silent kept, nobody wrong
                 s[0] += 1
                 if heard_left is None:
-                    s[3] += not any(r["face_speaking"] for r in faces)
+                    s[3] += not any(r.face.speaking for r in faces)
                     continue
                 half = timeline.facts["width"] / 2
-                speaker = [r for r in faces if (r["face_x"] + r["face_w"] / 2 < half) == heard_left]
+                speaker = [r for r in faces if (centre_x(r) < half) == heard_left]
                 silent = [r for r in faces if r not in speaker]
-                s[1] += bool(speaker) and bool(speaker[0]["face_speaking"])
-                s[2] += all(not r["face_speaking"] and r["fused_emotion"] == r["face_emotion"] for r in silent)
+                s[1] += bool(speaker) and bool(speaker[0].face.speaking)
+                s[2] += all(not r.face.speaking and r.fused.label == r.face.emotion.label for r in silent)
     sp.SpeakerDetector.speaking = speaking
     if dump:
         import pickle
@@ -312,8 +316,8 @@ def faces_check(data: Path, limit: int) -> None:
         right = total = 0
         with pipeline.Analyzer(interval=0.5, face_frames=n, face_views=views, frame_rate=10.0) as analyzer:
             for code, label in CREMA.items():
-                rows = [r for r in analyzer.timeline(crema(code)).rows if r.get("face_id") is not None]
-                right += sum(r["face_emotion"] == label for r in rows)
+                rows = [r for r in analyzer.timeline(crema(code)).rows if r.face is not None]
+                right += sum(r.face.emotion.label == label for r in rows)
                 total += len(rows)
         print(f"{n:>7}{6 if views else 1:>7}{level!s:>9}{right / total:>10.3f}{total:>10}")
     pipeline.align_face = aligned
@@ -433,15 +437,13 @@ def fusion_check(data: Path, corpora: tuple = (), per_corpus: int = 300) -> None
         with Analyzer(interval=interval) as analyzer:
             for code, label in CREMA.items():
                 rows += [
-                    (r, label)
-                    for r in analyzer.timeline(crema(code)).rows
-                    if r.get("face_id") is not None and r["voice_active"]
+                    (r, label) for r in analyzer.timeline(crema(code)).rows if r.face is not None and r.voice_active
                 ]
     crema_set = tuple(
         np.array(x)
         for x in (
-            [[r[f"face_p_{k}"] for k in LABELS] for r, _ in rows],
-            [[r[f"voice_p_{k}"] for k in LABELS] for r, _ in rows],
+            [list(r.face.emotion.p) for r, _ in rows],
+            [list(r.voice.p) for r, _ in rows],
             [LABELS.index(label) for _, label in rows],
         )
     )
