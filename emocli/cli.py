@@ -723,15 +723,6 @@ def train_voice(
             "rooms, telephone band, microphone tilt, gain, tempo, vocal-tract length), light (milder and rarer), off."
         ),
     ] = AugmentLevel.full,
-    centre: Annotated[
-        bool,
-        typer.Option(
-            "--centre/--no-centre",
-            help="Subtract each window's mean feature frame over its louder frames (cepstral mean "
-            "normalisation), so the microphone, level and voice timbre matter less; the model keeps the "
-            "setting and inference applies it.",
-        ),
-    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of the training draws.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -761,7 +752,6 @@ def train_voice(
             holdout_corpora=corpora,
             calm=calm.value,
             augment=AUGMENT_PRESETS[augment.value],
-            centre=centre,
             seed=seed,
         )
         metrics = run(config, out, quiet=quiet)

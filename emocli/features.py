@@ -24,10 +24,6 @@ class FeatureSpec:
     n_mfcc: int = 40
     fmin: float = 20.0
     fmax: float = 8000.0
-    # Subtract each window's mean frame over its louder frames (cepstral mean normalisation):
-    # a microphone's colour, a room's level and a voice's timbre are constant over a window,
-    # the emotion's movements are not.
-    centre: bool = False
     mean: tuple[float, ...] = field(default=(), repr=False)  # per-feature scaler statistics
     std: tuple[float, ...] = field(default=(), repr=False)
 
@@ -114,19 +110,11 @@ def mel_power(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarr
     return power.astype(np.float32) @ mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax).T
 
 
-CENTRE_RANGE_DB = 30.0  # frames this far below the window's loudest are pauses: not in its mean
-
-
 def features_from_mel(mel: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
-    """MFCC + log-mel ``(frames, n_mfcc + n_mels)`` float32 from mel-band power, before the
-    scaler (``normalize``); with ``spec.centre``, minus the mean of the louder frames."""
+    """MFCC + log-mel ``(frames, n_mfcc + n_mels)`` float32 from mel-band power, unnormalised."""
     log_mel = 10.0 * np.log10(np.maximum(mel, 1e-10))
     mfcc = log_mel @ dct_matrix(spec.n_mels, spec.n_mfcc).T
-    features = np.concatenate([mfcc, log_mel], axis=1).astype(np.float32)
-    if spec.centre and len(features):
-        level = log_mel.mean(axis=1)
-        features -= features[level >= level.max() - CENTRE_RANGE_DB].mean(axis=0)
-    return features
+    return np.concatenate([mfcc, log_mel], axis=1).astype(np.float32)
 
 
 def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:

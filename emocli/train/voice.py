@@ -60,7 +60,6 @@ class VoiceConfig:
     calm: str = "neutral"  # "calm" in training: "neutral" or "drop" (validation always scores it as neutral)
     corpus_power: float = 0.5  # corpora drawn in proportion to size**power
     augment: Augment = field(default_factory=Augment)
-    centre: bool = False  # FeatureSpec.centre: per-window mean normalisation of the features
     seed: int = 0
 
     def __post_init__(self):
@@ -276,7 +275,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     run = RunDir(out)
     set_seed(config.seed)
     items = find_audio(config.data, calm="neutral")  # calm dropped, if asked, at the split
-    base = FeatureSpec(centre=config.centre)
+    base = FeatureSpec()
     waves, items = load_waveforms(items, base.sample_rate)
     train, held = _split(items, config)
     labels = np.asarray([LABELS.index(it.label) for it in items], np.int64)
