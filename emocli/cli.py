@@ -138,6 +138,87 @@ def _main(
     """What emotion the people in a video show on their faces and carry in their voices, over time."""
 
 
+# The analysis options `process` and `live` share, declared once.
+IntervalOption = Annotated[
+    float,
+    typer.Option(
+        metavar="SECONDS",
+        help="Seconds between samples, 0.05 or more: one timeline row per interval and face.",
+        min=0.05,
+    ),
+]
+
+FaceModelOption = Annotated[
+    Path | None, typer.Option(metavar="FILE", help="Face model (.onnx).", show_default="the shipped one")
+]
+
+VoiceModelOption = Annotated[
+    Path | None, typer.Option(metavar="FILE", help="Voice model (.onnx).", show_default="the shipped one")
+]
+
+FusionOption = Annotated[
+    Fusion, typer.Option(help="weighted: combine face and voice; face or voice: that modality alone.")
+]
+
+FaceWeightOption = Annotated[
+    float | None,
+    typer.Option(
+        metavar="W",
+        help="Fuse as a weighted mean with this weight (0 to 1) on the face, instead of the product of the two "
+        "distributions fitted on audio-visual validation clips, where the more confident modality leads.",
+        show_default="the fitted product",
+        min=0.0,
+        max=1.0,
+    ),
+]
+
+FaceFramesOption = Annotated[
+    int,
+    typer.Option(
+        metavar="N",
+        help="Frames per interval whose faces are classified and averaged, each with its mirror image (1 or more).",
+        min=1,
+    ),
+]
+
+MaxFacesOption = Annotated[
+    int, typer.Option(metavar="N", help="At most this many faces per frame, largest first (1 or more).", min=1)
+]
+
+MinFaceOption = Annotated[
+    float,
+    typer.Option(
+        metavar="FRACTION",
+        help="Ignore faces smaller than this fraction (0 to 1) of the frame's shorter side.",
+        min=0.0,
+        max=1.0,
+    ),
+]
+
+MinFaceScoreOption = Annotated[
+    float,
+    typer.Option(
+        metavar="SCORE",
+        help="Detector score (0.01 to 0.99) a face needs to count. Lower finds more faces (small, turned, "
+        "dim) and more false ones.",
+        min=0.01,
+        max=0.99,
+    ),
+]
+
+VadThresholdOption = Annotated[
+    float,
+    typer.Option(
+        metavar="P",
+        help="Speech probability (0.01 to 0.99) at which the voice-activity detector counts 32 ms of audio as "
+        "speech; an interval is voiced when a fifth of its audio window is speech. Lower hears quieter speech, "
+        "higher rejects more noise.",
+        min=0.01,
+        max=0.99,
+    ),
+]
+
+
 @app.command(cls=_Command)
 def process(
     inputs: Annotated[
@@ -165,14 +246,7 @@ def process(
             "and rows), or all. The CSV is always written: a rerun reads it.",
         ),
     ] = "csv",
-    interval: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS",
-            help="Seconds between samples, 0.05 or more: one timeline row per interval and face.",
-            min=0.05,
-        ),
-    ] = 1.0,
+    interval: IntervalOption = 1.0,
     window: Annotated[
         float,
         typer.Option(
@@ -205,67 +279,15 @@ def process(
             metavar="HOST:PORT", help="Ray cluster to join, e.g. 10.0.0.5:6379.", show_default="start a local Ray"
         ),
     ] = None,
-    face_model: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="Face model (.onnx).", show_default="the shipped one")
-    ] = None,
-    voice_model: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="Voice model (.onnx).", show_default="the shipped one")
-    ] = None,
-    fusion: Annotated[
-        Fusion, typer.Option(help="weighted: combine face and voice; face or voice: that modality alone.")
-    ] = Fusion.weighted,
-    face_weight: Annotated[
-        float | None,
-        typer.Option(
-            metavar="W",
-            help="Fuse as a weighted mean with this weight (0 to 1) on the face, instead of the product of the two "
-            "distributions fitted on audio-visual validation clips, where the more confident modality leads.",
-            show_default="the fitted product",
-            min=0.0,
-            max=1.0,
-        ),
-    ] = None,
-    face_frames: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            help="Frames per interval whose faces are classified and averaged, each with its mirror image (1 or more).",
-            min=1,
-        ),
-    ] = 3,
-    max_faces: Annotated[
-        int, typer.Option(metavar="N", help="At most this many faces per frame, largest first (1 or more).", min=1)
-    ] = 8,
-    min_face: Annotated[
-        float,
-        typer.Option(
-            metavar="FRACTION",
-            help="Ignore faces smaller than this fraction (0 to 1) of the frame's shorter side.",
-            min=0.0,
-            max=1.0,
-        ),
-    ] = 0.05,
-    min_face_score: Annotated[
-        float,
-        typer.Option(
-            metavar="SCORE",
-            help="Detector score (0.01 to 0.99) a face needs to count. Lower finds more faces (small, turned, "
-            "dim) and more false ones.",
-            min=0.01,
-            max=0.99,
-        ),
-    ] = 0.5,
-    vad_threshold: Annotated[
-        float,
-        typer.Option(
-            metavar="P",
-            help="Speech probability (0.01 to 0.99) at which the voice-activity detector counts 32 ms of audio as "
-            "speech; an interval is voiced when a fifth of its audio window is speech. Lower hears quieter speech, "
-            "higher rejects more noise.",
-            min=0.01,
-            max=0.99,
-        ),
-    ] = 0.5,
+    face_model: FaceModelOption = None,
+    voice_model: VoiceModelOption = None,
+    fusion: FusionOption = Fusion.weighted,
+    face_weight: FaceWeightOption = None,
+    face_frames: FaceFramesOption = 3,
+    max_faces: MaxFacesOption = 8,
+    min_face: MinFaceOption = 0.05,
+    min_face_score: MinFaceScoreOption = 0.5,
+    vad_threshold: VadThresholdOption = 0.5,
     face_views: Annotated[
         bool,
         typer.Option(
@@ -328,14 +350,7 @@ def live(
             show_default=False,
         ),
     ],
-    interval: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS",
-            help="Seconds between samples, 0.05 or more: one timeline row per interval and face.",
-            min=0.05,
-        ),
-    ] = 1.0,
+    interval: IntervalOption = 1.0,
     window: Annotated[
         float,
         typer.Option(
@@ -374,58 +389,15 @@ def live(
         bool,
         typer.Option("--show", help="Open a window with the annotated picture, where there is a display (q closes)."),
     ] = False,
-    face_model: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="Face model (.onnx).", show_default="the shipped one")
-    ] = None,
-    voice_model: Annotated[
-        Path | None, typer.Option(metavar="FILE", help="Voice model (.onnx).", show_default="the shipped one")
-    ] = None,
-    fusion: Annotated[
-        Fusion, typer.Option(help="weighted: combine face and voice; face or voice: that modality alone.")
-    ] = Fusion.weighted,
-    face_weight: Annotated[
-        float | None,
-        typer.Option(
-            metavar="W",
-            help="Fuse as a weighted mean with this weight (0 to 1) on the face, as in emocli process.",
-            show_default="the fitted product",
-            min=0.0,
-            max=1.0,
-        ),
-    ] = None,
-    face_frames: Annotated[
-        int,
-        typer.Option(
-            metavar="N",
-            help="Frames per interval whose faces are classified and averaged, each with its mirror image (1 or more).",
-            min=1,
-        ),
-    ] = 3,
-    max_faces: Annotated[
-        int, typer.Option(metavar="N", help="At most this many faces per frame, largest first (1 or more).", min=1)
-    ] = 8,
-    min_face: Annotated[
-        float,
-        typer.Option(
-            metavar="FRACTION",
-            help="Ignore faces smaller than this fraction (0 to 1) of the frame's shorter side.",
-            min=0.0,
-            max=1.0,
-        ),
-    ] = 0.05,
-    min_face_score: Annotated[
-        float,
-        typer.Option(metavar="SCORE", help="Detector score (0.01 to 0.99) a face needs to count.", min=0.01, max=0.99),
-    ] = 0.5,
-    vad_threshold: Annotated[
-        float,
-        typer.Option(
-            metavar="P",
-            help="Speech probability (0.01 to 0.99) at which 32 ms of audio counts as speech.",
-            min=0.01,
-            max=0.99,
-        ),
-    ] = 0.5,
+    face_model: FaceModelOption = None,
+    voice_model: VoiceModelOption = None,
+    fusion: FusionOption = Fusion.weighted,
+    face_weight: FaceWeightOption = None,
+    face_frames: FaceFramesOption = 3,
+    max_faces: MaxFacesOption = 8,
+    min_face: MinFaceOption = 0.05,
+    min_face_score: MinFaceScoreOption = 0.5,
+    vad_threshold: VadThresholdOption = 0.5,
     timeout: Annotated[
         float,
         typer.Option(
