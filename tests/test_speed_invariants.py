@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -227,6 +228,56 @@ def test_sampled_frames_bring_the_frames_decoded_between_them(corpus, name):
     assert gaps.min() >= 1 / FrameSampler.BETWEEN_RATE - 0.5 / info.fps - 1e-6
     assert len(stamps) >= 0.6 * FrameSampler.BETWEEN_RATE * (stamps[-1] - stamps[0])
     assert all(b.image.shape == (info.height, info.width) and b.scale == 1.0 for b in between)
+
+
+class _Slow:
+    """A pipe whose reads each wait ``delay`` seconds first: a grey-stream reader running late."""
+
+    def __init__(self, f, delay: float):
+        self.f, self.delay = f, delay
+
+    def read(self, n: int) -> bytes:
+        time.sleep(self.delay)
+        return self.f.read(n)
+
+    def close(self) -> None:
+        self.f.close()
+
+
+@pytest.mark.parametrize("per_second", [3, 30])
+def test_grey_frames_go_with_the_sampled_frames_by_time_alone(corpus, monkeypatch, per_second):
+    """Which grey frames a sampled frame brings depends on the presentation times, not on how
+    far the thread reading the grey stream has got: a reader that starts late and reads slowly
+    gives each sampled frame the same grey frames, all those since the frame before."""
+    path = corpus["clip"]
+    info = probe(path)
+    times = [(k + 0.5) / per_second for k in range(int(info.duration * per_second))]
+
+    def brought() -> list[tuple[float, list[float]]]:
+        with FrameSampler(path, info, info.fps) as sampler:
+            frames = [f for _, f in sampler.frames_at(times)]
+        handed = [f for k, f in enumerate(frames) if k == 0 or f is not frames[k - 1]]
+        return [(f.pts, [b.pts for b in f.recent]) for f in handed]
+
+    on_time = brought()
+    real = FrameSampler._read_between
+
+    def late(self, *args):
+        time.sleep(0.3)
+        self._side_files[0] = _Slow(self._side_files[0], 0.003)
+        real(self, *args)
+
+    monkeypatch.setattr(FrameSampler, "_read_between", late)
+    assert brought() == on_time
+    previous = -math.inf
+    for pts, recent in on_time:
+        assert all(previous < t <= pts + 1e-6 for t in recent)  # since the frame before, up to its own
+        assert recent or per_second > FrameSampler.BETWEEN_RATE
+        previous = pts
+    # None lost on the way: no holes, and the last come up to the last sampled frame.
+    stamps = [t for _, recent in on_time for t in recent]
+    most = 1 / FrameSampler.BETWEEN_RATE + 1 / info.fps + 1e-3
+    assert np.diff(stamps).max() < most and on_time[-1][0] - stamps[-1] < most
 
 
 def test_large_frames_come_shrunk_and_faces_stay_in_decoded_pixels(face_image, tmp_path):

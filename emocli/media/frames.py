@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import math
 import os
-import queue
 import subprocess
 import tempfile
 import threading
@@ -172,8 +171,8 @@ class FrameSampler:
     expression (per time, the first frame at or after it, less half a frame; a frame
     that is first for several times is passed once), converts only those to BGR and
     pipes them here with their exact timestamps (``-stats_enc_pre``, on a pipe of its
-    own), where a thread reads ahead while the caller works and ``_pick`` matches them to
-    the times. Decoding costs what ``ffmpeg -i X -f null -`` costs, far less than OpenCV's
+    own), where a thread reads ahead (``AHEAD`` frames) while the caller works and
+    ``_pick`` matches them to the times. Decoding costs what ``ffmpeg -i X -f null -`` costs, far less than OpenCV's
     ``grab`` loop, and overlaps with the caller.
 
     ``skip`` is the decoder's discard level. The default, ``noref``, does not decode
@@ -191,6 +190,12 @@ class FrameSampler:
     same ffmpeg as a second stream, grey and at most ``BETWEEN_SIDE`` pixels on their shorter
     side, and ride on the next sampled ``Frame`` (``recent``): the mouths of who speaks,
     followed at the decoder's rate for a fraction of the cost of handing over every frame.
+    A second thread reads them. Which grey frames a sampled frame brings depends on the
+    presentation times alone: before handing a frame over, the caller waits until the grey
+    stream has gone past the frame's time (or ended), however far behind its reader is.
+    While it waits, the sampled frames are read without the ``AHEAD`` bound, so that ffmpeg,
+    which writes both streams, is never held up on the sampled one before the grey frame
+    that is waited for comes out.
     """
 
     AHEAD = 2  # decoded frames buffered ahead of the caller
@@ -225,8 +230,16 @@ class FrameSampler:
         self._thread: threading.Thread | None = None
         self._side: threading.Thread | None = None
         self._side_files: list = []
-        self._recent: collections.deque = collections.deque()
         self._stop = threading.Event()
+        # Shared by the caller and both reader threads, under ``_cond``: the sampled frames
+        # read ahead (None last), the grey frames not handed over yet, the time of the last
+        # grey frame read, whether the grey stream has ended, whether the caller waits for it.
+        self._cond = threading.Condition()
+        self._ahead: collections.deque = collections.deque()
+        self._recent: collections.deque = collections.deque()
+        self._grey_at = -math.inf
+        self._grey_done = False
+        self._wanting = False
 
     @staticmethod
     def grid(times: list[float]) -> tuple[float, float] | None:
@@ -334,10 +347,9 @@ class FrameSampler:
             self._side_files = [os.fdopen(side[0][0], "rb"), os.fdopen(side[1][0], "rb")]
             self._side = threading.Thread(target=self._read_between, args=(bw, bh, w / bw), daemon=True)
             self._side.start()
-        frames: queue.Queue = queue.Queue(self.AHEAD)
-        self._thread = threading.Thread(target=self._read, args=(self._proc, sw, sh, frames), daemon=True)
+        self._thread = threading.Thread(target=self._read, args=(self._proc, sw, sh), daemon=True)
         self._thread.start()
-        first = frames.get()
+        first = self._get()
         if first is None and self._proc.wait() != 0:
             # ffmpeg could not decode what OpenCV opened: let OpenCV do it all.
             with FrameReader(self.path, self.info.video_offset, self.reach, self.info.duration) as reader:
@@ -348,7 +360,7 @@ class FrameSampler:
             item = first
             while item is not None:
                 yield item
-                item = frames.get()
+                item = self._get()
 
         # Skipped frames (noref) leave gaps of a few frames: the next decoded one stands in.
         late = tol if self.skip == "none" else max(tol, min(self.SKIP_GAP * period, self.reach or 1.0))
@@ -368,11 +380,21 @@ class FrameSampler:
         return max(2, 2 * round(w * s / 2)), max(2, 2 * round(h * s / 2))
 
     def _take_between(self, pts: float) -> tuple:
-        """The grey frames read so far up to ``pts`` (those of later times wait for a later frame)."""
-        out = []
-        while self._recent and self._recent[0].pts <= pts + 1e-6:
-            out.append(self._recent.popleft())
-        return tuple(out)
+        """The grey frames up to ``pts`` not handed over yet (those of later times wait for a
+        later frame), once the grey stream has gone past ``pts`` or ended: all of them, however
+        far behind the grey stream's reader is."""
+        with self._cond:
+            self._wanting = True
+            self._cond.notify_all()  # the sampled frames' reader may read past AHEAD now
+            while not (self._grey_done or self._grey_at > pts + 1e-6):
+                if self._side is None or not self._side.is_alive():
+                    break  # its reader is gone (it marks the end before it leaves): nothing more comes
+                self._cond.wait(0.2)
+            self._wanting = False
+            out = []
+            while self._recent and self._recent[0].pts <= pts + 1e-6:
+                out.append(self._recent.popleft())
+            return tuple(out)
 
     def _read_between(self, w: int, h: int, scale: float) -> None:
         """Reads the grey stream to its end, whatever happens: ffmpeg writes both streams, and
@@ -380,21 +402,32 @@ class FrameSampler:
         data, stamps = self._side_files
         origin = Fraction(self.info.origin).limit_denominator(1 << 40)
         size, placed = w * h, True
-        while len(buf := data.read(size)) == size:
-            stamp = stamps.readline().split()
-            if not placed or self._stop.is_set():
-                continue
-            try:
-                t = float(int(stamp[0]) * Fraction(stamp[1].decode()) - origin)
-            except (IndexError, ValueError, ZeroDivisionError):
-                placed = False  # no timestamp (NOPTS): this frame and the rest cannot be placed
-                continue
-            self._recent.append(Between(t, np.frombuffer(buf, np.uint8).reshape(h, w), scale))
-            # Nobody takes them (the caller stopped asking): keep a few seconds' worth at most.
-            while len(self._recent) > 8 * self.between:
-                self._recent.popleft()
+        try:
+            while len(buf := data.read(size)) == size:
+                stamp = stamps.readline().split()
+                if not placed or self._stop.is_set():
+                    continue
+                try:
+                    t = float(int(stamp[0]) * Fraction(stamp[1].decode()) - origin)
+                except (IndexError, ValueError, ZeroDivisionError):
+                    placed = False  # no timestamp (NOPTS): this frame and the rest cannot be placed
+                    self._end_between()
+                    continue
+                # Kept until a sampled frame takes them, without a bound: ffmpeg runs at most
+                # a few sampled frames ahead of the caller (AHEAD), and these with it.
+                with self._cond:
+                    self._recent.append(Between(t, np.frombuffer(buf, np.uint8).reshape(h, w), scale))
+                    self._grey_at = max(self._grey_at, t)
+                    self._cond.notify_all()
+        finally:
+            self._end_between()
 
-    def _read(self, proc: subprocess.Popen, w: int, h: int, out: queue.Queue) -> None:
+    def _end_between(self) -> None:
+        with self._cond:
+            self._grey_done = True
+            self._cond.notify_all()
+
+    def _read(self, proc: subprocess.Popen, w: int, h: int) -> None:
         size = w * h * 3
         origin = Fraction(self.info.origin).limit_denominator(1 << 40)
         try:
@@ -414,23 +447,40 @@ class FrameSampler:
                 except (IndexError, ValueError, ZeroDivisionError):
                     break  # no timestamp (NOPTS): such frames cannot be placed
                 frame.pts, frame.scale = t, self.info.width / w
-                if not self._put(out, (t, frame)):
+                if not self._put((t, frame)):
                     return
         finally:
-            self._put(out, None)
+            self._put(None)
 
-    def _put(self, out: queue.Queue, item) -> bool:
-        """Hand ``item`` to the caller unless ``close`` comes first; False when it did."""
-        while not self._stop.is_set():
-            try:
-                out.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def _put(self, item) -> bool:
+        """Hand ``item`` to the caller unless ``close`` comes first; False when it did. At most
+        ``AHEAD`` wait for the caller, unless it waits for the grey stream (``_take_between``)."""
+        with self._cond:
+            while len(self._ahead) >= self.AHEAD and not self._wanting:
+                if self._stop.is_set():
+                    return False
+                self._cond.wait(0.2)
+            if self._stop.is_set():
+                return False
+            self._ahead.append(item)
+            self._cond.notify_all()
+            return True
+
+    def _get(self):
+        """The next sampled frame read, (time, frame); None at the end."""
+        with self._cond:
+            while not self._ahead:
+                if not self._thread.is_alive() and not self._ahead:
+                    return None  # its reader is gone without a last None (stopped)
+                self._cond.wait(0.2)
+            item = self._ahead.popleft()
+            self._cond.notify_all()
+            return item
 
     def close(self) -> None:
         self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
         if self._proc is not None:
             if self._proc.poll() is None:
                 self._proc.kill()
