@@ -280,6 +280,21 @@ def test_grey_frames_go_with_the_sampled_frames_by_time_alone(corpus, monkeypatc
     assert np.diff(stamps).max() < most and on_time[-1][0] - stamps[-1] < most
 
 
+def test_grey_frames_past_the_last_time_are_not_kept(corpus):
+    """Asked for the start of a video only, the sampler keeps none of the grey frames ffmpeg
+    decodes after it: nothing would ever take them."""
+    path = corpus["clip"]
+    info = probe(path)
+    times = [0.2, 0.4, 0.6]
+    with FrameSampler(path, info, info.fps) as sampler:
+        got = [f for _, f in sampler.frames_at(times)]
+        sampler._side.join(timeout=30)  # the grey stream read to the video's end
+        assert not sampler._side.is_alive()
+        left = [b.pts for b in sampler._recent]
+    assert info.duration > 1.5 and got[-1].recent
+    assert all(t <= times[-1] + 0.2 for t in left)
+
+
 def test_large_frames_come_shrunk_and_faces_stay_in_decoded_pixels(face_image, tmp_path):
     from emocli.faces import FaceDetector, FaceFollower, align_face
     from emocli.speaker import mouth_patch

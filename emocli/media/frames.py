@@ -172,8 +172,8 @@ class FrameSampler:
     that is first for several times is passed once), converts only those to BGR and
     pipes them here with their exact timestamps (``-stats_enc_pre``, on a pipe of its
     own), where a thread reads ahead (``AHEAD`` frames) while the caller works and
-    ``_pick`` matches them to the times. Decoding costs what ``ffmpeg -i X -f null -`` costs, far less than OpenCV's
-    ``grab`` loop, and overlaps with the caller.
+    ``_pick`` matches them to the times. Decoding costs what ``ffmpeg -i X -f null -``
+    costs, far less than OpenCV's ``grab`` loop, and overlaps with the caller.
 
     ``skip`` is the decoder's discard level. The default, ``noref``, does not decode
     frames that no other frame refers to (most B-frames): nothing else changes, the
@@ -240,6 +240,7 @@ class FrameSampler:
         self._grey_at = -math.inf
         self._grey_done = False
         self._wanting = False
+        self._grey_until = math.inf  # grey frames after this no sampled frame can bring
 
     @staticmethod
     def grid(times: list[float]) -> tuple[float, float] | None:
@@ -275,6 +276,10 @@ class FrameSampler:
             return
         tol, period = _tolerance(self.fps, self.reach)
         tail = self.info.duration - (self.SKIP_GAP + 1) * period
+        # Skipped frames (noref) leave gaps of a few frames: the next decoded one stands in.
+        late = tol if self.skip == "none" else max(tol, min(self.SKIP_GAP * period, self.reach or 1.0))
+        # No frame handed over lies later (_pick: late, or within reach at a low frame rate).
+        self._grey_until = times[-1] + max(late, self.reach) + 1e-3
         w, h = self.info.width, self.info.height
         threads = ["-threads", str(self.threads)] if self.threads > 0 else []
         source = f"0:{self.info.video_stream}" if self.info.video_stream >= 0 else "0:v:0"
@@ -362,8 +367,6 @@ class FrameSampler:
                 yield item
                 item = self._get()
 
-        # Skipped frames (noref) leave gaps of a few frames: the next decoded one stands in.
-        late = tol if self.skip == "none" else max(tol, min(self.SKIP_GAP * period, self.reach or 1.0))
         handed = None
         for t, frame in _pick(times, decoded(), tol, self.reach, period, late, self.info.duration):
             if frame is not None and frame is not handed and self.between > 0:
@@ -414,9 +417,11 @@ class FrameSampler:
                     self._end_between()
                     continue
                 # Kept until a sampled frame takes them, without a bound: ffmpeg runs at most
-                # a few sampled frames ahead of the caller (AHEAD), and these with it.
+                # a few sampled frames ahead of the caller (AHEAD), and these with it; past
+                # the last time asked for, no sampled frame holds it back, and none is kept.
                 with self._cond:
-                    self._recent.append(Between(t, np.frombuffer(buf, np.uint8).reshape(h, w), scale))
+                    if t <= self._grey_until:
+                        self._recent.append(Between(t, np.frombuffer(buf, np.uint8).reshape(h, w), scale))
                     self._grey_at = max(self._grey_at, t)
                     self._cond.notify_all()
         finally:
