@@ -282,6 +282,7 @@ class FrameSampler:
         self._grey_until = times[-1] + max(late, self.reach) + 1e-3
         w, h = self.info.width, self.info.height
         threads = ["-threads", str(self.threads)] if self.threads > 0 else []
+        decode = ["-copyts", "-skip_frame:v", self.skip, *threads, "-i", str(self.path)]
         source = f"0:{self.info.video_stream}" if self.info.video_stream >= 0 else "0:v:0"
         sw, sh = self._shrunk(self.SAMPLE_SIDE if min(w, h) > self.SHRINK_ABOVE else 0)
         select = f"select='{self._select(times, tol, tail)}'" + (f",scale={sw}:{sh}:flags=area" if sw != w else "")
@@ -300,12 +301,7 @@ class FrameSampler:
             # make the split (one format on all its outputs) hand grey to the sampled frames too.
             graph = f"[{source}]split[a][b];[a]{select}[s];[b]select='{pick}',scale={bw}:{bh}:flags=area,format=gray[g]"
             cmd = ffmpeg_command(
-                "-copyts",
-                "-skip_frame:v",
-                self.skip,
-                *threads,
-                "-i",
-                str(self.path),
+                *decode,
                 "-filter_complex",
                 graph,
                 "-map",
@@ -327,12 +323,7 @@ class FrameSampler:
             )
         else:
             cmd = ffmpeg_command(
-                "-copyts",
-                "-skip_frame:v",
-                self.skip,
-                *threads,
-                "-i",
-                str(self.path),
+                *decode,
                 "-map",
                 source,
                 "-vf",
