@@ -70,6 +70,17 @@ def _write_faces(root: Path, rng: np.random.Generator) -> None:
             folder.mkdir(parents=True)
             for i in range(n):
                 cv2.imwrite(str(folder / f"{i}.png"), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+    # FER+-style crowd votes for some training faces (paths relative to the table).
+    (root / "ferplus").mkdir()
+    with open(root / "ferplus" / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            ["path", "emotion", "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear"]
+            + ["contempt", "unknown", "NF"]
+        )
+        w.writerow(["../fer/train/happy/0.png", "happy", 2, 6, 2, 0, 0, 0, 0, 0, 0, 0])
+        w.writerow(["../fer/train/sad/1.png", "sad", 0, 0, 0, 4, 0, 0, 0, 0, 0, 0])
+        w.writerow(["../fer/train/angry/0.png", "other", 0, 0, 0, 0, 0, 0, 0, 3, 5, 2])  # no vote for the seven
     (root / "fer" / "train" / "contempt").mkdir()
     cv2.imwrite(str(root / "fer" / "train" / "contempt" / "0.png"), np.zeros((48, 48), np.uint8))
     (root / "fer" / "train" / "happy" / "broken.png").write_bytes(b"not a png")
@@ -181,7 +192,23 @@ def test_audio_layouts_are_recognised(data):
 @pytest.fixture(scope="module")
 def face_run(data, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "face"
-    cli("train", "face", "--data", data / "fer", "--out", run, "--epochs", 1, "--width", 4, "--batch-size", 16, "-q")
+    cli(
+        "train",
+        "face",
+        "--data",
+        data / "fer",
+        "--out",
+        run,
+        "--epochs",
+        1,
+        "--width",
+        4,
+        "--batch-size",
+        16,
+        "--crowd-labels",
+        data / "ferplus" / "labels.csv",
+        "-q",
+    )
     return run
 
 
@@ -229,6 +256,81 @@ def test_train_face_writes_a_complete_run(face_run):
         assert (face_run / name).is_file(), name
     metrics = json.loads((face_run / "metrics.json").read_text())
     assert metrics["task"] == "face" and 0.0 <= metrics["validation"]["accuracy"] <= 1.0
+    config = json.loads((face_run / "config.json").read_text())
+    assert config["crowd_labels"].endswith("labels.csv") and config["camera"] == "full"
+
+
+def test_crowd_labels_are_vote_shares_matched_by_path(data, tmp_path):
+    from emocli.datasets import crowd_labels, training_faces
+
+    train = training_faces(data / "fer")
+    shares = crowd_labels(data / "ferplus" / "labels.csv", data / "fer", train.names)
+    row = dict(zip(train.names, shares))
+    happy = row["train/happy/0.png"]
+    assert np.allclose(
+        happy[[LABELS.index("neutral"), LABELS.index("happy"), LABELS.index("surprise")]], [0.2, 0.6, 0.2]
+    )
+    assert happy.sum() == pytest.approx(1.0)
+    assert row["train/sad/1.png"][LABELS.index("sad")] == 1.0
+    assert np.isnan(row["train/angry/0.png"]).all()  # contempt, unknown and not-a-face say nothing of the seven
+    assert np.isnan(row["train/fear/0.png"]).all()  # not in the table
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,emotion\n../fer/train/happy/0.png,happy\n")
+    with pytest.raises(ValueError, match="not a crowd-vote table"):
+        crowd_labels(bad, data / "fer", train.names)
+
+
+def test_blended_targets_keep_the_label_where_the_crowd_is_silent():
+    from emocli.train.face_batches import blend_targets
+
+    crowd = np.array([[0, 0, 0, 1, 0, 0, 0], [np.nan] * 7], np.float32)
+    t = blend_targets(np.array([6, 2]), crowd, 0.5, 7)
+    assert np.allclose(t[0], [0, 0, 0, 0.5, 0, 0, 0.5]) and np.allclose(t[1], np.eye(7)[2])
+    assert np.allclose(blend_targets(np.array([6, 2]), crowd, 0.0, 7), np.eye(7)[[6, 2]])
+
+
+def test_camera_degradations_blur_darken_and_block_a_real_face():
+    import cv2
+
+    from emocli.train.face_batches import CAMERA_PRESETS, degrade
+
+    capture = cv2.VideoCapture(str(Path(__file__).parent.parent / "examples" / "crema-d" / "1001_DFA_HAP_XX.mp4"))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok
+    h, w = frame.shape[:2]
+    face = cv2.resize(cv2.cvtColor(frame[: h // 2, w // 4 : 3 * w // 4], cv2.COLOR_BGR2GRAY), (48, 48))
+    rng = np.random.default_rng(0)
+    assert np.array_equal(degrade(face, CAMERA_PRESETS["off"], rng), face)
+    out = [degrade(face, CAMERA_PRESETS["full"], np.random.default_rng(i)) for i in range(200)]
+    assert all(o.shape == face.shape and o.dtype == np.uint8 for o in out)
+    sharpness = np.array([cv2.Laplacian(o, cv2.CV_64F).var() for o in out])
+    brightness = np.array([o.mean() for o in out])
+    base_sharpness = cv2.Laplacian(face, cv2.CV_64F).var()
+    assert np.mean(sharpness < 0.5 * base_sharpness) > 0.2  # defocus and small faces upscaled
+    assert np.mean(brightness < face.mean() - 20) > 0.1  # dim light
+    assert np.mean([np.array_equal(o, face) for o in out]) > 0.1  # some faces stay as they are
+    again = degrade(face, CAMERA_PRESETS["full"], np.random.default_rng(7))
+    assert np.array_equal(again, out[7])  # a draw is its seed's
+
+
+def test_face_batches_resume_where_an_uninterrupted_run_would_be():
+    from emocli.train.face_batches import CAMERA_PRESETS, FaceBatches
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (50, 48, 48), dtype=np.uint8)
+    targets, weights = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 50)], np.ones(50, np.float32)
+    running = FaceBatches(faces, targets, weights, CAMERA_PRESETS["full"], 16, seed=3)
+    running.on_epoch_end()
+    running.on_epoch_end()
+    resumed = FaceBatches(faces, targets, weights, CAMERA_PRESETS["full"], 16, seed=3)
+    resumed.seek(2)
+    assert len(running) == 4
+    for b in range(len(running)):
+        for a, r in zip(running[b], resumed[b]):
+            assert np.array_equal(a, r)
+    x, y, sw = running[3]
+    assert x.shape == (2, 48, 48, 1) and 0.0 <= x.min() and x.max() <= 1.0 and y.shape == (2, 7) and sw.shape == (2,)
 
 
 def test_train_voice_holds_out_speakers_and_stores_the_scaler(voice_run):
