@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EXAMPLES, composite, make_video, scene, tone
+from conftest import EXAMPLES, composite, make_video, model_args, scene, tone
 from typer.testing import CliRunner
 
 import emocli
@@ -198,10 +198,7 @@ def test_annotated_video_keeps_sound_and_duration(videos, models, tmp_path):
         "--annotate",
         "--no-plot",
         "--quiet",
-        "--face-model",
-        models["face_model"],
-        "--voice-model",
-        models["voice_model"],
+        *model_args(models),
     )
     assert result.exit_code == 0, result.output
     out = tmp_path / "talking.mp4"
@@ -232,10 +229,7 @@ def test_library_and_cli_agree(videos, models, tmp_path):
         tmp_path,
         "--no-plot",
         "--quiet",
-        "--face-model",
-        models["face_model"],
-        "--voice-model",
-        models["voice_model"],
+        *model_args(models),
     )
     csv = pd.read_csv(tmp_path / "talking.csv")
     lib = emocli.analyze(videos["talking"], **models)
