@@ -695,6 +695,22 @@ def train_voice(
             "rooms, telephone band, microphone tilt, gain, tempo, vocal-tract length), light (milder and rarer), off."
         ),
     ] = AugmentLevel.full,
+    corpus_power: Annotated[
+        float,
+        typer.Option(
+            help="Corpora are drawn in proportion to their size to this power: 0 each corpus equally, "
+            "1 each clip equally.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = 0.5,
+    pitch: Annotated[
+        bool,
+        typer.Option(
+            help="Also give the net each frame's voicing and pitch (prosody, which MFCC and mel bands blur); "
+            "the model's metadata records it and inference computes them."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of the training draws.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -724,6 +740,8 @@ def train_voice(
             holdout_corpora=corpora,
             calm=calm.value,
             augment=AUGMENT_PRESETS[augment.value],
+            corpus_power=corpus_power,
+            pitch=pitch,
             seed=seed,
         )
         metrics = run(config, out, quiet=quiet)
@@ -960,8 +978,8 @@ def _model_card(info) -> dict:
         )
     else:
         summary = (
-            f"{p.get('sample_rate')} Hz, {p.get('window_s')} s windows, {p.get('n_mfcc')} MFCC + {p.get('n_mels')} log-mel, "
-            f"hop {p.get('hop')}, scaler {'yes' if p.get('mean') else 'no'}"
+            f"{p.get('sample_rate')} Hz, {p.get('window_s')} s windows, {p.get('n_mfcc')} MFCC + {p.get('n_mels')} log-mel"
+            f"{' + voicing and pitch' if p.get('pitch') else ''}, hop {p.get('hop')}, scaler {'yes' if p.get('mean') else 'no'}"
         )
     return {
         "path": str(info.path),

@@ -58,8 +58,18 @@ def _fingerprint(paths: list[Path], extra: str = "") -> str:
 
 
 def _save_npz(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez(tmp, **arrays)
+    # A temporary file of its own: two trainings filling the same cache at once each write
+    # a whole file, and the last replace wins.
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".part", delete=False) as f:
+        tmp = Path(f.name)
+        try:
+            np.savez(f, **arrays)
+        except BaseException:
+            f.close()
+            tmp.unlink(missing_ok=True)
+            raise
     os.replace(tmp, path)
 
 

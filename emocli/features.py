@@ -12,6 +12,12 @@ from functools import lru_cache
 import numpy as np
 
 SAMPLE_RATE = 16_000
+N_PITCH = 2  # voicing, log2(f0 / 100 Hz)
+PITCH_RATE = 8000  # Hz: pitch is tracked on the signal resampled to this rate (harmonics to 4 kHz)
+PITCH_FRAME_S = 0.048  # about three periods of the lowest pitch
+F0_RANGE = (60.0, 500.0)  # Hz: low male voices to high children's and shouted ones
+VOICED = 0.5  # voicing from which a frame's pitch counts
+OCTAVE_COST = 0.02  # per octave of longer lag: favours the true period over its multiples
 
 
 @dataclass(frozen=True)
@@ -24,12 +30,13 @@ class FeatureSpec:
     n_mfcc: int = 40
     fmin: float = 20.0
     fmax: float = 8000.0
+    pitch: bool = False  # two more features a frame: voicing and log pitch (``pitch_features``)
     mean: tuple[float, ...] = field(default=(), repr=False)  # per-feature scaler statistics
     std: tuple[float, ...] = field(default=(), repr=False)
 
     @property
     def n_features(self) -> int:
-        return self.n_mfcc + self.n_mels
+        return self.n_mfcc + self.n_mels + (N_PITCH if self.pitch else 0)
 
     @property
     def window_samples(self) -> int:
@@ -117,12 +124,64 @@ def features_from_mel(mel: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.
     return np.concatenate([mfcc, log_mel], axis=1).astype(np.float32)
 
 
+@lru_cache(maxsize=4)
+def _pitch_window(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A Hann window and its own normalised autocorrelation (the bias Boersma's method divides out)."""
+    window = np.hanning(n + 1)[:-1]
+    auto = np.fft.irfft(np.abs(np.fft.rfft(window, 2 * n)) ** 2)[:n]
+    return window.astype(np.float32), (auto / auto[0]).astype(np.float32)
+
+
+def pitch_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
+    """Voicing and pitch ``(frames, 2)``, framed as ``mel_power`` (one frame per ``hop``, centred).
+
+    Voicing is a frame's normalised autocorrelation at its best lag within ``F0_RANGE``
+    (Boersma 1993: the windowed frame's autocorrelation divided by the window's); 1 for a
+    perfectly periodic frame, near 0 for noise. Pitch is ``log2(f0 / 100 Hz)`` where voicing
+    reaches ``VOICED``, else 0. Prosody is what MFCC and mel bands blur: they resolve
+    neither the fundamental nor its harmonics on low voices.
+    """
+    y = np.asarray(signal, dtype=np.float32).reshape(-1)
+    n_frames = 1 + len(y) // spec.hop
+    sr, hop = min(PITCH_RATE, spec.sample_rate), spec.hop
+    if sr < spec.sample_rate and len(y) > 1:  # Fourier resampling: an ideal low-pass, then fewer samples
+        hop = spec.hop * sr / spec.sample_rate
+        size = int(round(len(y) * sr / spec.sample_rate))
+        y = (np.fft.irfft(np.fft.rfft(y)[: size // 2 + 1], size) * (size / len(y))).astype(np.float32)
+    n = int(round(PITCH_FRAME_S * sr))
+    starts = np.round(np.arange(n_frames) * hop).astype(int)
+    y = np.pad(y, (n // 2, n // 2 + int(np.ceil(hop))), mode="constant")
+    frames = y[starts[:, None] + np.arange(n)]
+    window, window_auto = _pitch_window(n)
+    frames = (frames - frames.mean(1, keepdims=True)) * window
+    auto = np.fft.irfft(np.abs(np.fft.rfft(frames, 2 * n, axis=1)) ** 2, axis=1)[:, :n]
+    lo, hi = int(np.ceil(sr / F0_RANGE[1])), int(np.floor(sr / F0_RANGE[0]))
+    energy = auto[:, :1]
+    r = auto[:, lo : hi + 1] / np.maximum(energy, 1e-10) / window_auto[lo : hi + 1]
+    lags = np.arange(lo, hi + 1)
+    best = np.argmax(r - OCTAVE_COST * np.log2(lags / lo), axis=1)
+    rows = np.arange(n_frames)
+    peak = r[rows, best]
+    # Parabolic interpolation between the best lag's neighbours: a fraction of a sample.
+    left, right = r[rows, np.maximum(best - 1, 0)], r[rows, np.minimum(best + 1, len(lags) - 1)]
+    curve = left - 2 * peak + right
+    shift = np.where(curve < 0, 0.5 * (left - right) / np.minimum(curve, -1e-9), 0.0)
+    voicing = np.where(energy[:, 0] > 1e-7 * n, np.clip(peak, 0.0, 1.0), 0.0)
+    f0 = sr / (lags[best] + np.clip(shift, -0.5, 0.5))
+    pitch = np.where(voicing >= VOICED, np.log2(f0 / 100.0), 0.0)
+    return np.stack([voicing, pitch], axis=1).astype(np.float32)
+
+
 def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
-    """MFCC + log-mel frames of a mono float signal: ``features_from_mel(mel_power(signal))``.
+    """MFCC + log-mel frames of a mono float signal: ``features_from_mel(mel_power(signal))``,
+    then with ``spec.pitch`` the ``pitch_features`` of each frame.
 
     Training augments the mel power in between; inference goes straight through.
     """
-    return features_from_mel(mel_power(signal, spec), spec)
+    features = features_from_mel(mel_power(signal, spec), spec)
+    if spec.pitch:
+        features = np.concatenate([features, pitch_features(signal, spec)], axis=1)
+    return features
 
 
 def normalize(features: np.ndarray, spec: FeatureSpec) -> np.ndarray:

@@ -63,3 +63,32 @@ def test_features_import_no_librosa():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
+
+@pytest.mark.parametrize("f0", [80.0, 150.0, 220.0, 400.0])
+def test_pitch_of_harmonic_tones_alone_and_under_noise(f0):
+    from emocli.features import VOICED, pitch_features
+
+    sr = 16_000
+    t = np.arange(2 * sr) / sr
+    tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6)).astype(np.float32) * 0.1
+    noise = np.random.default_rng(0).standard_normal(len(t)).astype(np.float32)
+    noise *= np.sqrt(np.mean(tone**2) / 10)  # 10 dB SNR
+    for signal, least_voicing in ((tone, 0.98), (tone + noise, 0.8)):
+        p = pitch_features(signal)[5:-5]
+        assert p[:, 0].mean() > least_voicing and np.all(p[:, 0] >= VOICED)
+        assert np.median(np.abs(p[:, 1] - np.log2(f0 / 100))) * 12 < 0.1  # semitones
+
+
+def test_pitch_features_are_framed_as_the_mel_bands_and_silent_on_noise():
+    from emocli.features import FeatureSpec, audio_features, mel_power, pitch_features
+
+    for n in (1, 100, 999, 16_000, 32_001):
+        assert len(pitch_features(np.ones(n, np.float32))) == len(mel_power(np.ones(n, np.float32)))
+    noise = np.random.default_rng(1).standard_normal(32_000).astype(np.float32) * 0.1
+    p = pitch_features(noise)
+    assert p[:, 0].mean() < 0.3 and (p[:, 1] != 0).mean() < 0.05
+    assert not pitch_features(np.zeros(32_000, np.float32)).any()
+    spec = FeatureSpec(pitch=True)
+    features = audio_features(noise, spec)
+    assert spec.n_features == features.shape[1] == 106 and np.array_equal(features[:, 104:], p)
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec and not FeatureSpec.from_dict({}).pitch

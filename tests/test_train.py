@@ -219,7 +219,7 @@ def voice_run(data, tmp_path_factory) -> Path:
     return run
 
 
-def train_voice_tiny(data: Path, run: Path, holdout: str, epochs: int):
+def train_voice_tiny(data: Path, run: Path, holdout: str, epochs: int, *extra):
     """`emocli train voice` on the tiny RAVDESS/TESS/CREMA-D tree: a width-8 net, batches of 8."""
     return cli(
         "train",
@@ -239,6 +239,7 @@ def train_voice_tiny(data: Path, run: Path, holdout: str, epochs: int):
         "--batch-size",
         8,
         "-q",
+        *extra,
     )
 
 
@@ -438,6 +439,29 @@ def test_export_voice_writes_metadata_and_checks_parity(voice_run, tmp_path):
     refused = cli("export", voice_run, "-o", out, ok=False)
     assert refused.exit_code == 1 and "--force" in refused.output
     cli("export", voice_run, "-o", out, "--force")
+
+
+def test_a_voice_model_trained_with_pitch_carries_it_to_inference(data, tmp_path):
+    from emocli.features import FeatureSpec, audio_features, normalize, pitch_features
+    from emocli.models import VoiceModel
+
+    run = tmp_path / "pitch"
+    train_voice_tiny(data, run, "17", 1, "--pitch")
+    spec = FeatureSpec.from_dict(json.loads((run / "preprocess.json").read_text()))
+    assert spec.pitch and spec.n_features == 106 and len(spec.mean) == 106
+    assert 0 < spec.mean[104] <= 1 and spec.std[104] > 1e-3 and spec.std[105] > 1e-3  # the scaler covers them
+    cli("export", run, "-o", tmp_path / "pitch.onnx")
+    model = VoiceModel(tmp_path / "pitch.onnx")
+    assert model.spec.pitch
+    t = np.arange(32_000, dtype=np.float32) / 16_000
+    speechlike = (0.1 * np.sin(2 * np.pi * 160 * t) * (1 + np.sin(2 * np.pi * 4 * t))).astype(np.float32)
+    features = normalize(audio_features(speechlike, model.spec), model.spec)
+    assert np.allclose(
+        features[:, 104:] * model.spec.std[104:] + model.spec.mean[104:], pitch_features(speechlike), atol=1e-4
+    )
+    probs = model.predict([speechlike])
+    assert probs.shape == (1, len(LABELS)) and np.allclose(probs.sum(1), 1.0)
+    assert "voicing and pitch" in cli("models", tmp_path / "pitch.onnx").output
 
 
 def test_export_face_run_and_bare_keras_file(face_run, voice_run, tmp_path):
@@ -640,3 +664,17 @@ def test_inference_side_never_imports_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_caches_written_at_once_by_several_trainings_all_land_whole(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from emocli.datasets import _save_npz
+
+    path = tmp_path / "waves-x.npz"
+    arrays = [np.full(200_000, i, np.int16) for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda a: _save_npz(path, waves=a), arrays))
+    with np.load(path) as saved:
+        assert any(np.array_equal(saved["waves"], a) for a in arrays)
+    assert [p.name for p in tmp_path.iterdir()] == ["waves-x.npz"]

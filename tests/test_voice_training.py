@@ -57,14 +57,19 @@ def test_augmented_windows_stay_finite_and_perturb_as_asked():
     mel = mel_power(voiced, spec)
     noises = noise_bank(spec, per_kind=1)
     always = Augment(noise_p=1.0, reverb_p=1.0, telephone_p=0.0)
-    outs = [augment_mel(mel, spec, always, rng, noises) for _ in range(10)]
+    augmented = [augment_mel(mel, spec, always, rng, noises) for _ in range(10)]
+    outs = [o for o, _ in augmented]
     assert all(o.shape == mel.shape and np.all(np.isfinite(o)) and np.all(o >= 0) for o in outs)
     # Noise fills the pauses: the quietest frames are far louder than in the clean window.
     quiet = mel.sum(1) <= np.percentile(mel.sum(1), 20)
     assert quiet.sum() > 20 and all(o[quiet].mean() > 1e-3 * mel.mean() > mel[quiet].mean() for o in outs)
+    # ... so the direct sound's share of those frames' power is small, and never above 1.
+    shares = np.stack([share for _, share in augmented])
+    assert np.all((shares >= 0) & (shares <= 1)) and shares[:, quiet].mean() < 0.1 < shares[:, ~quiet].mean()
     # The telephone band keeps 300-3400 Hz and drops the rest, at unchanged gain.
     phone = Augment(speed=0, warp=0, gain_db=0, tilt_db=0, noise_p=0, reverb_p=0, telephone_p=1.0)
-    out = augment_mel(mel, spec, phone, rng, noises)
+    out, share = augment_mel(mel, spec, phone, rng, noises)
+    assert np.all(share == 1.0)  # no noise, no room: all of it is direct sound
     centres = band_centres(spec)
     inside = (centres >= 300) & (centres <= 3400)
     assert np.allclose(out[:, inside], mel[:, inside]) and np.all(out[:, ~inside] <= mel[:, ~inside] * 1e-3)
@@ -96,3 +101,25 @@ def test_speaker_holdout_is_a_fraction_of_larger_corpora_and_stable():
     assert len(held) == 2 and all(s.startswith("big:") for s in held)
     assert held == held_out_speakers(list(reversed(items)), set(), 0.2)
     assert held_out_speakers(items, {"big:3"}, 0.2) == {"big:3"}  # named speakers replace the fraction there
+
+
+def test_pitch_perturbation_follows_noise_and_shifts_the_speaker():
+    from emocli.features import VOICED, FeatureSpec, pitch_features
+    from emocli.train.voice_batches import perturb_pitch
+
+    t = np.arange(32_000) / 16_000
+    tone = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 5)).astype(np.float32) * 0.1
+    clean = pitch_features(tone, FeatureSpec())
+    rng = np.random.default_rng(0)
+    a = Augment(pitch=0.15)
+    share = np.full(len(clean), 0.9, np.float32)
+    share[:50] = 0.2  # the first half second drowned in noise
+    out = perturb_pitch(clean, share, a, rng)
+    assert np.allclose(out[:, 0], clean[:, 0] * share)
+    assert np.all(out[:50, 1] == 0)  # no longer voiced: no pitch
+    voiced = out[50:-5]
+    assert np.all(voiced[:, 0] >= VOICED)
+    shift = voiced[:, 1] - clean[50:-5, 1]
+    assert np.ptp(shift) < 1e-5 and 0 < abs(shift[0]) <= np.log2(1.15) + 1e-6  # one shift for the whole window
+    off = perturb_pitch(clean, np.ones(len(clean), np.float32), Augment(pitch=0), rng)
+    assert np.allclose(off, clean)

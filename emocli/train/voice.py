@@ -25,7 +25,7 @@ from keras import layers
 
 from ..datasets import AudioItem, find_audio, load_waveforms
 from ..evaluate import clip_windows
-from ..features import FeatureSpec, features_from_mel, mel_power
+from ..features import FeatureSpec, features_from_mel, mel_power, pitch_features
 from ..labels import LABELS
 from .run import (
     Checkpoint,
@@ -59,6 +59,7 @@ class VoiceConfig:
     holdout_corpora: list[str] = field(default_factory=list)
     calm: str = "neutral"  # "calm" in training: "neutral" or "drop" (validation always scores it as neutral)
     corpus_power: float = 0.5  # corpora drawn in proportion to size**power
+    pitch: bool = False  # voicing and pitch beside MFCC + log-mel (features.pitch_features)
     augment: Augment = field(default_factory=Augment)
     seed: int = 0
 
@@ -113,16 +114,28 @@ def build_voice_model(
 
 
 def clip_mels(waves: list[np.ndarray], spec: FeatureSpec) -> list[np.ndarray]:
-    """Every clip's mel power (``features.mel_power``), what training augments."""
+    """Every clip's mel power (``features.mel_power``), what training augments; with
+    ``spec.pitch`` each frame also carries the clean signal's ``pitch_features``."""
     from concurrent.futures import ThreadPoolExecutor
 
+    def one(wave: np.ndarray) -> np.ndarray:
+        signal = wave.astype(np.float32) / 32767.0
+        mel = mel_power(signal, spec)
+        return np.concatenate([mel, pitch_features(signal, spec)], axis=1) if spec.pitch else mel
+
     with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(lambda w: mel_power(w.astype(np.float32) / 32767.0, spec), waves))
+        return list(pool.map(one, waves))
+
+
+def clip_features(mel: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """The unnormalised features of one of ``clip_mels``'s arrays."""
+    features = features_from_mel(mel[:, : spec.n_mels], spec)
+    return np.concatenate([features, mel[:, spec.n_mels :]], axis=1) if spec.pitch else features
 
 
 def fit_scaler(mels: list[np.ndarray], spec: FeatureSpec) -> FeatureSpec:
     """The spec with per-feature mean/std over every frame of the (training) clips."""
-    frames = np.concatenate([features_from_mel(m, spec) for m in mels])
+    frames = np.concatenate([clip_features(m, spec) for m in mels])
     mean, std = frames.mean(0, dtype=np.float64), np.maximum(frames.std(0, dtype=np.float64), 1e-3)
     return FeatureSpec.from_dict({**spec.to_dict(), "mean": mean.round(5).tolist(), "std": std.round(5).tolist()})
 
@@ -275,7 +288,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     run = RunDir(out)
     set_seed(config.seed)
     items = find_audio(config.data, calm="neutral")  # calm dropped, if asked, at the split
-    base = FeatureSpec()
+    base = FeatureSpec(pitch=config.pitch)
     waves, items = load_waveforms(items, base.sample_rate)
     train, held = _split(items, config)
     labels = np.asarray([LABELS.index(it.label) for it in items], np.int64)

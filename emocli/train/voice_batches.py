@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from ..features import FeatureSpec, features_from_mel, mel_basis, mel_power
+from ..features import N_PITCH, VOICED, FeatureSpec, features_from_mel, mel_basis, mel_power
 from ..labels import LABELS
 
 
@@ -34,6 +34,7 @@ class Augment:
     snr_db: tuple[float, float] = (0.0, 25.0)  # ... at an SNR drawn from this range
     reverb_p: float = 0.3
     telephone_p: float = 0.15  # 300-3400 Hz band
+    pitch: float = 0.15  # the speaker's pitch scaled by 1 +- this (with ``FeatureSpec.pitch``)
     time_masks: int = 2  # SpecAugment: masks of up to 10% of the frames each
     freq_masks: int = 2  # ... and of up to 8 mel bands each
 
@@ -42,7 +43,16 @@ AUGMENT_PRESETS = {
     "full": Augment(),
     "light": Augment(gain_db=6.0, tilt_db=3.0, noise_p=0.25, snr_db=(10.0, 30.0), reverb_p=0.1, telephone_p=0.05),
     "off": Augment(
-        speed=0, warp=0, gain_db=0, tilt_db=0, noise_p=0, reverb_p=0, telephone_p=0, time_masks=0, freq_masks=0
+        speed=0,
+        warp=0,
+        gain_db=0,
+        tilt_db=0,
+        noise_p=0,
+        reverb_p=0,
+        telephone_p=0,
+        pitch=0,
+        time_masks=0,
+        freq_masks=0,
     ),
 }
 
@@ -121,12 +131,14 @@ def reverberate(mel: np.ndarray, hop_s: float, rng: np.random.Generator) -> np.n
 
 def augment_mel(
     mel: np.ndarray, spec: FeatureSpec, a: Augment, rng: np.random.Generator, noises: list, babble=None
-) -> np.ndarray:
-    """A perturbed copy of a window's mel power (same shape). ``babble``: another clip's window."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """A perturbed copy of a window's mel power (same shape), and each frame's share of its
+    power that is the direct sound (not room or noise). ``babble``: another clip's window."""
     n, bands = mel.shape
     if a.warp > 0:  # band j takes the power of band j * alpha: alpha > 1 sounds like a shorter vocal tract
         mel = _resample(mel, int(round(bands * rng.uniform(1 - a.warp, 1 + a.warp))), axis=1)
         mel = mel[:, :bands] if mel.shape[1] >= bands else np.pad(mel, ((0, 0), (0, bands - mel.shape[1])), "edge")
+    direct = mel.sum(1)
     if rng.random() < a.reverb_p:
         mel = reverberate(mel, spec.hop / spec.sample_rate, rng)
     if rng.random() < a.noise_p:
@@ -138,12 +150,24 @@ def augment_mel(
             noise = np.resize(noise, (n, bands))
         snr = 10 ** (rng.uniform(*a.snr_db) / 10)
         mel = mel + noise * (mel.mean() / (noise.mean() + 1e-12) / snr)
+    share = np.minimum((direct + 1e-12) / (mel.sum(1) + 1e-12), 1.0)
     if rng.random() < a.telephone_p:
         centres = band_centres(spec)
         mel = mel * np.where((centres < 300) | (centres > 3400), 1e-4, 1.0).astype(np.float32)
     slope = np.linspace(-0.5, 0.5, bands) * rng.uniform(-a.tilt_db, a.tilt_db)
     gain = rng.uniform(-a.gain_db, a.gain_db)
-    return (mel * 10 ** ((slope + gain) / 10)).astype(np.float32)
+    return (mel * 10 ** ((slope + gain) / 10)).astype(np.float32), share.astype(np.float32)
+
+
+def perturb_pitch(prosody: np.ndarray, share: np.ndarray, a: Augment, rng: np.random.Generator) -> np.ndarray:
+    """``features.pitch_features`` of the clean window, as the perturbed one would give them:
+    voicing falls with the share of noise and room in each frame (a periodic signal's
+    normalised autocorrelation scales by its share of the power), and the speaker's pitch
+    is shifted as a whole."""
+    voicing = prosody[:, 0] * share
+    shift = np.log2(rng.uniform(1 - a.pitch, 1 + a.pitch)) if a.pitch > 0 else 0.0
+    pitch = np.where((voicing >= VOICED) & (prosody[:, 1] != 0), prosody[:, 1] + shift, 0.0)
+    return np.stack([voicing, pitch], axis=1).astype(np.float32)
 
 
 def sampling_weights(corpora: np.ndarray, y: np.ndarray, power: float) -> np.ndarray:
@@ -198,6 +222,8 @@ class MelBatches(keras.utils.PyDataset):
         self.masks = label_masks(np.asarray(corpora), y)
         self.noises = noise_bank(spec, seed)
         self.floor = mel_power(np.zeros(spec.n_fft, np.float32), spec)[0]
+        if spec.pitch:  # clip_mels's arrays carry the clean pitch features after the mel bands
+            self.floor = np.concatenate([self.floor, np.zeros(N_PITCH, np.float32)])
         self.mean, self.std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
         self.epoch = 0
 
@@ -210,10 +236,14 @@ class MelBatches(keras.utils.PyDataset):
     def window(self, i: int, rng: np.random.Generator) -> np.ndarray:
         a, frames = self.augment, self.spec.window_frames
         rate = rng.uniform(1 - a.speed, 1 + a.speed)
-        mel = _resample(crop(self.mels[i], max(2, int(round(frames * rate))), rng, self.floor), frames)
-        babble = crop(self.mels[rng.integers(0, len(self.mels))], frames, rng, self.floor)
-        mel = augment_mel(mel, self.spec, a, rng, self.noises, babble)
-        x = (features_from_mel(mel, self.spec) - self.mean) / self.std
+        bands = self.spec.n_mels
+        clip = _resample(crop(self.mels[i], max(2, int(round(frames * rate))), rng, self.floor), frames)
+        babble = crop(self.mels[rng.integers(0, len(self.mels))], frames, rng, self.floor)[:, :bands]
+        mel, share = augment_mel(clip[:, :bands], self.spec, a, rng, self.noises, babble)
+        x = features_from_mel(mel, self.spec)
+        if self.spec.pitch:
+            x = np.concatenate([x, perturb_pitch(clip[:, bands:], share, a, rng)], axis=1)
+        x = (x - self.mean) / self.std
         for _ in range(a.time_masks):
             width = rng.integers(0, frames // 10 + 1)
             start = rng.integers(0, frames - width + 1)
