@@ -199,9 +199,9 @@ def speaker_check(data: Path, interval: float, dump: bool, seeds: list[int], pai
     scored: list[dict] = []  # per call of SpeakerDetector.speaking: {face_id: (motion, sync)}
     speaking = sp.SpeakerDetector.speaking
 
-    def recording(self, ids, now):
-        scored.append(self.scores(ids, now))
-        return speaking(self, ids, now)
+    def recording(self, ids, now, start=None):
+        scored.append(self.scores(ids, now, start))
+        return speaking(self, ids, now, start)
 
     sp.SpeakerDetector.speaking = recording
     stats: dict[str, list[int]] = {}

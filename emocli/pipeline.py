@@ -11,7 +11,8 @@ Frames and audio are each decoded once, as streams.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from collections import deque
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,14 @@ class Analyzer:
         )
         stream = self.stream(info.has_audio)
         rows: list[Row] = []
+        # A file's intervals wait until the mouths and loudness of the seconds around them
+        # are in, then who speaks is decided over those (SpeakerDetector.centred).
+        waiting: deque[tuple[float, list[Row]]] = deque()
+
+        def settle(until: float) -> None:
+            while waiting and stream.speakers.centred(waiting[0][0], duration)[1] <= until + 1e-6:
+                rows.extend(self._speaker_decided(stream.speakers, *waiting.popleft(), duration))
+
         try:
             sampled = frames.frames_at(times) if frames is not None else ((t, None) for t in times)
             for span, centre, ts in zip(spans, centres, grid):
@@ -154,7 +163,9 @@ class Analyzer:
                 heard = None
                 if audio is not None:
                     heard = (audio.window(centre, o.window), audio.window_start(centre, o.window))
-                rows += self.step(stream, name, span, shots, heard)
+                waiting.append((centre, self.step(stream, name, span, shots, heard, who_speaks=False)))
+                settle(ts[-1])
+            settle(math.inf)
         finally:
             if frames is not None:
                 frames.close()
@@ -186,11 +197,15 @@ class Analyzer:
         span: tuple[float, float],
         shots: list[tuple[float, np.ndarray | None]],
         audio: tuple[np.ndarray, int] | None = None,
+        who_speaks: bool = True,
     ) -> list[Row]:
         """One interval's timeline rows: ``shots`` are its sampled frames ((time, frame or
         None), in time order), ``audio`` the ``window`` seconds of audio centred on its
         middle and the stream sample that window begins at (None: the stream has no sound).
-        Intervals come in time order; ``stream`` carries what one needs from the one before."""
+        Intervals come in time order; ``stream`` carries what one needs from the one before.
+        Who speaks is decided over the seconds up to the interval's last frame; with
+        ``who_speaks`` False it is left to ``_speaker_decided`` (every face's own emotion
+        is its fused one until then)."""
         start, end = span
         centre = (start + end) / 2
         ts = [t for t, _ in shots]
@@ -206,7 +221,7 @@ class Analyzer:
                 stream.speakers.add_loudness(t, level)
         speakers = stream.speakers if audio is not None else None
         faces, ids, probs, tracks = self._faces(shots, centre, stream.tracker, speakers)
-        speaking = stream.speakers.speaking(ids, ts[-1]) if active and faces else {}
+        speaking = stream.speakers.speaking(ids, ts[-1]) if who_speaks and active and faces else {}
         rows = []
         if not faces:
             rows.append(self._row(name, span, None, active, voice))
@@ -261,6 +276,19 @@ class Analyzer:
                 ahead = (centre + self.options.interval - t1) / max(t1 - t0, 1e-3)
                 tracker.moved(face_id, (round(x1 + (x1 - x0) * ahead), round(y1 + (y1 - y0) * ahead), w, h))
         return faces, ids, pooled, tracks
+
+    def _speaker_decided(self, speakers: SpeakerDetector, centre: float, rows: list[Row], duration: float) -> list[Row]:
+        """An interval's rows with who speaks decided over the ``history`` seconds centred on
+        it (within the video), and the voice fused into the speaker's row."""
+        ids = [r.face.id for r in rows if r.face is not None]
+        if not ids or not rows[0].voice_active or rows[0].voice is None:
+            return rows
+        start, end = speakers.centred(centre, duration)
+        speaking = speakers.speaking(ids, end, start)
+        return [
+            self._row(r.video, (r.t_start, r.t_end), replace(r.face, speaking=speaking[r.face.id]), True, r.voice.p)
+            for r in rows
+        ]
 
     def _row(self, name: str, span: tuple, face: FaceResult | None, active: bool, voice_p) -> Row:
         # The voice is the speaker's: fused into the face that speaks (or, with no face on

@@ -5,7 +5,8 @@ taken in every frame the decoder passes between the analysis's samples (the samp
 ``Frame.recent`` frames, about 15 a second, at their exact presentation times; the face's
 place interpolated between where it was followed in the samples around them), or, from a
 frame source without them, in the sampled frames alone. The loudness of the audio (log
-energy over +-40 ms) is kept on a 10 ms grid. Over the last ``history`` seconds:
+energy over +-40 ms) is kept on a 10 ms grid. Over ``history`` seconds (in a file, those
+centred on the interval, within the file; in a live stream, the last):
 
 - a face's mouth *moves* when its patch changes between consecutive samples by more than a
   still face's compression noise;
@@ -17,8 +18,8 @@ energy over +-40 ms) is kept on a 10 ms grid. Over the last ``history`` seconds:
 
 While speech is heard, the moving face with the highest synchrony speaks if that synchrony
 reaches ``MIN_SYNC``; otherwise nobody on screen does (an off-screen voice over still or
-talking faces). Where the history holds too few samples for a synchrony (the first moments
-of a video, a frame source with no frames between its samples), a single moving mouth
+talking faces). Where the history holds too few samples for a synchrony (a stream's first
+moments, a frame source with no frames between its samples), a single moving mouth
 speaks; of several, none is named (motion alone cannot tell which one is heard). numpy and
 OpenCV only: about a tenth of a millisecond per face and frame.
 """
@@ -172,7 +173,9 @@ def _sync(change: np.ndarray, loud: np.ndarray) -> float:
 
 class SpeakerDetector:
     """Keeps each track's mouth samples and the loudness for ``history`` seconds, and says
-    who speaks at the end of it."""
+    who speaks over them: at their end (a live stream), or, where the samples after an
+    instant are there too (a file), over the ``history`` seconds centred on it
+    (``centred``)."""
 
     def __init__(self, history: float = HISTORY_S):
         self.history = history
@@ -208,8 +211,8 @@ class SpeakerDetector:
                 last = pts
         self.last[face_id] = (t if mouth.pts is None else mouth.pts, mouth.face)
 
-    def _trim(self, now: float) -> None:
-        cut = now - self.history - 1e-6
+    def _trim(self, start: float) -> None:
+        cut = start - 1e-6
         for q in (self.loud, *self.mouths.values()):
             while q and q[0][0] < cut:
                 q.popleft()
@@ -220,13 +223,14 @@ class SpeakerDetector:
     def _energy(self, t: float) -> float | None:
         return self.grid.get(int(round(t / GRID_S)))
 
-    def scores(self, ids: list[int], now: float) -> dict[int, tuple[float, float, int]]:
-        """(motion, synchrony, samples) per face id over the history that ends at ``now``;
-        synchrony is NaN where fewer than MIN_SAMPLES samples have a loudness."""
-        self._trim(now)
+    def scores(self, ids: list[int], now: float, start: float | None = None) -> dict[int, tuple[float, float, int]]:
+        """(motion, synchrony, samples) per face id over ``start`` (default: ``history``
+        before ``now``) to ``now``; synchrony is NaN where fewer than MIN_SAMPLES samples have
+        a loudness. Samples before ``start`` are let go: later calls must not start earlier."""
+        self._trim(now - self.history if start is None else start)
         out = {}
         for fid in ids:
-            samples = list(self.mouths.get(fid, ()))
+            samples = [s for s in self.mouths.get(fid, ()) if s[0] <= now + 1e-6]
             if len(samples) < 2:
                 out[fid] = (0.0, float("nan"), len(samples))
                 continue
@@ -243,9 +247,17 @@ class SpeakerDetector:
             out[fid] = (motion, sync, len(heard))
         return out
 
-    def speaking(self, ids: list[int], now: float) -> dict[int, bool]:
-        """Which of ``ids`` speaks in the speech heard up to ``now``: at most one."""
-        scores = self.scores(ids, now)
+    def centred(self, t: float, duration: float) -> tuple[float, float]:
+        """The ``history`` seconds centred on ``t``, moved to lie within ``[0, duration]``:
+        a decision at a video's first or last moments looks at its first or last seconds
+        rather than at fewer."""
+        start = min(max(0.0, t - self.history / 2), max(0.0, duration - self.history))
+        return start, min(start + self.history, duration)
+
+    def speaking(self, ids: list[int], now: float, start: float | None = None) -> dict[int, bool]:
+        """Which of ``ids`` speaks in the speech heard from ``start`` (default: ``history``
+        before ``now``) to ``now``: at most one."""
+        scores = self.scores(ids, now, start)
         moving = {fid: s for fid, s in scores.items() if s[0] >= MIN_MOTION}
         measured = {fid: s for fid, s in moving.items() if s[1] == s[1]}
         speaker = None

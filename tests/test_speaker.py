@@ -140,13 +140,9 @@ def test_crema_d_side_by_side(models, tmp_path):
     assert not voiced[~talking]["face_speaking"].any()
 
 
-def early(df, seconds: float = 2.0):
-    """Rows from ``seconds`` on: before, the history holds too few mouth samples for synchrony."""
-    return df[df["t_start"] >= seconds]
-
-
 def test_of_two_talking_mouths_the_one_in_time_with_the_speech_speaks(talking, models):
-    voiced = early(voiced_faces(emocli.analyze(talking, interval=0.5, **models)))
+    """From the first interval on: a file's first seconds are judged over its first three."""
+    voiced = voiced_faces(emocli.analyze(talking, interval=0.5, **models))
     assert voiced["t_start"].nunique() >= 6
     is_left = voiced["face_x"] + voiced["face_w"] / 2 < SIZE[1] / 2
     assert voiced[is_left]["face_speaking"].astype(bool).mean() >= 0.8
@@ -166,11 +162,19 @@ def test_two_talking_crema_d_faces_side_by_side(models, tmp_path):
         "[r0]tpad=start_duration=0.6:start_mode=clone[r];[l][r]hstack=shortest=1[v]"
     )
     composite(out, inputs, graph, "[a]")
-    voiced = early(voiced_faces(emocli.analyze(out, interval=0.5, **models)))
+    voiced = voiced_faces(emocli.analyze(out, interval=0.5, **models))
     assert voiced["t_start"].nunique() >= 3
     is_left = voiced["face_x"] + voiced["face_w"] / 2 < 480
     assert voiced[is_left]["face_speaking"].astype(bool).mean() >= 0.8
     assert (~voiced[~is_left]["face_speaking"].astype(bool)).mean() >= 0.9
+
+
+def test_a_files_decisions_look_at_the_seconds_centred_on_them_within_the_file():
+    detector = SpeakerDetector(history=3.0)
+    assert detector.centred(5.0, 60.0) == (3.5, 6.5)
+    assert detector.centred(0.25, 60.0) == (0.0, 3.0)  # the first moments: the first three seconds
+    assert detector.centred(59.75, 60.0) == (57.0, 60.0)
+    assert detector.centred(0.75, 2.0) == (0.0, 2.0)  # a clip shorter than the history: all of it
 
 
 def test_speaker_detector_on_mouths_between_samples():
