@@ -17,8 +17,9 @@ centred on the interval, within the file; in a live stream, the last):
   heard stands out from its shifted copies; a mouth saying something else does not.
 
 While speech is heard, the moving face with the highest synchrony speaks if that synchrony
-reaches ``MIN_SYNC``; otherwise nobody on screen does (an off-screen voice over still or
-talking faces). Where the history holds too few samples for a synchrony (a stream's first
+reaches ``MIN_SYNC`` and beats every other moving mouth's by ``MIN_LEAD``; otherwise nobody
+on screen does (an off-screen voice over still or talking faces; two mouths that move
+alike with the sound). Where the history holds too few samples for a synchrony (a stream's first
 moments, a frame source with no frames between its samples), a single moving mouth
 speaks; of several, none is named (motion alone cannot tell which one is heard). numpy and
 OpenCV only: about a tenth of a millisecond per face and frame.
@@ -43,6 +44,7 @@ SMOOTH = 3  # samples averaged (moving mean) in both signals before they are cor
 MIN_MOTION = 1.0  # grey levels per pixel between consecutive samples: above a still face's compression noise
 MIN_SAMPLES = 25  # fewer mouth samples with loudness in the history: no synchrony, motion decides
 MIN_SYNC = 1.25  # z-score of the synchrony against shifted loudness: below it, the voice is nobody's on screen
+MIN_LEAD = 0.25  # z-score by which the best synchrony must beat the next moving mouth's: else they cannot be told apart
 MIN_SHIFT = 4  # samples: the shifted loudness starts this far from the true one (syllables apart)
 
 
@@ -262,8 +264,9 @@ class SpeakerDetector:
         measured = {fid: s for fid, s in moving.items() if s[1] == s[1]}
         speaker = None
         if measured:
-            best = max(measured, key=lambda fid: measured[fid][1])
-            speaker = best if measured[best][1] >= MIN_SYNC else None
+            best, *others = sorted(measured, key=lambda fid: -measured[fid][1])
+            lead = measured[best][1] - max((measured[fid][1] for fid in others), default=-np.inf)
+            speaker = best if measured[best][1] >= MIN_SYNC and lead >= MIN_LEAD else None
         elif len(moving) == 1:
             (speaker,) = moving
         return {fid: fid == speaker for fid in ids}

@@ -179,7 +179,8 @@ def test_a_files_decisions_look_at_the_seconds_centred_on_them_within_the_file()
 
 def test_speaker_detector_on_mouths_between_samples():
     """Mouths seen 15 times a second between samples of 3 a second: still mouths, nobody; two
-    moving mouths, the one whose opening follows the loudness; a voice neither follows, nobody."""
+    moving mouths, the one whose opening follows the loudness; a voice neither follows, or
+    both follow alike, nobody."""
     from emocli.faces import Face
 
     rng = np.random.default_rng(0)
@@ -220,6 +221,8 @@ def test_speaker_detector_on_mouths_between_samples():
     assert detector(audio, {0: heard, 1: other, 2: still}).speaking([0, 1, 2], last) == {0: True, 1: False, 2: False}
     assert detector(audio, {1: other, 2: still}).speaking([1, 2], last) == {1: False, 2: False}
     assert detector(audio, {2: still}).speaking([2], last) == {2: False}
+    # Two mouths that both open with what is heard cannot be told apart: nobody is named.
+    assert detector(audio, {0: heard, 3: frames(opening)}).speaking([0, 3], last) == {0: False, 3: False}
 
 
 def _frame(image: np.ndarray, t: float, recent: tuple):
