@@ -6,7 +6,9 @@
 Builds the same split `emocli train voice` makes from the same options (whole corpora and
 held-out speakers) and scores every model on each group at clip level (softmax averaged
 over 2 s windows, 50 % overlap), through onnxruntime, each with its own preprocessing and
-calibration. Prints accuracy and macro-F1 per group, the chance level, and the mean.
+calibration. Prints accuracy and macro-F1 per group, the chance level, and the mean; with
+--temperature also the softmax temperature that calibrates each model on all held-out
+windows (an ensemble's, for `emocli export --temperature`).
 """
 
 from __future__ import annotations
@@ -25,14 +27,19 @@ def main() -> None:
     ap.add_argument("--holdout-corpus", default="", help="comma-separated corpus names, as `train voice` takes them")
     ap.add_argument("--holdout-fraction", type=float, default=0.2)
     ap.add_argument("--json", type=Path, help="also write the table here")
+    ap.add_argument(
+        "--temperature",
+        action="store_true",
+        help="fit each model's softmax temperature on all held-out windows (for `emocli export --temperature`)",
+    )
     a = ap.parse_args()
 
     from emocli.datasets import find_audio, load_waveforms
-    from emocli.evaluate import clip_probabilities
+    from emocli.evaluate import clip_probabilities, clip_windows
     from emocli.labels import LABELS
     from emocli.metrics import classification_report
     from emocli.models import VoiceModel
-    from emocli.train.voice import VoiceConfig, _split
+    from emocli.train.voice import VoiceConfig, _split, expected_calibration_error, fit_temperature
 
     corpora = [c for c in a.holdout_corpus.split(",") if c]
     config = VoiceConfig(a.data, holdout_corpora=corpora, holdout_fraction=a.holdout_fraction)
@@ -68,6 +75,20 @@ def main() -> None:
     print(f"{'mean over groups (accuracy / macro-F1)':<50}  {means}")
     if a.json:
         a.json.write_text(json.dumps(table, indent=1))
+    if a.temperature:
+        held = [i for idx in groups.values() for i in idx]
+        for path in a.models:
+            model = VoiceModel(path)
+            windows = [clip_windows(waves[i].astype(np.float32) / 32767.0, model.spec) for i in held]
+            probs = np.concatenate([model.run(w) for w in windows])
+            y = np.concatenate([[LABELS.index(items[i].label)] * len(w) for i, w in zip(held, windows)])
+            t = fit_temperature(probs, y)
+            tempered = probs ** (1 / t) / (probs ** (1 / t)).sum(1, keepdims=True)
+            print(
+                f"{path.name}: on top of its stored temperature, T = {t} fits its {len(y)} held-out windows "
+                f"(expected calibration error {expected_calibration_error(probs, y):.3f} -> "
+                f"{expected_calibration_error(tempered, y):.3f})"
+            )
 
 
 if __name__ == "__main__":

@@ -809,6 +809,16 @@ def export(
             metavar="PATH", help="Faces to calibrate --int8 on (FER layout).", show_default="the run's training data"
         ),
     ] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            metavar="T",
+            min=0.01,
+            help="Voice models: the softmax temperature to store, e.g. an ensemble's, fitted on held-out "
+            "windows by benchmarks/voice_heldout.py --temperature.",
+            show_default="the run's own (an ensemble has none)",
+        ),
+    ] = None,
 ) -> None:
     """Convert a trained model (or several, averaged) to one self-describing ONNX file.
 
@@ -820,7 +830,14 @@ def export(
 
     try:
         export_model(
-            sources, out, force=force, metrics_json=metrics_json, int8=int8, calibration=calibration, log=typer.echo
+            sources,
+            out,
+            force=force,
+            metrics_json=metrics_json,
+            int8=int8,
+            calibration=calibration,
+            temperature=temperature,
+            log=typer.echo,
         )
     except (ExportError, FileExistsError, FileNotFoundError, ValueError) as e:
         _fail(str(e))

@@ -678,3 +678,22 @@ def test_caches_written_at_once_by_several_trainings_all_land_whole(tmp_path):
     with np.load(path) as saved:
         assert any(np.array_equal(saved["waves"], a) for a in arrays)
     assert [p.name for p in tmp_path.iterdir()] == ["waves-x.npz"]
+
+
+def test_a_voice_ensemble_is_calibrated_by_its_own_temperature(face_run, voice_run, data, tmp_path):
+    from emocli.models import VoiceModel, read_info
+
+    other = tmp_path / "other"
+    train_voice_tiny(data, other, "17", 1, "--seed", 1)
+    plain = cli("export", voice_run, other, "-o", tmp_path / "plain.onnx")
+    # The runs' own temperatures calibrate each run alone: the mean of two is left uncalibrated.
+    assert "not calibrated" in plain.output and "temperature" not in read_info(tmp_path / "plain.onnx").preprocess
+    cli("export", voice_run, other, "-o", tmp_path / "calibrated.onnx", "--temperature", 0.5)
+    calibrated = VoiceModel(tmp_path / "calibrated.onnx")
+    assert calibrated.temperature == 0.5
+    t = np.arange(32_000, dtype=np.float32) / 16_000
+    windows = [np.sin(2 * np.pi * f * t).astype(np.float32) * 0.1 for f in (150, 220, 330)]
+    raw = VoiceModel(tmp_path / "plain.onnx").predict(windows)
+    assert np.allclose(calibrated.predict(windows), raw**2 / (raw**2).sum(1, keepdims=True), atol=1e-6)
+    refused = cli("export", face_run, "-o", tmp_path / "face.onnx", "--temperature", 2, ok=False)
+    assert refused.exit_code == 1 and "voice model's softmax temperature" in refused.output

@@ -129,10 +129,13 @@ def _load_sources(sources: list[Path], metrics_json, log) -> tuple:
     shapes = {tuple(m.inputs[0].shape[1:]) for m in models}
     if len(shapes) > 1:
         raise ExportError(f"cannot average models with different inputs: {', '.join(sorted(map(str, shapes)))}")
-    preprocesses = {json.dumps(part[2], sort_keys=True) for part in parts if part[2] is not None}
+    # A member's temperature calibrates that member alone, not the mean: it is dropped, and
+    # the ensemble's own is given to export_model (``temperature``).
+    shared = [{k: v for k, v in part[2].items() if k != "temperature"} for part in parts if part[2] is not None]
+    preprocesses = {json.dumps(p, sort_keys=True) for p in shared}
     if len(preprocesses) > 1:
         raise ExportError("cannot average models whose runs differ in preprocess.json: " + "; ".join(preprocesses))
-    preprocess = next((part[2] for part in parts if part[2] is not None), None)
+    preprocess = shared[0] if shared else None
     if metrics_json is None:
         log(
             "note: no --metrics-json, so the card carries no metrics (a run's validation figures are not the ensemble's)"
@@ -149,6 +152,7 @@ def export_model(
     tolerance: float = PARITY_TOLERANCE,
     int8: bool = False,
     calibration: str | Path | None = None,
+    temperature: float | None = None,
     log=print,
 ) -> dict:
     """Convert ``source`` (run folder or .keras) to ``out`` (.onnx); returns a summary.
@@ -160,7 +164,8 @@ def export_model(
     differs from Keras by more than ``tolerance`` on random inputs. ``int8`` (face models)
     then quantizes the checked float32 graph, calibrated on ``calibration`` (default: the
     run's training data), and fails when fewer than INT8_AGREEMENT of its top-1 labels on
-    other training faces agree with Keras.
+    other training faces agree with Keras. ``temperature`` (voice) replaces the run's
+    softmax temperature: an ensemble's, fitted on held-out windows, as none of its runs has it.
     """
     import keras
 
@@ -195,6 +200,12 @@ def export_model(
         )
     if preprocess is None:
         preprocess = _default_preprocess(task)
+    if temperature is not None:
+        if task != "voice" or not temperature > 0:
+            raise ExportError("--temperature is a voice model's softmax temperature: a positive number")
+        preprocess = {**preprocess, "temperature": float(temperature)}
+    elif task == "voice" and len(sources) > 1:
+        log("note: no --temperature, so the ensemble's probabilities are not calibrated")
     if metrics_json is not None:
         metrics = json.loads(Path(metrics_json).read_text())
     info = ModelInfo(out, task, list(LABELS), preprocess, _card_metrics(metrics), __version__)
