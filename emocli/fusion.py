@@ -21,7 +21,7 @@ MODES = ("weighted", "face", "voice")
 # not. Re-run it after a new face or voice model and copy its printed rule and exponents here.
 RULE = "product"
 FACE_EXPONENT = 1.0
-VOICE_EXPONENT = 0.6
+VOICE_EXPONENT = 0.3
 
 
 def default_face_weight(face: ModelInfo | None, voice: ModelInfo | None) -> float:
