@@ -622,6 +622,12 @@ class Calm(StrEnum):
     drop = "drop"
 
 
+class PitchFeatures(StrEnum):
+    off = "off"
+    absolute = "absolute"
+    relative = "relative"
+
+
 def _extra_args(ctx: typer.Context) -> list[str]:
     """`--data A B C`: Click options take one value, so B and C arrive as extra arguments."""
     for arg in ctx.args:
@@ -705,12 +711,13 @@ def train_voice(
         ),
     ] = 0.5,
     pitch: Annotated[
-        bool,
+        PitchFeatures,
         typer.Option(
-            help="Also give the net each frame's voicing and pitch (prosody, which MFCC and mel bands blur); "
-            "the model's metadata records it and inference computes them."
+            help="Also give the net each frame's voicing and pitch (prosody, which MFCC and mel bands blur): "
+            "its log pitch (absolute) or its pitch against the window's median (relative: intonation, not the "
+            "speaker's register). The model's metadata records it and inference computes them."
         ),
-    ] = False,
+    ] = PitchFeatures.off,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of the training draws.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -741,7 +748,7 @@ def train_voice(
             calm=calm.value,
             augment=AUGMENT_PRESETS[augment.value],
             corpus_power=corpus_power,
-            pitch=pitch,
+            pitch=pitch.value,
             seed=seed,
         )
         metrics = run(config, out, quiet=quiet)

@@ -31,6 +31,7 @@ class FeatureSpec:
     fmin: float = 20.0
     fmax: float = 8000.0
     pitch: bool = False  # two more features a frame: voicing and log pitch (``pitch_features``)
+    pitch_relative: bool = False  # the pitch as the window's own contour (``relative_pitch``)
     mean: tuple[float, ...] = field(default=(), repr=False)  # per-feature scaler statistics
     std: tuple[float, ...] = field(default=(), repr=False)
 
@@ -172,15 +173,29 @@ def pitch_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.
     return np.stack([voicing, pitch], axis=1).astype(np.float32)
 
 
+def relative_pitch(prosody: np.ndarray) -> np.ndarray:
+    """``pitch_features`` of one window with each voiced frame's pitch taken from the median
+    of the window's voiced frames: its intonation (rises, falls, range), not the speaker's
+    register, which says more about who speaks than how they feel."""
+    voiced = prosody[:, 1] != 0
+    if not voiced.any():
+        return prosody
+    out = prosody.copy()
+    out[voiced, 1] -= np.median(prosody[voiced, 1])
+    return out
+
+
 def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
     """MFCC + log-mel frames of a mono float signal: ``features_from_mel(mel_power(signal))``,
-    then with ``spec.pitch`` the ``pitch_features`` of each frame.
+    then with ``spec.pitch`` the ``pitch_features`` of each frame (``relative_pitch`` with
+    ``spec.pitch_relative``).
 
     Training augments the mel power in between; inference goes straight through.
     """
     features = features_from_mel(mel_power(signal, spec), spec)
     if spec.pitch:
-        features = np.concatenate([features, pitch_features(signal, spec)], axis=1)
+        prosody = pitch_features(signal, spec)
+        features = np.concatenate([features, relative_pitch(prosody) if spec.pitch_relative else prosody], axis=1)
     return features
 
 

@@ -92,3 +92,20 @@ def test_pitch_features_are_framed_as_the_mel_bands_and_silent_on_noise():
     features = audio_features(noise, spec)
     assert spec.n_features == features.shape[1] == 106 and np.array_equal(features[:, 104:], p)
     assert FeatureSpec.from_dict(spec.to_dict()) == spec and not FeatureSpec.from_dict({}).pitch
+
+
+def test_relative_pitch_keeps_the_intonation_and_drops_the_register():
+    from emocli.features import pitch_features, relative_pitch
+
+    t = np.arange(32_000) / 16_000
+    glide = 2 ** (t / 4)  # a rise of half an octave over the window
+
+    def voice(f0):
+        phase = 2 * np.pi * np.cumsum(f0 * glide) / 16_000
+        return sum(np.sin(k * phase) / k for k in range(1, 5)).astype(np.float32) * 0.1
+
+    low, high = (relative_pitch(pitch_features(voice(f0)))[10:-10] for f0 in (100.0, 170.0))
+    assert np.all(low[:, 0] > 0.9) and np.allclose(low[:, 1], high[:, 1], atol=0.05)  # the same contour
+    assert abs(np.median(low[:, 1])) < 0.02 and np.ptp(low[:, 1]) > 0.4  # centred, half an octave's range
+    silent = pitch_features(np.zeros(32_000, np.float32))
+    assert np.array_equal(relative_pitch(silent), silent)

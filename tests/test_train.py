@@ -442,13 +442,13 @@ def test_export_voice_writes_metadata_and_checks_parity(voice_run, tmp_path):
 
 
 def test_a_voice_model_trained_with_pitch_carries_it_to_inference(data, tmp_path):
-    from emocli.features import FeatureSpec, audio_features, normalize, pitch_features
+    from emocli.features import FeatureSpec, audio_features, normalize, pitch_features, relative_pitch
     from emocli.models import VoiceModel
 
     run = tmp_path / "pitch"
-    train_voice_tiny(data, run, "17", 1, "--pitch")
+    train_voice_tiny(data, run, "17", 1, "--pitch", "relative")
     spec = FeatureSpec.from_dict(json.loads((run / "preprocess.json").read_text()))
-    assert spec.pitch and spec.n_features == 106 and len(spec.mean) == 106
+    assert spec.pitch and spec.pitch_relative and spec.n_features == 106 and len(spec.mean) == 106
     assert 0 < spec.mean[104] <= 1 and spec.std[104] > 1e-3 and spec.std[105] > 1e-3  # the scaler covers them
     cli("export", run, "-o", tmp_path / "pitch.onnx")
     model = VoiceModel(tmp_path / "pitch.onnx")
@@ -456,9 +456,8 @@ def test_a_voice_model_trained_with_pitch_carries_it_to_inference(data, tmp_path
     t = np.arange(32_000, dtype=np.float32) / 16_000
     speechlike = (0.1 * np.sin(2 * np.pi * 160 * t) * (1 + np.sin(2 * np.pi * 4 * t))).astype(np.float32)
     features = normalize(audio_features(speechlike, model.spec), model.spec)
-    assert np.allclose(
-        features[:, 104:] * model.spec.std[104:] + model.spec.mean[104:], pitch_features(speechlike), atol=1e-4
-    )
+    expected = relative_pitch(pitch_features(speechlike))
+    assert np.allclose(features[:, 104:] * model.spec.std[104:] + model.spec.mean[104:], expected, atol=1e-4)
     probs = model.predict([speechlike])
     assert probs.shape == (1, len(LABELS)) and np.allclose(probs.sum(1), 1.0)
     assert "voicing and pitch" in cli("models", tmp_path / "pitch.onnx").output

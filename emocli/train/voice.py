@@ -25,7 +25,7 @@ from keras import layers
 
 from ..datasets import AudioItem, find_audio, load_waveforms
 from ..evaluate import clip_windows
-from ..features import FeatureSpec, features_from_mel, mel_power, pitch_features
+from ..features import FeatureSpec, features_from_mel, mel_power, pitch_features, relative_pitch
 from ..labels import LABELS
 from .run import (
     Checkpoint,
@@ -59,13 +59,15 @@ class VoiceConfig:
     holdout_corpora: list[str] = field(default_factory=list)
     calm: str = "neutral"  # "calm" in training: "neutral" or "drop" (validation always scores it as neutral)
     corpus_power: float = 0.5  # corpora drawn in proportion to size**power
-    pitch: bool = False  # voicing and pitch beside MFCC + log-mel (features.pitch_features)
+    pitch: str = "off"  # voicing and pitch beside MFCC + log-mel: "off", "absolute" or "relative" (features.py)
     augment: Augment = field(default_factory=Augment)
     seed: int = 0
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
             self.augment = Augment(**self.augment)
+        if self.pitch not in ("off", "absolute", "relative"):
+            raise ValueError(f"pitch must be 'off', 'absolute' or 'relative', not {self.pitch!r}")
         if self.calm not in ("neutral", "drop"):
             raise ValueError(f"calm must be 'neutral' or 'drop', not {self.calm!r}")
         if not 0.0 <= self.holdout_fraction < 1.0:
@@ -130,7 +132,10 @@ def clip_mels(waves: list[np.ndarray], spec: FeatureSpec) -> list[np.ndarray]:
 def clip_features(mel: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """The unnormalised features of one of ``clip_mels``'s arrays."""
     features = features_from_mel(mel[:, : spec.n_mels], spec)
-    return np.concatenate([features, mel[:, spec.n_mels :]], axis=1) if spec.pitch else features
+    if not spec.pitch:
+        return features
+    prosody = mel[:, spec.n_mels :]
+    return np.concatenate([features, relative_pitch(prosody) if spec.pitch_relative else prosody], axis=1)
 
 
 def fit_scaler(mels: list[np.ndarray], spec: FeatureSpec) -> FeatureSpec:
@@ -288,7 +293,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     run = RunDir(out)
     set_seed(config.seed)
     items = find_audio(config.data, calm="neutral")  # calm dropped, if asked, at the split
-    base = FeatureSpec(pitch=config.pitch)
+    base = FeatureSpec(pitch=config.pitch != "off", pitch_relative=config.pitch == "relative")
     waves, items = load_waveforms(items, base.sample_rate)
     train, held = _split(items, config)
     labels = np.asarray([LABELS.index(it.label) for it in items], np.int64)
