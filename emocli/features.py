@@ -185,6 +185,12 @@ def relative_pitch(prosody: np.ndarray) -> np.ndarray:
     return out
 
 
+def as_specified(prosody: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """A window's ``pitch_features`` as ``spec`` feeds them to the net (``relative_pitch``
+    with ``spec.pitch_relative``): the one place training and inference both go through."""
+    return relative_pitch(prosody) if spec.pitch_relative else prosody
+
+
 def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
     """MFCC + log-mel frames of a mono float signal: ``features_from_mel(mel_power(signal))``,
     then with ``spec.pitch`` the ``pitch_features`` of each frame (``relative_pitch`` with
@@ -194,8 +200,7 @@ def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.
     """
     features = features_from_mel(mel_power(signal, spec), spec)
     if spec.pitch:
-        prosody = pitch_features(signal, spec)
-        features = np.concatenate([features, relative_pitch(prosody) if spec.pitch_relative else prosody], axis=1)
+        features = np.concatenate([features, as_specified(pitch_features(signal, spec), spec)], axis=1)
     return features
 
 

@@ -192,7 +192,13 @@ def test_audio_layouts_are_recognised(data):
 @pytest.fixture(scope="module")
 def face_run(data, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "face"
-    cli(
+    train_face_tiny(data, run, "--crowd-labels", data / "ferplus" / "labels.csv")
+    return run
+
+
+def train_face_tiny(data: Path, run: Path, *extra):
+    """`emocli train face` on the tiny FER tree: one epoch of a width-4 net, batches of 16."""
+    return cli(
         "train",
         "face",
         "--data",
@@ -205,11 +211,9 @@ def face_run(data, tmp_path_factory) -> Path:
         4,
         "--batch-size",
         16,
-        "--crowd-labels",
-        data / "ferplus" / "labels.csv",
         "-q",
+        *extra,
     )
-    return run
 
 
 @pytest.fixture(scope="module")
@@ -505,25 +509,7 @@ def test_warm_restart_and_ensemble_export_average_the_runs(face_run, voice_run, 
     from emocli.models import FaceModel, read_info
 
     warm = tmp_path / "warm"
-    cli(
-        "train",
-        "face",
-        "--data",
-        data / "fer",
-        "--out",
-        warm,
-        "--epochs",
-        1,
-        "--width",
-        4,
-        "--batch-size",
-        16,
-        "--init",
-        face_run / "model.keras",
-        "--seed",
-        1,
-        "-q",
-    )
+    train_face_tiny(data, warm, "--init", face_run / "model.keras", "--seed", 1)
     assert json.loads((warm / "config.json").read_text())["init"] == str(face_run / "model.keras")
     # another --seed, the same validation faces as the run it continues
     assert json.loads((warm / "metrics.json").read_text())["validation"]["split"].endswith("seed 0")

@@ -25,7 +25,7 @@ from keras import layers
 
 from ..datasets import AudioItem, find_audio, load_waveforms
 from ..evaluate import clip_windows
-from ..features import FeatureSpec, features_from_mel, mel_power, pitch_features, relative_pitch
+from ..features import FeatureSpec, as_specified, features_from_mel, mel_power, pitch_features
 from ..labels import LABELS
 from .run import (
     Checkpoint,
@@ -134,8 +134,7 @@ def clip_features(mel: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     features = features_from_mel(mel[:, : spec.n_mels], spec)
     if not spec.pitch:
         return features
-    prosody = mel[:, spec.n_mels :]
-    return np.concatenate([features, relative_pitch(prosody) if spec.pitch_relative else prosody], axis=1)
+    return np.concatenate([features, as_specified(mel[:, spec.n_mels :], spec)], axis=1)
 
 
 def fit_scaler(mels: list[np.ndarray], spec: FeatureSpec) -> FeatureSpec:

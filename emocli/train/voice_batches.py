@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 import keras
 import numpy as np
 
-from ..features import N_PITCH, VOICED, FeatureSpec, features_from_mel, mel_basis, mel_power, relative_pitch
+from ..features import N_PITCH, VOICED, FeatureSpec, as_specified, features_from_mel, mel_basis, mel_power
 from ..labels import LABELS
 
 
@@ -232,8 +232,7 @@ class MelBatches(keras.utils.PyDataset):
         mel, share = augment_mel(clip[:, :bands], self.spec, a, rng, self.noises, babble)
         x = features_from_mel(mel, self.spec)
         if self.spec.pitch:
-            prosody = perturb_pitch(clip[:, bands:], share, a, rng)
-            x = np.concatenate([x, relative_pitch(prosody) if self.spec.pitch_relative else prosody], axis=1)
+            x = np.concatenate([x, as_specified(perturb_pitch(clip[:, bands:], share, a, rng), self.spec)], axis=1)
         x = (x - self.mean) / self.std
         for _ in range(a.time_masks):
             width = rng.integers(0, frames // 10 + 1)
