@@ -628,6 +628,11 @@ class PitchFeatures(StrEnum):
     relative = "relative"
 
 
+class Pooling(StrEnum):
+    meanmax = "meanmax"
+    attention = "attention"
+
+
 def _extra_args(ctx: typer.Context) -> list[str]:
     """`--data A B C`: Click options take one value, so B and C arrive as extra arguments."""
     for arg in ctx.args:
@@ -718,6 +723,13 @@ def train_voice(
             "speaker's register). The model's metadata records it and inference computes them."
         ),
     ] = PitchFeatures.off,
+    pooling: Annotated[
+        Pooling,
+        typer.Option(
+            help="How the net sums a window up over time: the mean and maximum of every channel, or an "
+            "attention-weighted mean and standard deviation (frames that carry the emotion weigh more)."
+        ),
+    ] = Pooling.meanmax,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of the training draws.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -749,6 +761,7 @@ def train_voice(
             augment=AUGMENT_PRESETS[augment.value],
             corpus_power=corpus_power,
             pitch=pitch.value,
+            pooling=pooling.value,
             seed=seed,
         )
         metrics = run(config, out, quiet=quiet)

@@ -467,6 +467,23 @@ def test_a_voice_model_trained_with_pitch_carries_it_to_inference(data, tmp_path
     assert "voicing and pitch" in cli("models", tmp_path / "pitch.onnx").output
 
 
+def test_a_voice_model_with_attentive_pooling_resumes_and_exports(data, tmp_path):
+    from emocli.models import VoiceModel
+
+    run = tmp_path / "attention"
+    train_voice_tiny(data, run, "17", 1, "--pooling", "attention")
+    assert json.loads((run / "config.json").read_text())["pooling"] == "attention"
+    train_voice_tiny(data, run, "17", 2, "--pooling", "attention")  # resumes from the checkpoint
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
+    exported = cli("export", run, "-o", tmp_path / "attention.onnx")
+    assert "parity" in exported.output
+    t = np.arange(32_000, dtype=np.float32) / 16_000
+    tone = (0.1 * np.sin(2 * np.pi * 160 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    probs = VoiceModel(tmp_path / "attention.onnx").predict([tone, np.zeros(32_000, np.float32)])
+    assert probs.shape == (2, len(LABELS)) and np.allclose(probs.sum(1), 1.0)
+    assert not np.allclose(probs[0], probs[1])  # the pooled statistics follow the input
+
+
 def test_export_face_run_and_bare_keras_file(face_run, voice_run, tmp_path):
     from emocli.models import DEFAULT_FACE_PREPROCESS, read_info
 

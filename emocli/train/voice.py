@@ -43,6 +43,40 @@ from .voice_batches import Augment, MelBatches, masked_crossentropy
 # 17-20 (two women, two men) are the held-out RAVDESS speakers here.
 DEFAULT_HOLDOUT = ("ravdess:17", "ravdess:18", "ravdess:19", "ravdess:20")
 MIN_SPEAKERS_TO_SPLIT = 5  # a corpus with fewer speakers is trained on whole (or held out whole)
+POOLINGS = ("meanmax", "attention")
+
+
+@keras.saving.register_keras_serializable(package="emocli")
+class AttentiveStatsPooling(layers.Layer):
+    """Attention-weighted mean and standard deviation over time (Okabe et al., 2018).
+
+    A small scorer weighs every frame, so the emotional stretches of a window count more
+    than its pauses and plain syllables; the deviation keeps how much each channel varies
+    (prosody), which a mean alone loses.
+    """
+
+    def __init__(self, units: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.hidden = layers.Dense(units, activation="tanh")
+        self.score = layers.Dense(1)
+
+    def build(self, input_shape):
+        self.hidden.build(input_shape)
+        self.score.build((*input_shape[:-1], self.units))
+
+    def call(self, x):
+        ops = keras.ops
+        weights = ops.softmax(self.score(self.hidden(x)), axis=1)
+        mean = ops.sum(weights * x, axis=1)
+        var = ops.sum(weights * ops.square(x), axis=1) - ops.square(mean)
+        return ops.concatenate([mean, ops.sqrt(ops.maximum(var, 1e-6))], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
 
 
 @dataclass
@@ -60,6 +94,7 @@ class VoiceConfig:
     calm: str = "neutral"  # "calm" in training: "neutral" or "drop" (validation always scores it as neutral)
     corpus_power: float = 0.5  # corpora drawn in proportion to size**power
     pitch: str = "off"  # voicing and pitch beside MFCC + log-mel: "off", "absolute" or "relative" (features.py)
+    pooling: str = "meanmax"  # over time: "meanmax" (mean and max) or "attention" (AttentiveStatsPooling)
     augment: Augment = field(default_factory=Augment)
     seed: int = 0
 
@@ -68,6 +103,8 @@ class VoiceConfig:
             self.augment = Augment(**self.augment)
         if self.pitch not in ("off", "absolute", "relative"):
             raise ValueError(f"pitch must be 'off', 'absolute' or 'relative', not {self.pitch!r}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.calm not in ("neutral", "drop"):
             raise ValueError(f"calm must be 'neutral' or 'drop', not {self.calm!r}")
         if not 0.0 <= self.holdout_fraction < 1.0:
@@ -86,9 +123,13 @@ def speaker_id(name: str) -> str:
 
 
 def build_voice_model(
-    n_features: int, width: int = 64, dropout: float = 0.3, n_classes: int = len(LABELS)
+    n_features: int,
+    width: int = 64,
+    dropout: float = 0.3,
+    n_classes: int = len(LABELS),
+    pooling: str = "meanmax",
 ) -> keras.Model:
-    """Conv1D blocks over time, then mean and max pooling over time.
+    """Conv1D blocks over time, then pooling over time (mean and max, or attentive statistics).
 
     The time axis is left open, so one model scores a 2 s window or a whole clip. The net
     sees each feature's deviation from the window's own mean beside the standardised
@@ -107,7 +148,10 @@ def build_voice_model(
         x = layers.Activation("relu")(x)
         if i < 3:
             x = layers.MaxPooling1D(2, padding="same")(x)
-    x = layers.Concatenate(name="pooled")([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    if pooling == "attention":
+        x = AttentiveStatsPooling(width, name="pooled")(x)
+    else:
+        x = layers.Concatenate(name="pooled")([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(width * 2, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
@@ -318,7 +362,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     if run.resumable():
         model = keras.models.load_model(run / "checkpoint.keras")
     else:
-        model = build_voice_model(spec.n_features, config.width, config.dropout)
+        model = build_voice_model(spec.n_features, config.width, config.dropout, pooling=config.pooling)
         compile_for_training(model, config.lr, config.epochs, steps, 0.0, loss=masked_crossentropy)
     run.write_json("config.json", {"task": "voice", **asdict(config), "backend": keras.backend.backend()})
     run.write_json("preprocess.json", spec.to_dict())
