@@ -13,6 +13,8 @@
            voiced intervals where the speaker is found, where the silent face keeps its own
            emotion, and where nobody is wrongly made the speaker; with --dump, each face's
            (motion, sync, samples) scores, from which speaker.py's thresholds are read.
+           With --live, the long pairs go through `emocli live` instead, each file played
+           at its own pace as a stream: who speaks from the seconds before each interval.
 --faces    Face emotion per interval on the CREMA-D clips (real video, labelled) and on
            FER2013 validation faces (the train split's held-out 10 %, --split-seed 0, as
            emocli/train/face.py): accuracy of one frame against several pooled, six views
@@ -155,6 +157,50 @@ def long_pair(rng: random.Random, voices: list[Path] | None) -> tuple[Path, bool
         name = f"offlong_{'-'.join(a)}_{da:.3f}_{'-'.join(b)}_{db:.3f}_{'-'.join(f.stem for f in picked)}.mp4"
         left = None
     return _make(AV / name, [*inputs, "-filter_complex", graph, "-map", "[v]", "-map", "[au]", "-shortest"]), left
+
+
+def live_speaker_check(interval: float, seeds: list[int], pairs: int) -> None:
+    """The long pairs through ``emocli live`` (the file played at its own pace): the share of
+    voiced intervals with a face where the heard face speaks and where the silent one keeps
+    its own emotion, as ``speaker_check`` counts them; intervals skipped to stay live are left out."""
+    import csv
+    import tempfile
+
+    from emocli.live import LiveOptions, run_live
+    from emocli.media.probing import probe
+    from emocli.pipeline import AnalyzeOptions
+
+    stats: dict[str, list[int]] = {}
+    skipped = 0
+    with tempfile.TemporaryDirectory() as out:
+        for seed in seeds:
+            drawn = random.Random(seed)
+            for k in range(pairs):
+                path, heard_left = long_pair(drawn, None)
+                half = probe(path).width / 2
+                summary = run_live(
+                    str(path),
+                    Path(out),
+                    AnalyzeOptions(interval=interval),
+                    LiveOptions(name=f"s{seed}-{k}", quiet=True),
+                )
+                skipped += summary["skipped"]
+                with open(summary["csv"], newline="", encoding="utf-8") as f:
+                    rows = [r for r in csv.DictReader(f) if r["face_id"] and r["voice_active"] == "true"]
+                s = stats.setdefault(f"live long s{seed}", [0, 0, 0])
+                for t in sorted({r["t_start"] for r in rows}):
+                    faces = [r for r in rows if r["t_start"] == t]
+                    speaker = [r for r in faces if (float(r["face_x"]) + float(r["face_w"]) / 2 < half) == heard_left]
+                    silent = [r for r in faces if r not in speaker]
+                    s[0] += 1
+                    s[1] += bool(speaker) and speaker[0]["face_speaking"] == "true"
+                    s[2] += all(
+                        r["face_speaking"] != "true" and r["fused_emotion"] == r["face_emotion"] for r in silent
+                    )
+    print(f"\nwho speaks, live (interval {interval} s; voiced intervals with a face; {skipped} intervals skipped)")
+    print(f"{'clips':<16}{'intervals':>10}{'speaker found':>15}{'silent kept':>13}")
+    for kind, (n, found, kept) in stats.items():
+        print(f"{kind:<16}{n:>10}{found / n:>15.3f}{kept / n:>13.3f}")
 
 
 def centre_x(row) -> float:
@@ -495,6 +541,7 @@ def main() -> None:
     )
     ap.add_argument("--pairs", type=int, default=12, help="with --speaker: long pairs per seed")
     ap.add_argument("--long-only", action="store_true", help="with --speaker: the long pairs alone")
+    ap.add_argument("--live", action="store_true", help="with --speaker: the long pairs through emocli live")
     ap.add_argument(
         "--corpora",
         nargs="*",
@@ -506,7 +553,9 @@ def main() -> None:
     a = ap.parse_args()
     if not (a.speaker or a.faces or a.fusion):
         a.speaker = a.faces = a.fusion = True
-    if a.speaker:
+    if a.speaker and a.live:
+        live_speaker_check(a.interval, a.seeds, a.pairs)
+    elif a.speaker:
         speaker_check(a.data, a.interval, a.dump, a.seeds, a.pairs, not a.long_only)
     if a.faces:
         faces_check(a.data, a.limit)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .labels import LABELS
+from .media.frames import Frame, FrameSampler
 from .media.stream import KEEP_S, Arrivals, AudioBuffer, FrameBuffer, LiveSource, Source, has_display, parse_source
 from .media.tools import MediaError, ffmpeg_command
 from .pipeline import AnalyzeOptions, Analyzer, _frame_times, _per_interval
@@ -32,7 +33,6 @@ from .timeline import COLUMNS, Row
 
 RETRY_WAIT_S = 1.0  # between a dropped stream and the next attempt to open it
 OPENING_S = 5.0  # allowed on top of --timeout for a source's first data
-SHOWN_FPS = 10.0  # the least frame rate of an annotated video or the window
 MAX_FPS = 30.0  # the most frames a second ffmpeg sends
 
 
@@ -252,17 +252,21 @@ class Live:
         # The same frames per interval as a video file: an odd number, evenly spread, one in the middle.
         self.per_interval = len(_frame_times([(0.0, o.interval)], o.interval, _per_interval(o, 1e6))[0])
         # Sample times fall on odd multiples of half a sampling step: a grid of twice the
-        # sampling rate holds them all exactly; a picture to watch needs more frames.
+        # sampling rate holds them all exactly. Who speaks follows the mouths in the frames
+        # between (grey, as a file's), so the grid is a multiple of that with at least
+        # BETWEEN_RATE frames a second; a picture to watch keeps all of them whole.
         grid = 2 * self.per_interval / o.interval
         picture = live.annotate or live.show
         if grid > MAX_FPS:  # very short intervals: each sampled time gets the nearest of MAX_FPS frames a second
-            self.rate, self.every = MAX_FPS, 1
+            self.rate, sampled = MAX_FPS, 1
         else:
-            self.rate = grid * (max(1, math.ceil(SHOWN_FPS / grid)) if picture else 1)
-            self.every = 1 if picture else 2
+            mult = max(1, math.ceil(FrameSampler.BETWEEN_RATE / grid))
+            self.rate, sampled = grid * mult, 1 if picture else 2 * mult
         # Frames from the interval in hand to the newest: an interval, the audio it waits for, and slack.
         keep_s = min(KEEP_S, 2 * o.interval + o.window / 2 + 2.0)
-        self.frames = FrameBuffer(self.rate, max(4, math.ceil(keep_s * self.rate / self.every)))
+        keep = max(4, math.ceil(keep_s * self.rate))
+        self.frames = FrameBuffer(self.rate, keep, sampled, FrameSampler.BETWEEN_SIDE)
+        self.last_shot: float | None = None  # time of the last frame analysed: its mouths go up to there
         self.audio = AudioBuffer(self.sample_rate, int(KEEP_S * self.sample_rate))
         self.arrivals = {"video": Arrivals(), "audio": Arrivals()}
         self.conn: LiveSource | None = None
@@ -280,7 +284,7 @@ class Live:
 
     def open(self, offset: float = 0.0) -> str:
         """Connect at ``offset`` seconds of stream time; '' when data flows, else why not."""
-        conn = LiveSource(self.source, self.frames, self.audio, self.arrivals, offset, self.every)
+        conn = LiveSource(self.source, self.frames, self.audio, self.arrivals, offset)
         self.conn = conn
         # ffmpeg reads a second or so of the stream before it sends anything (it finds out what
         # the streams are), and a server may take its time to answer.
@@ -341,17 +345,25 @@ class Live:
         if end_cap is not None:
             end = min(end, end_cap)
         ts = _frame_times([(start, end)], self.interval, self.per_interval)[0]
-        reach = self.interval / 2
-        if self.conn.has_video:
-            shots = [(t, self.frames.at(t, reach)) for t in ts]
-        else:
-            shots = [(t, None) for t in ts]
+        shots = [(t, self.shot(t)) for t in ts] if self.conn.has_video else [(t, None) for t in ts]
         audio = None
         if self.conn.has_audio:
             centre, sr = (start + end) / 2, self.sample_rate
             begin = int(round(centre * sr)) - int(round(self.window * sr)) // 2
             audio = (self.audio.window(begin, int(round(self.window * sr))), begin)
         return self.analyzer.step(self.state, self.source.label, (start, end), shots, audio)
+
+    def shot(self, t: float) -> Frame | None:
+        """The frame sampled at ``t``, with the grey frames since the last one analysed (at
+        most an interval back: after a skip or a reconnection, the mouths start afresh)."""
+        frame = self.frames.at(t, self.interval / 2)
+        if frame is None:
+            return None
+        after = t - self.interval if self.last_shot is None else max(self.last_shot, t - self.interval)
+        shot = frame.view(Frame)
+        shot.pts, shot.recent = t, tuple(self.frames.between(after, t)) or None
+        self.last_shot = t
+        return shot
 
     def emit(self, i: int, rows: list[Row], arrived: float | None) -> None:
         self.csv.write(rows)
@@ -462,15 +474,18 @@ class Live:
             need = self.needs(i)
             start, end = self.span(i)
             if covered >= need - 1e-9 or (final and covered > start + 0.1 * self.interval):
-                # Behind: this interval ended more than an interval ago and a later one has all its
-                # frames too: jump to the newest such, so the rows stay live instead of drifting.
+                # Behind: this interval has had all it needs for more than an interval and a later
+                # one has too: jump to the newest such, so the rows stay live instead of drifting.
+                # (Judged by what each needs, not by its end: an audio window reaching past the
+                # end would otherwise make every short interval look late.)
                 newest = i
-                while self.span(newest + 1)[1] <= covered + 1e-9 and (
+                while self.needs(newest + 1) <= covered + 1e-9 and (
                     live.duration is None or (newest + 1) * self.interval < live.duration - 1e-9
                 ):
                     newest += 1
                 arrived = self.arrived(end)
-                if newest > i and not ended and arrived is not None and time.monotonic() - arrived > self.interval:
+                ready = self.arrived(min(need, covered))
+                if newest > i and not ended and ready is not None and time.monotonic() - ready > self.interval:
                     if not said_behind:
                         self.warn(
                             f"the analysis is behind the stream: skipping to its newest interval to stay live "

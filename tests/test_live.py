@@ -21,7 +21,7 @@ import pytest
 from conftest import EXAMPLES, model_args
 
 from emocli.media import ffmpeg
-from emocli.media.stream import camera, parse_source
+from emocli.media.stream import FrameBuffer, camera, parse_source
 from emocli.timeline import COLUMNS
 
 SECONDS = 8  # of the served stream
@@ -340,8 +340,40 @@ def test_an_analysis_slower_than_the_stream_skips_to_stay_live_and_says_so_once(
     behind = [w for w in warnings if "behind the stream" in w]
     assert len(behind) == 1, warnings
     assert summary["skipped"] >= 1 and summary["intervals"] + summary["skipped"] <= SECONDS - 2
-    # Never more than an interval late when taken, then its analysis: no drift, whatever the stream's length.
-    assert summary["lag_max_s"] <= INTERVAL + 1.4 + 0.8, lines
+    # Taken at most an interval after all it needs was there (its frames, then the audio window
+    # reaching 0.5 s past its end), then analysed: no drift, whatever the stream's length.
+    audio_wait = AnalyzeOptions().window / 2 - INTERVAL / 2
+    assert summary["lag_max_s"] <= audio_wait + INTERVAL + 1.4 + 0.8, lines
     with open(tmp_path / "out" / "t.csv", newline="", encoding="utf-8") as f:
         starts = sorted({float(r["t_start"]) for r in csv.DictReader(f)})
     assert len(starts) == summary["intervals"] and starts != [i * INTERVAL for i in range(len(starts))]
+
+
+def test_the_frame_buffer_keeps_the_analysed_frames_whole_and_every_frame_grey():
+    """On a 12 fps grid sampled every 4th frame (2, 6, 10, ...): those come back whole from
+    ``at``; every frame comes back grey, shrunk to 360 px, from ``between``, in time order;
+    the oldest leave first."""
+    import numpy as np
+
+    frames = FrameBuffer(12.0, keep=8, sampled=4, grey_side=360)
+
+    def put(n: int) -> None:
+        frame = np.full((720, 1280, 3), n, np.uint8)
+        frame[:, :, 2] = 3 * n  # red: the grey is a weighted sum, not one channel
+        frames.put(n, frame)
+
+    for n in range(8):
+        put(n)
+    whole = frames.at(6 / 12, reach=0.5)
+    assert whole.shape == (720, 1280, 3) and whole[0, 0, 0] == 6
+    assert frames.at(7 / 12, reach=0.5)[0, 0, 0] == 6  # the nearest analysed frame, never a grey one
+    grey = frames.between(2 / 12, 6 / 12)
+    assert [round(b.pts * 12) for b in grey] == [3, 4, 5, 6]
+    assert all(b.image.shape == (360, 640) and b.scale == 2.0 for b in grey)
+    assert grey[-1].image[0, 0] == round(0.299 * 18 + 0.587 * 6 + 0.114 * 6)
+    for n in range(8, 24):
+        put(n)
+    assert frames.until == 2.0
+    assert [round(b.pts * 12) for b in frames.between(-1.0, 2.0)] == list(range(16, 24))
+    assert [n for n, _ in frames.take(1.0)] == [2, 6, 10]
+    assert frames.at(1 / 12, reach=0.1) is None

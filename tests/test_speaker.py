@@ -232,3 +232,38 @@ def _frame(image: np.ndarray, t: float, recent: tuple):
     frame = image.view(Frame)
     frame.pts, frame.recent = t, recent
     return frame
+
+
+def test_live_follows_the_mouths_between_its_samples(face_image, mouth, speech, models, tmp_path):
+    """Live, who speaks has only the seconds before each interval, but every frame of them:
+    of two talking mouths, the one in time with the speech speaks. The stream comes at half
+    speed and is scored from its seventh second, when three seconds of mouths are in."""
+    import subprocess
+    import time
+
+    import pandas as pd
+    from test_live import Run, _port
+
+    from emocli.media.tools import ffmpeg
+
+    seconds = 10.0
+    n = int(FPS * seconds)
+    audio = np.concatenate([speech] * 4)[: int(seconds * SR)]
+    env = envelope(audio, n)
+    clip = make_video(tmp_path / "talking.mp4", two_faces(face_image, mouth, env, np.roll(env, n // 4), n), FPS, audio)
+    url = f"http://127.0.0.1:{_port()}"
+    serve = [ffmpeg(), "-v", "error", "-readrate", "0.5", "-i", str(clip), "-c", "copy", "-f", "mpegts"]
+    server = subprocess.Popen([*serve, "-listen", "1", url], stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)  # listening
+        code, err = Run(models, url, tmp_path / "out", "--interval", "0.5", "-q").finish(timeout=60)
+    finally:
+        server.kill()
+        server.wait()
+    assert code == 0, err
+    df = pd.read_csv(tmp_path / "out" / "t.csv")
+    voiced = df[(df["voice_active"]) & df["face_id"].notna() & (df["t_start"] >= 6.0)]
+    assert voiced["t_start"].nunique() >= 6, err
+    is_left = voiced["face_x"] + voiced["face_w"] / 2 < SIZE[1] / 2
+    assert voiced[is_left]["face_speaking"].astype(bool).mean() >= 0.8
+    assert (~voiced[~is_left]["face_speaking"].astype(bool)).mean() >= 0.9

@@ -88,21 +88,43 @@ def _without_password(url: str) -> str:
 
 
 class FrameBuffer:
-    """Frames by index on a grid of ``rate`` per second (frame ``n`` is at ``n / rate`` s)."""
+    """Frames by index on a grid of ``rate`` per second (frame ``n`` is at ``n / rate`` s).
 
-    def __init__(self, rate: float, keep: int):
+    Of every ``sampled`` frames one is kept whole (``n % sampled == sampled // 2``: the
+    analysed ones; 1: all), up to ``keep`` of them. With ``grey_side``, every frame is also
+    kept grey and shrunk to at most that many pixels on its shorter side, the last ``keep``
+    of them: the mouths between the analysed frames, for who speaks (``between``).
+    """
+
+    def __init__(self, rate: float, keep: int, sampled: int = 1, grey_side: int = 0):
         self.rate = rate
         self._frames: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
-        self._keep = keep
+        self._grey: collections.OrderedDict[int, tuple[np.ndarray, float]] = collections.OrderedDict()
+        self._keep, self._sampled, self._grey_side = keep, max(1, sampled), grey_side
         self._lock = threading.Lock()
         self.until = 0.0  # stream seconds covered: the end of the newest frame
 
     def put(self, n: int, frame: np.ndarray) -> None:
+        grey = _grey(frame, self._grey_side) if self._grey_side else None
         with self._lock:
-            self._frames[n] = frame
-            while len(self._frames) > self._keep:
-                self._frames.popitem(last=False)
+            if n % self._sampled == self._sampled // 2:
+                self._frames[n] = frame
+                while len(self._frames) > self._keep:
+                    self._frames.popitem(last=False)
+            if grey is not None:
+                self._grey[n] = grey
+                while len(self._grey) > self._keep:
+                    self._grey.popitem(last=False)
             self.until = max(self.until, (n + 1) / self.rate)
+
+    def between(self, after: float, until: float) -> list:
+        """The grey frames from just after ``after`` up to ``until`` seconds, in time order, as
+        ``media.frames.Between`` (time, pixels, decoded pixels per pixel)."""
+        from .frames import Between
+
+        with self._lock:
+            found = [(n, g) for n, g in self._grey.items() if after + 1e-9 < n / self.rate <= until + 1e-9]
+        return [Between(n / self.rate, image, scale) for n, (image, scale) in sorted(found, key=lambda x: x[0])]
 
     def at(self, t: float, reach: float) -> np.ndarray | None:
         """The frame on the grid nearest ``t``, or failing that the nearest within ``reach`` seconds."""
@@ -130,6 +152,21 @@ class FrameBuffer:
     def newest(self) -> np.ndarray | None:
         with self._lock:
             return next(reversed(self._frames.values()), None)
+
+
+def _grey(frame: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """``frame`` in grey, shrunk to at most ``side`` pixels on its shorter side, and how many of
+    its pixels one of the result's spans."""
+    import cv2
+
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    if min(h, w) <= side:
+        return grey, 1.0
+    k = side / min(h, w)
+    return cv2.resize(grey, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA), w / round(
+        w * k
+    )
 
 
 class AudioBuffer:
@@ -199,8 +236,7 @@ class Arrivals:
 
 class LiveSource:
     """One connection to ``source``: ffmpeg plus a demuxing thread that fills ``frames`` and
-    ``audio`` (shared, so a reconnection continues filling them at ``offset`` seconds).
-    ``every``: of the frame grid, only frames 1, 1 + every, 1 + 2 * every, ... are sent."""
+    ``audio`` (shared, so a reconnection continues filling them at ``offset`` seconds)."""
 
     def __init__(
         self,
@@ -209,7 +245,6 @@ class LiveSource:
         audio: AudioBuffer,
         arrivals: dict[str, Arrivals],
         offset: float = 0.0,
-        every: int = 1,
     ):
         self.source, self.frames, self.audio, self.arrivals, self.offset = source, frames, audio, arrivals, offset
         self.has_video = self.has_audio = False
@@ -220,11 +255,8 @@ class LiveSource:
         self.packets = 0
         self.last_packet = time.monotonic()
         self._stop = threading.Event()
-        # Frames on a fixed grid from 0, so frame n is at n / rate whatever the source's own
-        # rate; of these only frames 1, 1 + every, ... are sent (the ones analysed).
+        # Frames on a fixed grid from 0, so frame n is at n / rate whatever the source's own rate.
         video = f"fps={frames.rate:.9g}:start_time=0"
-        if every > 1:
-            video += f",select='not(mod(n-1,{every}))'"
         cmd = [
             ffmpeg(),
             "-hide_banner",
