@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -699,3 +700,13 @@ def test_a_voice_ensemble_is_calibrated_by_its_own_temperature(face_run, voice_r
     assert np.allclose(calibrated.predict(windows), raw**2 / (raw**2).sum(1, keepdims=True), atol=1e-6)
     refused = cli("export", face_run, "-o", tmp_path / "face.onnx", "--temperature", 2, ok=False)
     assert refused.exit_code == 1 and "voice model's softmax temperature" in refused.output
+    # A run trained before a feature field existed (its preprocess.json without it) joins an
+    # ensemble with one that records the field's default; a real difference is named.
+    older = tmp_path / "older"
+    shutil.copytree(other, older)
+    spec = json.loads((older / "preprocess.json").read_text())
+    (older / "preprocess.json").write_text(json.dumps({k: v for k, v in spec.items() if not k.startswith("pitch")}))
+    cli("export", voice_run, older, "-o", tmp_path / "mixed.onnx")
+    (older / "preprocess.json").write_text(json.dumps({**spec, "fmin": 40.0}))
+    refused = cli("export", voice_run, older, "-o", tmp_path / "refused.onnx", ok=False)
+    assert refused.exit_code == 1 and refused.output.strip().endswith("differ in preprocess.json: fmin")

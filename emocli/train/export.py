@@ -116,6 +116,15 @@ def _average(members: list):
     return keras.Model(inputs, outputs, name=f"ensemble_of_{len(members)}")
 
 
+def _comparable(preprocess: dict) -> dict:
+    """A run's preprocess as the members of an ensemble must share it: without its temperature,
+    and a voice run's with the defaults of fields added since it was trained filled in."""
+    from ..features import FeatureSpec
+
+    preprocess = {k: v for k, v in preprocess.items() if k != "temperature"}
+    return FeatureSpec.from_dict(preprocess).to_dict() if "n_mfcc" in preprocess else preprocess
+
+
 def _load_sources(sources: list[Path], metrics_json, log) -> tuple:
     """(model, model file, config, preprocess, metrics) of one source, or of several averaged into one model
     (the first source's file and config; the preprocess they share; no metrics unless measured)."""
@@ -133,10 +142,10 @@ def _load_sources(sources: list[Path], metrics_json, log) -> tuple:
         raise ExportError(f"cannot average models with different inputs: {', '.join(sorted(map(str, shapes)))}")
     # A member's temperature calibrates that member alone, not the mean: it is dropped, and
     # the ensemble's own is given to export_model (``temperature``).
-    shared = [{k: v for k, v in part[2].items() if k != "temperature"} for part in parts if part[2] is not None]
-    preprocesses = {json.dumps(p, sort_keys=True) for p in shared}
-    if len(preprocesses) > 1:
-        raise ExportError("cannot average models whose runs differ in preprocess.json: " + "; ".join(preprocesses))
+    shared = [_comparable(part[2]) for part in parts if part[2] is not None]
+    differ = sorted({k for p in shared for k in set(p) | set(shared[0]) if p.get(k) != shared[0].get(k)})
+    if differ:
+        raise ExportError(f"cannot average models whose runs differ in preprocess.json: {', '.join(differ)}")
     preprocess = shared[0] if shared else None
     if metrics_json is None:
         log(
