@@ -163,10 +163,8 @@ def _grey(frame: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     h, w = grey.shape
     if min(h, w) <= side:
         return grey, 1.0
-    k = side / min(h, w)
-    return cv2.resize(grey, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA), w / round(
-        w * k
-    )
+    size = (max(1, round(w * side / min(h, w))), max(1, round(h * side / min(h, w))))
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA), w / size[0]
 
 
 class AudioBuffer:
