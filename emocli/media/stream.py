@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .frames import Between
 from .tools import MediaError, ffmpeg
 
 KEEP_S = 20.0  # seconds of frames and audio kept behind the newest
@@ -99,13 +100,13 @@ class FrameBuffer:
     def __init__(self, rate: float, keep: int, sampled: int = 1, grey_side: int = 0):
         self.rate = rate
         self._frames: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
-        self._grey: collections.OrderedDict[int, tuple[np.ndarray, float]] = collections.OrderedDict()
+        self._grey: collections.OrderedDict[int, Between] = collections.OrderedDict()
         self._keep, self._sampled, self._grey_side = keep, max(1, sampled), grey_side
         self._lock = threading.Lock()
         self.until = 0.0  # stream seconds covered: the end of the newest frame
 
     def put(self, n: int, frame: np.ndarray) -> None:
-        grey = _grey(frame, self._grey_side) if self._grey_side else None
+        grey = Between(n / self.rate, *_grey(frame, self._grey_side)) if self._grey_side else None
         with self._lock:
             if n % self._sampled == self._sampled // 2:
                 self._frames[n] = frame
@@ -117,14 +118,11 @@ class FrameBuffer:
                     self._grey.popitem(last=False)
             self.until = max(self.until, (n + 1) / self.rate)
 
-    def between(self, after: float, until: float) -> list:
-        """The grey frames from just after ``after`` up to ``until`` seconds, in time order, as
-        ``media.frames.Between`` (time, pixels, decoded pixels per pixel)."""
-        from .frames import Between
-
+    def between(self, after: float, until: float) -> list[Between]:
+        """The grey frames from just after ``after`` up to ``until`` seconds, in time order."""
         with self._lock:
-            found = [(n, g) for n, g in self._grey.items() if after + 1e-9 < n / self.rate <= until + 1e-9]
-        return [Between(n / self.rate, image, scale) for n, (image, scale) in sorted(found, key=lambda x: x[0])]
+            found = [b for b in self._grey.values() if after + 1e-9 < b.pts <= until + 1e-9]
+        return sorted(found, key=lambda b: b.pts)
 
     def at(self, t: float, reach: float) -> np.ndarray | None:
         """The frame on the grid nearest ``t``, or failing that the nearest within ``reach`` seconds."""
