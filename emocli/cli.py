@@ -715,6 +715,14 @@ def train_voice(
             max=1.0,
         ),
     ] = 0.5,
+    corpus_weight: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=W: draw corpus NAME W times as often as --corpus-power alone would (e.g. ravdess=3 "
+            "for a model meant for acted English); repeat for more corpora.",
+            show_default="none",
+        ),
+    ] = None,
     pitch: Annotated[
         PitchFeatures,
         typer.Option(
@@ -745,6 +753,13 @@ def train_voice(
     sources = [str(p) for p in data] + [a for a in extra if a not in speakers]
     holdout = list(holdout_speakers or DEFAULT_HOLDOUT) + speakers
     corpora = [name.strip() for value in holdout_corpus or [] for name in value.split(",") if name.strip()]
+    weights = {}
+    for value in corpus_weight or []:
+        name, _, weight = value.partition("=")
+        try:
+            weights[name.strip().lower()] = float(weight)
+        except ValueError:
+            _fail(f"--corpus-weight takes NAME=W with W a number, not {value!r}", 2)
     try:
         config = VoiceConfig(
             sources,
@@ -760,6 +775,7 @@ def train_voice(
             calm=calm.value,
             augment=AUGMENT_PRESETS[augment.value],
             corpus_power=corpus_power,
+            corpus_weights=weights,
             pitch=pitch.value,
             pooling=pooling.value,
             seed=seed,

@@ -224,7 +224,7 @@ def voice_run(data, tmp_path_factory) -> Path:
     return run
 
 
-def train_voice_tiny(data: Path, run: Path, holdout: str, epochs: int, *extra):
+def train_voice_tiny(data: Path, run: Path, holdout: str, epochs: int, *extra, ok: bool = True):
     """`emocli train voice` on the tiny RAVDESS/TESS/CREMA-D tree: a width-8 net, batches of 8."""
     return cli(
         "train",
@@ -245,6 +245,7 @@ def train_voice_tiny(data: Path, run: Path, holdout: str, epochs: int, *extra):
         8,
         "-q",
         *extra,
+        ok=ok,
     )
 
 
@@ -377,6 +378,16 @@ def test_train_voice_rejects_absent_holdout_speakers(data, tmp_path):
     assert named.exit_code == 1 and "ravdess:05" in named.output
     corpus = cli(*tess, "--holdout-corpus", "nope", ok=False)
     assert corpus.exit_code == 1 and "nope" in corpus.output and "tess" in corpus.output
+
+
+def test_train_voice_rejects_corpus_weights_it_cannot_use(data, tmp_path):
+    malformed = cli(
+        "train", "voice", "--data", data / "tess", "-o", tmp_path / "m", "--corpus-weight", "tess", ok=False
+    )
+    assert malformed.exit_code == 2 and "NAME=W" in malformed.output
+    absent = train_voice_tiny(data, tmp_path / "r", "ravdess:17", 1, "--corpus-weight", "nope=2", ok=False)
+    assert absent.exit_code == 1 and "nope" in absent.output
+    assert not (tmp_path / "r" / "model.keras").exists()
 
 
 def test_train_voice_holds_out_whole_corpora_from_labels_csv(data, tmp_path):

@@ -30,6 +30,14 @@ def test_draws_balance_corpora_by_square_root_and_classes_within_each():
     assert p[y == 4].sum() == pytest.approx(p[y == 6].sum())
 
 
+def test_a_corpus_weight_multiplies_that_corpus_share_of_the_draws():
+    corpora = np.array(["big"] * 900 + ["small"] * 100)
+    y = np.array([0] * 900 + [3] * 100)
+    p = sampling_weights(corpora, y, power=0.5, corpus_weights={"small": 6.0})
+    assert p.sum() == pytest.approx(1.0)
+    assert p[corpora == "small"].sum() / p[corpora == "big"].sum() == pytest.approx(2.0)  # 6 * sqrt(100 / 900)
+
+
 def test_masked_loss_ignores_labels_the_corpus_never_uses():
     import keras
 

@@ -93,6 +93,7 @@ class VoiceConfig:
     holdout_corpora: list[str] = field(default_factory=list)
     calm: str = "neutral"  # "calm" in training: "neutral" or "drop" (validation always scores it as neutral)
     corpus_power: float = 0.5  # corpora drawn in proportion to size**power
+    corpus_weights: dict[str, float] = field(default_factory=dict)  # times each named corpus's share
     pitch: str = "off"  # voicing and pitch beside MFCC + log-mel: "off", "absolute" or "relative" (features.py)
     pooling: str = "meanmax"  # over time: "meanmax" (mean and max) or "attention" (AttentiveStatsPooling)
     augment: Augment = field(default_factory=Augment)
@@ -107,6 +108,8 @@ class VoiceConfig:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.calm not in ("neutral", "drop"):
             raise ValueError(f"calm must be 'neutral' or 'drop', not {self.calm!r}")
+        if any(w <= 0 for w in self.corpus_weights.values()):
+            raise ValueError(f"corpus weights must be above 0, not {self.corpus_weights}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"holdout fraction must be within [0, 1), not {self.holdout_fraction}")
 
@@ -339,6 +342,9 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     base = FeatureSpec(pitch=config.pitch != "off", pitch_relative=config.pitch == "relative")
     waves, items = load_waveforms(items, base.sample_rate)
     train, held = _split(items, config)
+    unknown = {name.lower() for name in config.corpus_weights} - {items[i].dataset for i in train}
+    if unknown:
+        raise ValueError(f"corpus weights name corpora not in the training data: {', '.join(sorted(unknown))}")
     labels = np.asarray([LABELS.index(it.label) for it in items], np.int64)
     corpora = [items[i].dataset for i in train]
     mels = clip_mels([waves[i] for i in train], base)
@@ -358,6 +364,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
         steps,
         config.corpus_power,
         config.seed,
+        corpus_weights={name.lower(): w for name, w in config.corpus_weights.items()},
     )
     if run.resumable():
         model = keras.models.load_model(run / "checkpoint.keras")

@@ -160,11 +160,14 @@ def perturb_pitch(prosody: np.ndarray, share: np.ndarray, a: Augment, rng: np.ra
     return np.stack([voicing, pitch], axis=1).astype(np.float32)
 
 
-def sampling_weights(corpora: np.ndarray, y: np.ndarray, power: float) -> np.ndarray:
-    """Per-clip draw probabilities: corpora by size**power, classes equal within a corpus."""
+def sampling_weights(
+    corpora: np.ndarray, y: np.ndarray, power: float, corpus_weights: dict[str, float] | None = None
+) -> np.ndarray:
+    """Per-clip draw probabilities: corpora by size**power (times ``corpus_weights[name]``, 1
+    when absent), classes equal within a corpus."""
     w = np.zeros(len(y))
     names, sizes = np.unique(corpora, return_counts=True)
-    shares = sizes.astype(float) ** power
+    shares = sizes.astype(float) ** power * [(corpus_weights or {}).get(str(n), 1.0) for n in names]
     shares /= shares.sum()
     for name, share in zip(names, shares, strict=True):
         in_corpus = corpora == name
@@ -203,12 +206,13 @@ class MelBatches(keras.utils.PyDataset):
         steps: int,
         power: float = 0.5,
         seed: int = 0,
+        corpus_weights: dict[str, float] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.mels, self.y, self.spec, self.augment = mels, y, spec, augment
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
-        self.p = sampling_weights(np.asarray(corpora), y, power)
+        self.p = sampling_weights(np.asarray(corpora), y, power, corpus_weights)
         self.masks = label_masks(np.asarray(corpora), y)
         self.noises = noise_bank(spec, seed)
         self.floor = mel_power(np.zeros(spec.n_fft, np.float32), spec)[0]
