@@ -254,18 +254,20 @@ class Live:
         # Sample times fall on odd multiples of half a sampling step: a grid of twice the
         # sampling rate holds them all exactly. Who speaks follows the mouths in the frames
         # between (grey, as a file's), so the grid is a multiple of that with at least
-        # BETWEEN_RATE frames a second; a picture to watch keeps all of them whole.
+        # BETWEEN_RATE frames a second; a picture to watch keeps all of them whole. A camera
+        # is opened without sound (``stream.camera``): nobody speaks, so no frames between.
         grid = 2 * self.per_interval / o.interval
         picture = live.annotate or live.show
+        heard = source.kind != "camera"
         if grid > MAX_FPS:  # very short intervals: each sampled time gets the nearest of MAX_FPS frames a second
             self.rate, sampled = MAX_FPS, 1
         else:
-            mult = max(1, math.ceil(FrameSampler.BETWEEN_RATE / grid))
+            mult = max(1, math.ceil(FrameSampler.BETWEEN_RATE / grid)) if heard else 1
             self.rate, sampled = grid * mult, 1 if picture else 2 * mult
         # Frames from the interval in hand to the newest: an interval, the audio it waits for, and slack.
         keep_s = min(KEEP_S, 2 * o.interval + o.window / 2 + 2.0)
         keep = max(4, math.ceil(keep_s * self.rate))
-        self.frames = FrameBuffer(self.rate, keep, sampled, FrameSampler.BETWEEN_SIDE)
+        self.frames = FrameBuffer(self.rate, keep, sampled, FrameSampler.BETWEEN_SIDE if heard else 0)
         self.last_shot: float | None = None  # time of the last frame analysed: its mouths go up to there
         self.audio = AudioBuffer(self.sample_rate, int(KEEP_S * self.sample_rate))
         self.arrivals = {"video": Arrivals(), "audio": Arrivals()}

@@ -377,3 +377,26 @@ def test_the_frame_buffer_keeps_the_analysed_frames_whole_and_every_frame_grey()
     assert [round(b.pts * 12) for b in frames.between(-1.0, 2.0)] == list(range(16, 24))
     assert [n for n, _ in frames.take(1.0)] == [2, 6, 10]
     assert frames.at(1 / 12, reach=0.1) is None
+
+
+def test_a_camera_without_sound_is_read_on_the_sampling_grid_alone(models, tmp_path):
+    """Nobody speaks on a camera (opened without sound), so no frames between the samples
+    are decoded or kept for who speaks; a stream with sound gets them."""
+    import numpy as np
+
+    from emocli.live import Live, LiveOptions
+    from emocli.pipeline import AnalyzeOptions, Analyzer
+
+    with Analyzer(AnalyzeOptions(**models)) as analyzer:
+        cam = Live(camera(0, "linux"), tmp_path / "c.csv", analyzer, LiveOptions(), print, print)
+        url = Live(parse_source("rtsp://cam.local/s"), tmp_path / "u.csv", analyzer, LiveOptions(), print, print)
+    assert cam.rate == 2 * cam.per_interval / cam.interval  # the sample times, nothing between
+    assert url.rate >= 15 and url.rate % cam.rate == 0
+    shots = {}
+    for live in (cam, url):
+        for n in range(int(2 * live.rate)):
+            live.frames.put(n, np.zeros((480, 640, 3), np.uint8))
+        live.shot(0.5)
+        shots[live] = live.shot(1.5)
+    assert shots[cam] is not None and shots[cam].recent is None
+    assert len(shots[url].recent) >= 15  # at least 15 a second since the last shot
