@@ -757,7 +757,7 @@ def train_voice(
     for value in corpus_weight or []:
         name, _, weight = value.partition("=")
         try:
-            weights[name.strip().lower()] = float(weight)
+            weights[name.strip()] = float(weight)
         except ValueError:
             _fail(f"--corpus-weight takes NAME=W with W a number, not {value!r}", 2)
     try:

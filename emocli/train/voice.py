@@ -108,6 +108,7 @@ class VoiceConfig:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.calm not in ("neutral", "drop"):
             raise ValueError(f"calm must be 'neutral' or 'drop', not {self.calm!r}")
+        self.corpus_weights = {name.lower(): float(w) for name, w in self.corpus_weights.items()}
         if any(w <= 0 for w in self.corpus_weights.values()):
             raise ValueError(f"corpus weights must be above 0, not {self.corpus_weights}")
         if not 0.0 <= self.holdout_fraction < 1.0:
@@ -342,7 +343,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     base = FeatureSpec(pitch=config.pitch != "off", pitch_relative=config.pitch == "relative")
     waves, items = load_waveforms(items, base.sample_rate)
     train, held = _split(items, config)
-    unknown = {name.lower() for name in config.corpus_weights} - {items[i].dataset for i in train}
+    unknown = set(config.corpus_weights) - {items[i].dataset for i in train}
     if unknown:
         raise ValueError(f"corpus weights name corpora not in the training data: {', '.join(sorted(unknown))}")
     labels = np.asarray([LABELS.index(it.label) for it in items], np.int64)
@@ -364,7 +365,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
         steps,
         config.corpus_power,
         config.seed,
-        corpus_weights={name.lower(): w for name, w in config.corpus_weights.items()},
+        corpus_weights=config.corpus_weights,
     )
     if run.resumable():
         model = keras.models.load_model(run / "checkpoint.keras")
