@@ -254,11 +254,11 @@ class Live:
         # Sample times fall on odd multiples of half a sampling step: a grid of twice the
         # sampling rate holds them all exactly. Who speaks follows the mouths in the frames
         # between (grey, as a file's), so the grid is a multiple of that with at least
-        # BETWEEN_RATE frames a second; a picture to watch keeps all of them whole. A camera
-        # is opened without sound (``stream.camera``): nobody speaks, so no frames between.
+        # BETWEEN_RATE frames a second; a picture to watch keeps all of them whole. Where
+        # the source is opened without sound nobody speaks, so no frames between.
         grid = 2 * self.per_interval / o.interval
         picture = live.annotate or live.show
-        heard = source.kind != "camera"
+        heard = not source.silent
         if grid > MAX_FPS:  # very short intervals: each sampled time gets the nearest of MAX_FPS frames a second
             self.rate, sampled = MAX_FPS, 1
         else:

@@ -164,6 +164,15 @@ class FrameReader:
         self.close()
 
 
+def shrunk_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """``(width, height)``, or shrunk to ``side`` pixels on the shorter side, in even sizes
+    (ffmpeg's scaler and YUV 4:2:0 want them); ``side`` 0 or larger: unchanged."""
+    s = side / min(width, height) if side > 0 else 1.0
+    if s >= 1.0:
+        return width, height
+    return max(2, 2 * round(width * s / 2)), max(2, 2 * round(height * s / 2))
+
+
 class FrameSampler:
     """``FrameReader.frames_at`` for an evenly spaced grid of times, from one ffmpeg process.
 
@@ -367,11 +376,7 @@ class FrameSampler:
 
     def _shrunk(self, side: int) -> tuple[int, int]:
         """The decoded size, or shrunk to ``side`` pixels on its shorter side (even sizes)."""
-        w, h = self.info.width, self.info.height
-        s = side / min(w, h)
-        if side <= 0 or s >= 1.0:
-            return w, h
-        return max(2, 2 * round(w * s / 2)), max(2, 2 * round(h * s / 2))
+        return shrunk_size(self.info.width, self.info.height, side)
 
     def _take_between(self, pts: float) -> tuple:
         """The grey frames up to ``pts`` not handed over yet (those of later times wait for a

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .frames import Between
+from .frames import Between, shrunk_size
 from .tools import MediaError, ffmpeg
 
 KEEP_S = 20.0  # seconds of frames and audio kept behind the newest
@@ -47,6 +47,11 @@ class Source:
     def retry(self) -> bool:
         """Whether a source that stops can be opened again (a pipe or a file cannot)."""
         return self.kind in ("camera", "url")
+
+    @property
+    def silent(self) -> bool:
+        """Whether it is opened without sound: a camera (``camera`` asks for its video alone)."""
+        return self.kind == "camera"
 
 
 URL = re.compile(r"^(rtsp|rtsps|rtmp|rtmps|http|https|udp|srt|tcp|rtp|hls)://", re.IGNORECASE)
@@ -159,9 +164,9 @@ def _grey(frame: np.ndarray, side: int) -> tuple[np.ndarray, float]:
 
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     h, w = grey.shape
-    if min(h, w) <= side:
+    size = shrunk_size(w, h, side)
+    if size == (w, h):
         return grey, 1.0
-    size = (max(1, round(w * side / min(h, w))), max(1, round(h * side / min(h, w))))
     return cv2.resize(grey, size, interpolation=cv2.INTER_AREA), w / size[0]
 
 
