@@ -10,8 +10,8 @@ from the CREMA-D clips, then times, interleaved and repeated (medians):
   transcode (x264 ultrafast)    decode + the cheapest H.264 encode, nothing drawn: the floor
                                 of any annotated video (with --annotate)
   process       `emocli process X -o OUT --no-plot --workers 1` (CSV, 1 s interval), the
-                same with --one-face-view (each face classified once, not per view), and
-                with the plot (the command's default outputs)
+                same with --face-views (every view the face model names, not only each crop
+                and its mirror image), and with the plot (the command's default outputs)
   annotate      the same with --annotate (with --annotate)
   process@REF   the code of git REF (e.g. HEAD) on the same video, for before/after
 Targets: process <= 1.25x decode, annotate <= 2.25x decode.
@@ -114,8 +114,8 @@ def main() -> None:
             [ff, "-v", "error", "-skip_frame", "noref", "-i", str(video), "-an", "-f", "null", "-"]
         ),
         "process (CSV)": process(),
-        # The face model's views (zooms x mirror) averaged or not: accuracy against time.
-        "process (CSV) --one-face-view": process("--one-face-view"),
+        # All the face model's views (zooms x mirror) against the default crop + mirror: accuracy against time.
+        "process (CSV) --face-views": process("--face-views"),
         "process (CSV + plot)": process(plot=True),
     }
     if a.annotate:
