@@ -155,6 +155,11 @@ class Analyzer:
         def settle(until: float) -> None:
             while waiting and stream.speakers.centred(waiting[0][0], duration)[1] <= until + 1e-6:
                 rows.extend(self._speaker_decided(stream.speakers, *waiting.popleft(), duration))
+            # Later windows start no earlier than the oldest waiting one's, nor than the history before ``until``.
+            if waiting:
+                stream.speakers.forget(stream.speakers.centred(waiting[0][0], duration)[0])
+            elif math.isfinite(until):
+                stream.speakers.forget(until - stream.speakers.history)
 
         try:
             sampled = frames.frames_at(times) if frames is not None else ((t, None) for t in times)
@@ -222,6 +227,8 @@ class Analyzer:
         speakers = stream.speakers if audio is not None else None
         faces, ids, probs, tracks = self._faces(shots, centre, stream.tracker, speakers)
         speaking = stream.speakers.speaking(ids, ts[-1]) if who_speaks and active and faces else {}
+        if who_speaks:  # a stream decides over the history up to now: nothing older is needed again
+            stream.speakers.forget(ts[-1] - stream.speakers.history)
         rows = []
         if not faces:
             rows.append(self._row(name, span, None, active, voice))

@@ -213,11 +213,16 @@ class SpeakerDetector:
                 last = pts
         self.last[face_id] = (t if mouth.pts is None else mouth.pts, mouth.face)
 
-    def _trim(self, start: float) -> None:
-        cut = start - 1e-6
+    def forget(self, before: float) -> None:
+        """Let go of what was seen and heard before ``before``: no later decision starts
+        earlier. Called every interval, speech or not, so memory stays that of ``history``
+        seconds however long a silent stretch lasts."""
+        cut = before - 1e-6
         for q in (self.loud, *self.mouths.values()):
             while q and q[0][0] < cut:
                 q.popleft()
+        for fid in [fid for fid, q in self.mouths.items() if not q and self.last.get(fid, (np.inf,))[0] < cut]:
+            del self.mouths[fid], self.last[fid]  # a face gone for longer than the history
         low = int(np.floor(cut / GRID_S)) - 1
         for k in [k for k in self.grid if k < low]:
             del self.grid[k]
@@ -229,7 +234,7 @@ class SpeakerDetector:
         """(motion, synchrony, samples) per face id over ``start`` (default: ``history``
         before ``now``) to ``now``; synchrony is NaN where fewer than MIN_SAMPLES samples have
         a loudness. Samples before ``start`` are let go: later calls must not start earlier."""
-        self._trim(now - self.history if start is None else start)
+        self.forget(now - self.history if start is None else start)
         out = {}
         for fid in ids:
             samples = [s for s in self.mouths.get(fid, ()) if s[0] <= now + 1e-6]

@@ -267,3 +267,41 @@ def test_live_follows_the_mouths_between_its_samples(face_image, mouth, speech, 
     is_left = voiced["face_x"] + voiced["face_w"] / 2 < SIZE[1] / 2
     assert voiced[is_left]["face_speaking"].astype(bool).mean() >= 0.8
     assert (~voiced[~is_left]["face_speaking"].astype(bool)).mean() >= 0.9
+
+
+class KeptSpan(SpeakerDetector):
+    """A SpeakerDetector that records the widest span of mouth samples it ever held at once."""
+
+    widest = 0.0
+
+    def add_mouth(self, face_id, t, mouth):
+        super().add_mouth(face_id, t, mouth)
+        times = [s[0] for q in self.mouths.values() for s in q]
+        if times:
+            KeptSpan.widest = max(KeptSpan.widest, max(times) - min(times))
+
+
+def test_a_long_silence_keeps_only_the_history_of_mouths(face_image, models, tmp_path, monkeypatch):
+    """Who speaks is decided only where there is speech; in a silent stretch the mouths seen
+    must still be let go, in a file and in a stream, or memory grows with the video."""
+    import emocli.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "SpeakerDetector", KeptSpan)
+    seconds, fps = 16, 10
+    frames = [scene(face_image, size=(240, 320), at=((20, 60),), scale=SCALE)] * (seconds * fps)
+    video = make_video(tmp_path / "silent.mp4", frames, fps, np.zeros(seconds * SR, np.float32))
+    KeptSpan.widest = 0.0
+    df = emocli.analyze(video, interval=1.0, **models)
+    assert df["face_id"].notna().all() and not df["voice_active"].any()
+    bound = SpeakerDetector().history + 1.0 + 0.5  # a decision's seconds, the interval being read, a sample
+    assert 0 < KeptSpan.widest <= bound
+
+    KeptSpan.widest = 0.0
+    with pipeline.Analyzer(interval=1.0, **models) as analyzer:
+        state = analyzer.stream(has_audio=True)
+        silence = np.zeros(int(analyzer.options.window * SR), np.float32)
+        for i in range(seconds):
+            shots = [(i + (j + 0.5) / 3, frames[0]) for j in range(3)]
+            rows = analyzer.step(state, "live", (i, i + 1.0), shots, (silence, int((i - 0.5) * SR)))
+            assert rows[0].face is not None
+    assert 0 < KeptSpan.widest <= bound
