@@ -155,11 +155,8 @@ class Analyzer:
         def settle(until: float) -> None:
             while waiting and stream.speakers.centred(waiting[0][0], duration)[1] <= until + 1e-6:
                 rows.extend(self._speaker_decided(stream.speakers, *waiting.popleft(), duration))
-            # Later windows start no earlier than the oldest waiting one's, nor than the history before ``until``.
-            if waiting:
+            if waiting:  # no later decision starts before the oldest waiting one's seconds
                 stream.speakers.forget(stream.speakers.centred(waiting[0][0], duration)[0])
-            elif math.isfinite(until):
-                stream.speakers.forget(until - stream.speakers.history)
 
         try:
             sampled = frames.frames_at(times) if frames is not None else ((t, None) for t in times)
