@@ -117,6 +117,19 @@ def detected_crops(frames: list[np.ndarray], margin: float, detector: FaceDetect
     return crops, np.asarray(found)
 
 
+class MirrorAveraged:
+    """A face model that averages each crop's answer with its mirror image's, as the
+    pipeline's default (one view) does."""
+
+    def __init__(self, model: FaceModel):
+        self.model, self.crop_margin = model, model.crop_margin
+
+    def predict(self, crops: list[np.ndarray]) -> np.ndarray:
+        if not crops:
+            return self.model.predict(crops)
+        return (self.model.predict(crops) + self.model.predict([c[:, ::-1] for c in crops])) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", type=Path)
@@ -124,6 +137,11 @@ def main() -> None:
     ap.add_argument("--media", type=Path, default=Path("../shared/media/crema-d"))
     ap.add_argument("--video-faces", type=int, default=700, help="FER validation faces shown through video")
     ap.add_argument("--one-view", action="store_true", help="classify each crop once (the models' views off)")
+    ap.add_argument(
+        "--mirror",
+        action="store_true",
+        help="with --one-view: also the mirrored crop, averaged, as `emocli process` does",
+    )
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
@@ -138,7 +156,8 @@ def main() -> None:
     )
     with FaceDetector(min_score=0.3, max_faces=1, min_face=0.0) as detector:
         for path in args.models:
-            model = FaceModel(path, views=not args.one_view)
+            net = FaceModel(path, views=not args.one_view)
+            model = MirrorAveraged(net) if args.mirror else net
             scores = {"fer-val": float((model.predict(list(x_va)).argmax(1) == y_va).mean())}
             for name, frames, y in (("fer-video", video, y_va[pick]), ("yale", yale_images, yale_y)):
                 crops, found = detected_crops(frames, model.crop_margin, detector)

@@ -104,11 +104,17 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _require_training() -> None:
-    """Training and export live in the `train` extra: say how to get it, not a traceback."""
+def _require_training(export: bool = False) -> None:
+    """Training and export live in the `train` extra: say how to get it, not a traceback.
+
+    Training runs on whichever Keras backend KERAS_BACKEND names (JAX or PyTorch on a GPU,
+    say); export always converts through TensorFlow and tf2onnx.
+    """
+    import os
     from importlib.util import find_spec
 
-    missing = [name for name in ("tensorflow", "keras", "tf2onnx") if find_spec(name) is None]
+    needed = ["keras", "tensorflow", "tf2onnx"] if export else ["keras", os.environ.get("KERAS_BACKEND", "tensorflow")]
+    missing = [name for name in needed if find_spec(name) is None]
     if missing:
         _fail(f"training and export need {', '.join(missing)}: pip install 'emocli[train]'")
 
@@ -176,7 +182,7 @@ FaceFramesOption = Annotated[
     int,
     typer.Option(
         metavar="N",
-        help="Frames per interval whose faces are classified and averaged, each with its mirror image (1 or more).",
+        help="Frames per interval whose faces are classified and averaged (1 or more).",
         min=1,
     ),
 ]
@@ -580,10 +586,34 @@ def train_face(
             "noise): full, or off."
         ),
     ] = CameraPreset.full,
+    teacher: Annotated[
+        list[Path] | None,
+        typer.Option(
+            metavar="FILE",
+            help="Distil: also learn this face model's output (an earlier run's model.keras, any --width) on "
+            "the same augmented faces. Repeat for several; their mean is the target.",
+            show_default="none",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    teacher_weight: Annotated[
+        float,
+        typer.Option(metavar="SHARE", help="Share of the teachers' output in the loss (0 to 1).", min=0.0, max=1.0),
+    ] = 0.7,
+    temperature: Annotated[
+        float,
+        typer.Option(metavar="T", help="Softening of teacher and student outputs when distilling (above 0)."),
+    ] = 2.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Train the face CNN on 48x48 grayscale faces (FER2013 layout)."""
+    """Train the face CNN on 48x48 grayscale faces (FER2013 layout).
+
+    Example: emocli train face --data fer2013/ -o runs/face --crowd-labels ferplus/labels.csv
+    """
     _check_training(lr=lr, val_fraction=val_fraction)
+    if not temperature > 0:  # also NaN
+        _fail(f"--temperature must be above 0, not {temperature}", 2)
     _require_training()
     from .train.face import FaceConfig
     from .train.face import train_face as run
@@ -602,6 +632,9 @@ def train_face(
         crowd_labels=str(crowd_labels) if crowd_labels else None,
         crowd_weight=crowd_weight,
         camera=str(camera),
+        teachers=tuple(str(t) for t in teacher or ()),
+        teacher_weight=teacher_weight,
+        temperature=temperature,
     )
     try:
         metrics = run(config, out, quiet=quiet)
@@ -801,7 +834,8 @@ def export(
         typer.Argument(
             metavar="RUN...",
             help="A training run folder or a .keras model file; several (same task) export one model "
-            "that averages their probabilities.",
+            "that averages their probabilities. Exported face models (.onnx) average as they are, each "
+            "keeping its precision.",
             show_default=False,
         ),
     ],
@@ -859,9 +893,19 @@ def export(
     """Convert a trained model (or several, averaged) to one self-describing ONNX file.
 
     Labels, preprocessing and metrics travel inside it.
+
+    Example: emocli export runs/face runs/face2 -o face.onnx --int8
     """
     out = _model_file(sources, output, name)
-    _require_training()
+    onnx_files = [s for s in sources if s.suffix.lower() == ".onnx"]
+    if onnx_files:
+        if len(onnx_files) < len(sources):
+            _fail("export either runs (folders, .keras) or exported models (.onnx), not both", 2)
+        if int8 or calibration or temperature is not None:
+            _fail("--int8, --calibration and --temperature apply to runs; exported models keep their own", 2)
+        _average_exported(onnx_files, out, force, metrics_json)
+        return
+    _require_training(export=True)
     from .train.export import ExportError, export_model
 
     try:
@@ -875,6 +919,20 @@ def export(
             temperature=temperature,
             log=typer.echo,
         )
+    except (ExportError, FileExistsError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+
+
+def _average_exported(files: list[Path], out: Path, force: bool, metrics_json: Path | None) -> None:
+    from importlib.util import find_spec
+
+    if find_spec("onnx") is None:
+        _fail("averaging exported models needs onnx: pip install 'emocli[train]'")
+    from .train.combine import combine_models
+    from .train.export import ExportError
+
+    try:
+        combine_models(files, out, force=force, metrics_json=metrics_json, log=typer.echo)
     except (ExportError, FileExistsError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
 

@@ -61,3 +61,40 @@ def test_analyzer_can_classify_each_face_once(face_onnx, voice_onnx, tmp_path):
     with Analyzer(face_model=views, voice_model=voice_onnx, face_views=False) as once:
         assert once.face_model.zooms == (1.0,) and not once.face_model.flip_average
         assert once.face_model.prepare([crop]).shape[0] == 1
+
+
+def test_exported_face_models_average_in_one_file_each_keeping_its_graph(face_onnx, voice_onnx, tmp_path):
+    from conftest import build_onnx
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+    from emocli.models import read_info
+
+    # A second tiny face model that reads the crop the other way round: bright is sad.
+    w, b = np.zeros((1, len(LABELS))), np.zeros(len(LABELS))
+    w[0, LABELS.index("sad")], b[LABELS.index("sad")] = 10.0, -5.0
+    w[0, LABELS.index("happy")], b[LABELS.index("happy")] = -10.0, 5.0
+    preprocess = read_info(face_onnx).preprocess
+    other = build_onnx(tmp_path / "other.onnx", "face", preprocess, "image", ["N", 48, 48, 1], [1, 2, 3], w, b)
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(face_onnx), str(other), "-o", str(tmp_path / "both.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "average of 2" in result.output and "no --metrics-json" in result.output
+    crops = [np.full((50, 50), v, np.uint8) for v in (10, 128, 240)]
+    a, o, both = (FaceModel(p, views=False).predict(crops) for p in (face_onnx, other, tmp_path / "both.onnx"))
+    assert np.abs(a - o).max() > 0.5  # two models that disagree ...
+    assert np.allclose(both, (a + o) / 2, atol=1e-6)  # ... averaged in one file
+    assert read_info(tmp_path / "both.onnx").preprocess == preprocess
+
+    again = runner.invoke(app, ["export", str(face_onnx), str(other), "-o", str(tmp_path / "both.onnx")])
+    assert again.exit_code == 1 and "already exists" in again.output
+    onto = runner.invoke(app, ["export", str(face_onnx), str(other), "-o", str(other), "--force"])
+    assert onto.exit_code == 1 and "is one of the models" in onto.output
+    voice = runner.invoke(app, ["export", str(face_onnx), str(voice_onnx), "-o", str(tmp_path / "x.onnx")])
+    assert voice.exit_code == 1 and "only face models" in voice.output and not (tmp_path / "x.onnx").exists()
+    wider = with_preprocess(other, tmp_path / "wider.onnx", crop_margin=0.3)
+    differ = runner.invoke(app, ["export", str(face_onnx), str(wider), "-o", str(tmp_path / "x.onnx")])
+    assert differ.exit_code == 1 and "crop_margin" in differ.output
+    mixed = runner.invoke(app, ["export", str(face_onnx), str(tmp_path), "-o", str(tmp_path / "x.onnx")])
+    assert mixed.exit_code == 2 and "not both" in mixed.output

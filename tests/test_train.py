@@ -572,6 +572,80 @@ def test_warm_restart_and_ensemble_export_average_the_runs(face_run, voice_run, 
     assert mixed.exit_code == 1 and "different inputs" in mixed.output and not (tmp_path / "mixed.onnx").exists()
 
 
+def test_distillation_loss_is_crossentropy_plus_the_softened_teacher_divergence():
+    import keras
+
+    from emocli.train.face import Distillation
+
+    rng = np.random.default_rng(0)
+    student = rng.dirichlet(np.ones(7), 5).astype(np.float32)
+    teacher = rng.dirichlet(np.ones(7), 5).astype(np.float32)
+    target = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 5)]
+    both = np.concatenate([student, teacher], axis=1)
+
+    def per_face(loss, pred):
+        return keras.ops.convert_to_numpy(loss.call(keras.ops.convert_to_tensor(target), pred))
+
+    def soften(p, t):
+        q = p ** (1 / t)
+        return q / q.sum(axis=1, keepdims=True)
+
+    t = 2.0
+    hard = -(target * 0.9 + 0.1 / 7) * np.log(student)
+    kl = (soften(teacher, t) * np.log(soften(teacher, t) / soften(student, t))).sum(axis=1) * t * t
+    got = per_face(Distillation(weight=0.7, temperature=t, label_smoothing=0.1), both)
+    assert np.allclose(got, 0.3 * hard.sum(axis=1) + 0.7 * kl, atol=1e-4)
+    # a student that already answers as its teacher pays nothing for the teacher's share
+    same = np.concatenate([teacher, teacher], axis=1)
+    assert np.allclose(per_face(Distillation(weight=1.0, temperature=t), same), 0.0, atol=1e-5)
+
+
+def test_a_student_learns_from_teachers_and_comes_out_a_plain_face_net(face_run, data, tmp_path):
+    from emocli.models import FaceModel
+    from emocli.train.face import build_face_model
+
+    student = tmp_path / "student"
+    teachers = ("--teacher", face_run / "model.keras", "--teacher", face_run / "model.keras")
+    train_face_tiny(data, student, *teachers, "--width", 6, "--temperature", 1)
+    config = json.loads((student / "config.json").read_text())
+    assert config["teachers"] == [str(face_run / "model.keras")] * 2 and config["temperature"] == 1
+    history = (student / "history.csv").read_text().splitlines()
+    assert "accuracy" in history[0] and len(history) == 2
+
+    # Rerun for one more epoch: it resumes with its teachers from the checkpoint.
+    train_face_tiny(data, student, *teachers, "--width", 6, "--temperature", 1, "--epochs", 2)
+    assert json.loads((student / "state.json").read_text())["epoch"] == 2
+    import keras
+
+    net = keras.models.load_model(student / "model.keras")
+    assert net.count_params() == build_face_model(width=6).count_params()  # no teacher inside
+    cli("export", student, "-o", tmp_path / "student.onnx")
+    faces = [np.random.default_rng(i).integers(0, 255, (60, 50), np.uint8) for i in range(3)]
+    assert FaceModel(tmp_path / "student.onnx").predict(faces).shape == (3, len(LABELS))
+
+
+def test_a_teacher_of_another_input_is_refused(voice_run, data, tmp_path):
+    result = cli(
+        "train",
+        "face",
+        "--data",
+        data / "fer",
+        "--out",
+        tmp_path / "s",
+        "--teacher",
+        voice_run / "model.keras",
+        "--epochs",
+        1,
+        "--width",
+        4,
+        "-q",
+        ok=False,
+    )
+    assert result.exit_code == 1 and "the teachers take" in result.output
+    bad = cli("train", "face", "--data", data / "fer", "--out", tmp_path / "s", "--temperature", 0, ok=False)
+    assert bad.exit_code == 2 and "--temperature must be above 0" in bad.output
+
+
 def test_validation_faces_depend_on_split_seed_alone():
     from emocli.train.face import FaceConfig, validation_split
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,6 +46,9 @@ class FaceConfig:
     crowd_labels: str | None = None  # FER+ labels.csv: soft targets from its votes
     crowd_weight: float = 0.5  # share of the crowd's votes in each target; the rest is the dataset's label
     camera: str = "full"  # CAMERA_PRESETS: degradations of real video faces
+    teachers: tuple[str, ...] = ()  # face models (model.keras) whose mean output the net also learns
+    teacher_weight: float = 0.7  # share of the teachers' softened output in the loss
+    temperature: float = 2.0  # softening of teacher and student distributions
 
     def __post_init__(self):
         if not (self.epochs >= 1 and self.batch_size >= 1 and self.width >= 4):
@@ -55,6 +59,11 @@ class FaceConfig:
             raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), not {self.val_fraction}")
         if not 0 <= self.crowd_weight <= 1:
             raise ValueError(f"crowd_weight must be between 0 and 1, not {self.crowd_weight}")
+        if not 0 <= self.teacher_weight <= 1:
+            raise ValueError(f"teacher_weight must be between 0 and 1, not {self.teacher_weight}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, not {self.temperature}")
+        self.teachers = tuple(self.teachers)
         if self.camera not in CAMERA_PRESETS:
             raise ValueError(f"camera must be one of {', '.join(CAMERA_PRESETS)}, not {self.camera!r}")
 
@@ -109,6 +118,98 @@ def augmentation() -> keras.Sequential:
     )
 
 
+def _compile_on_jax(model: keras.Model) -> None:
+    """Keras marks its geometric augmentation layers as unfit for XLA, on TensorFlow's
+    account. JAX compiles them, and a JAX model that is not compiled runs op by op, many
+    times slower; so on JAX the training step is compiled whole."""
+    if keras.backend.backend() != "jax":
+        return
+    for layer in model.get_layer("augment").layers:
+        layer.supports_jit = True
+    model.jit_compile = True
+
+
+@keras.saving.register_keras_serializable(package="emocli")
+class Distillation(keras.losses.Loss):
+    """Cross-entropy to the targets, blended with the distance to a teacher's output.
+
+    The model's output is [student | teacher] probabilities. Both are softened by the
+    temperature (p ** (1/T), renormalised) and the student pays ``T**2 x KL(teacher ||
+    student)`` on them, Hinton et al.'s distillation loss. The teacher sees the same
+    augmented face as the student, so every epoch brings new targets.
+    """
+
+    def __init__(self, weight=0.7, temperature=2.0, label_smoothing=0.1, name="distillation", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.weight, self.temperature, self.label_smoothing = weight, temperature, label_smoothing
+
+    def call(self, y_true, y_pred):
+        ops, k = keras.ops, len(LABELS)
+        student, teacher = y_pred[:, :k], y_pred[:, k:]
+        hard = keras.losses.categorical_crossentropy(y_true, student, label_smoothing=self.label_smoothing)
+        log_s = ops.log_softmax(ops.log(student + 1e-7) / self.temperature, axis=-1)
+        log_t = ops.log_softmax(ops.log(teacher + 1e-7) / self.temperature, axis=-1)
+        soft = ops.sum(ops.exp(log_t) * (log_t - log_s), axis=-1) * self.temperature**2
+        return (1 - self.weight) * hard + self.weight * soft
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "weight": self.weight,
+            "temperature": self.temperature,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+@keras.saving.register_keras_serializable(package="emocli")
+def student_accuracy(y_true, y_pred):
+    """Accuracy of the student's half of a [student | teacher] output."""
+    k = len(LABELS)
+    return keras.ops.cast(
+        keras.ops.argmax(y_true[:, :k], axis=-1) == keras.ops.argmax(y_pred[:, :k], axis=-1), "float32"
+    )
+
+
+def _teacher(paths: tuple[str, ...]) -> keras.Model:
+    """The teachers as one frozen model: the mean of their probabilities. Dropout off and
+    batch statistics frozen, so a teacher's answer depends on the face alone."""
+    inputs, outputs = None, []
+    for i, path in enumerate(paths):
+        try:
+            net = keras.models.load_model(path, compile=False)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: not a face model ({e})") from e
+        for layer in net.layers:
+            if isinstance(layer, layers.Dropout):
+                layer.rate = 0.0
+        if inputs is None:
+            inputs = keras.Input(net.input_shape[1:], name="image")
+        outputs.append(keras.Model(net.input, net.output, name=f"teacher_{i}")(inputs))
+    mean = outputs[0] if len(outputs) == 1 else layers.Average(name="teacher_mean")(outputs)
+    teacher = keras.Model(inputs, mean, name="teachers")
+    teacher.trainable = False
+    return teacher
+
+
+def _training_model(core: keras.Model, config: FaceConfig, steps: int) -> keras.Model:
+    """Augmentation, then the net (and its teachers, when it has any), compiled."""
+    if not config.teachers:
+        model = keras.Sequential([keras.Input(core.input_shape[1:]), augmentation(), core], name="train_face")
+        compile_for_training(model, config.lr, config.epochs, steps, config.label_smoothing)
+        return model
+    inputs = keras.Input(core.input_shape[1:], name="image")
+    x = augmentation()(inputs)
+    teacher = _teacher(config.teachers)
+    if teacher.input_shape[1:] != core.input_shape[1:]:
+        raise ValueError(f"the teachers take {teacher.input_shape[1:]} faces, the net {core.input_shape[1:]}")
+    both = layers.Concatenate(name="student_teacher", dtype="float32")([core(x), teacher(x)])
+    model = keras.Model(inputs, both, name="distill_face")
+    loss = Distillation(config.teacher_weight, config.temperature, config.label_smoothing)
+    accuracy = keras.metrics.MeanMetricWrapper(student_accuracy, name="accuracy")
+    compile_for_training(model, config.lr, config.epochs, steps, config.label_smoothing, loss, [accuracy])
+    return model
+
+
 def _prepare(x: np.ndarray) -> np.ndarray:
     return normalize_faces(x, DEFAULT_FACE_PREPROCESS)[..., None]
 
@@ -148,7 +249,10 @@ def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
     steps = len(batches)
 
     if run.resumable():
-        model = keras.models.load_model(run / "checkpoint.keras")
+        with warnings.catch_warnings():
+            # Loading recompiles before _compile_on_jax has marked the augmentation jittable.
+            warnings.filterwarnings("ignore", "Model doesn't support `jit_compile", UserWarning)
+            model = keras.models.load_model(run / "checkpoint.keras")
         core = model.get_layer("emocli_face")
     else:
         core = build_face_model(train.x.shape[1], config.width)
@@ -158,8 +262,8 @@ def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
                 core.set_weights(keras.models.load_model(config.init, compile=False).get_weights())
             except ValueError as e:
                 raise ValueError(f"{config.init}: not a width-{config.width} face model of this shape ({e})") from e
-        model = keras.Sequential([keras.Input(core.input_shape[1:]), augmentation(), core], name="train_face")
-        compile_for_training(model, config.lr, config.epochs, steps, config.label_smoothing)
+        model = _training_model(core, config, steps)
+    _compile_on_jax(model)
     run.write_json(
         "config.json",
         {

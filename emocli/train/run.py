@@ -152,17 +152,18 @@ def plot_curves(run: RunDir) -> None:
 
 
 def compile_for_training(
-    model: keras.Model, lr: float, epochs: int, steps: int, label_smoothing: float, loss=None
+    model: keras.Model, lr: float, epochs: int, steps: int, label_smoothing: float, loss=None, metrics=None
 ) -> None:
     """AdamW on a cosine schedule with one warm-up epoch; the schedule lives in the optimizer,
-    so a resumed checkpoint carries on where it stopped. ``loss`` defaults to cross-entropy."""
+    so a resumed checkpoint carries on where it stopped. ``loss`` defaults to cross-entropy
+    with accuracy as its metric."""
     schedule = keras.optimizers.schedules.CosineDecay(
         lr * 0.1, decay_steps=max(1, steps * epochs - steps), warmup_target=lr, warmup_steps=steps
     )
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
         loss=loss or keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=None if loss else ["accuracy"],
+        metrics=metrics if loss else ["accuracy"],
     )
 
 
