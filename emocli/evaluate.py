@@ -21,7 +21,7 @@ from .metrics import classification_report, plot_confusion
 # evaluation on the model card, and a card names its dataset and split.
 EVALUATE_MAX_S = 60.0  # of a longer clip, its middle minute is scored
 
-JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split")
+JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split", "views")  # views: faces only
 
 
 @contextlib.contextmanager
@@ -73,13 +73,18 @@ def clip_probabilities(
 
 
 def evaluate(
-    model_path: str | Path, data: str | Path | list, split: str | None = None, out: str | Path | None = None
+    model_path: str | Path,
+    data: str | Path | list,
+    split: str | None = None,
+    out: str | Path | None = None,
+    face_views: bool = False,
 ) -> dict:
     """Accuracy, macro-F1 and confusion of a face or voice model on a labelled dataset.
 
     ``data``: for faces fer2013.csv or ``[<split>/]<class>/`` image folders (``split``
     defaults to "test" when there is one, else "all"); for voice one or more folders or
-    files in the RAVDESS/TESS/CREMA-D/``<class>/`` layouts. With ``out``, writes
+    files in the RAVDESS/TESS/CREMA-D/``<class>/`` layouts. A face model classifies each
+    face once, as `emocli process` does, or (``face_views``) over its views. With ``out``, writes
     ``<model>-confusion.png`` there (never beside the model, which may be read-only).
     """
     from .models import ModelError, read_info
@@ -92,7 +97,7 @@ def evaluate(
     if info.task == "face":
         if len(sources) != 1:
             raise ValueError("a face model is evaluated on one dataset (fer2013.csv or an image folder)")
-        report = _evaluate_faces(model_path, sources[0], split)
+        report = _evaluate_faces(model_path, sources[0], split, face_views)
     else:
         if split is not None:
             raise ValueError("--split applies to face datasets; for voice, pass the folders to score")
@@ -107,7 +112,7 @@ def evaluate(
     return report
 
 
-def _evaluate_faces(model_path: Path, source: Path, split: str | None) -> dict:
+def _evaluate_faces(model_path: Path, source: Path, split: str | None, face_views: bool) -> dict:
     from .datasets import load_faces
     from .models import FaceModel
 
@@ -116,10 +121,12 @@ def _evaluate_faces(model_path: Path, source: Path, split: str | None) -> dict:
     if name not in splits:
         raise ValueError(f"{source}: no split {name!r} (it has: {', '.join(sorted(splits))}); pick one with --split")
     images = splits[name]
-    model = FaceModel(model_path)
+    model = FaceModel(model_path, views=face_views)
     probs = np.concatenate([model.predict(list(images.x[a : a + 512])) for a in range(0, len(images), 512)])
     dataset = source.stem if source.is_file() else source.name
-    return {**classification_report(images.y, probs.argmax(1)), "dataset": dataset, "split": name}
+    views = len(model.zooms) * (2 if model.flip_average else 1)
+    report = {**classification_report(images.y, probs.argmax(1)), "dataset": dataset, "split": name}
+    return {**report, "views": views}
 
 
 def _evaluate_voice(model_path: Path, sources: list[Path]) -> dict:

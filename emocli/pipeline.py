@@ -42,9 +42,9 @@ class AnalyzeOptions:
     min_face: float = 0.05
     min_face_score: float = 0.5
     vad_threshold: float = DEFAULT_THRESHOLD  # speech probability of a 32 ms frame that counts as speech
-    # Per classified frame: the crop and its mirror image (False), or the face model's views
-    # (zooms x mirror, True): three times the model time for little more accuracy once
-    # frames are pooled (benchmarks/av_validation.py --faces).
+    # Per classified frame: the crop once (False), or the face model's views (zooms x
+    # mirror, True): six times the model time for little more accuracy once frames are
+    # pooled (benchmarks/av_validation.py --faces).
     face_views: bool = False
     # Frames sampled per second, for the faces' emotion (face_frames of them) and their mouths
     # (who speaks): each costs its decoding to pixels and following its faces, so three a
@@ -270,7 +270,7 @@ class Analyzer:
             if j in classify:
                 for k, face in enumerate(located):
                     crop = align_face(frame, face, self.face_model.crop_margin)
-                    crops[k] += [crop] if self.options.face_views else [crop, crop[:, ::-1]]
+                    crops[k].append(crop)
         probs = self.face_model.predict([crop for per_face in crops for crop in per_face])
         n = len(crops[0])  # predictions per face
         pooled = np.stack([probs[k * n : (k + 1) * n].mean(axis=0) for k in range(len(faces))])

@@ -582,3 +582,29 @@ def test_ids_stay_with_a_head_that_crosses_the_frame(models, tmp_path):
     assert df["face_id"].notna().all() and len(df) >= 4
     assert df["face_id"].nunique() == 1
     assert (np.diff(df["face_x"].to_numpy()) > 100).all()  # it did move a face's width per interval
+
+
+def test_each_sampled_frame_is_one_pass_of_the_face_model_unless_views_are_asked(videos, models, monkeypatch):
+    from emocli.models import FaceModel
+
+    passes = []
+    run = FaceModel.run
+
+    def counted(self, batch):
+        passes.append(len(batch))
+        return run(self, batch)
+
+    monkeypatch.setattr(FaceModel, "run", counted)
+    views = {**models, "face_model": None}
+    from test_models import with_preprocess
+
+    tmp = videos["bright"].parent / "views.onnx"
+    views["face_model"] = with_preprocess(models["face_model"], tmp, zooms=[1.0, 2.0], flip_average=True)
+    once = emocli.analyze(videos["bright"], face_frames=1, **views)
+    one_pass = sum(passes)
+    passes.clear()
+    every = emocli.analyze(videos["bright"], face_frames=1, face_views=True, **views)
+    faces = once["face_id"].notna().sum()
+    assert faces == every["face_id"].notna().sum() > 0
+    assert one_pass == faces  # one frame, one pass: no zoom, no mirror image
+    assert sum(passes) == 4 * one_pass  # two zooms, each mirrored

@@ -704,11 +704,12 @@ def test_evaluate_face_csv_defaults_to_the_test_split(exported, data, tmp_path):
     from emocli.datasets import load_faces
     from emocli.models import FaceModel
 
-    report = json.loads(cli("evaluate", exported["face"], "--data", data / "fer2013.csv", "--json").stdout)
     test = load_faces(data / "fer2013.csv")["test"]
-    predicted = FaceModel(exported["face"]).predict(list(test.x)).argmax(1)
-    assert report["n"] == 14 and (report["dataset"], report["split"]) == ("fer2013", "test")
-    assert report["accuracy"] == pytest.approx(float((predicted == test.y).mean()))
+    for views, flag in ((1, "--one-face-view"), (6, "--face-views")):  # as `emocli process` runs, or every view
+        report = json.loads(cli("evaluate", exported["face"], "--data", data / "fer2013.csv", flag, "--json").stdout)
+        predicted = FaceModel(exported["face"], views=views > 1).predict(list(test.x)).argmax(1)
+        assert report["n"] == 14 and (report["dataset"], report["split"], report["views"]) == ("fer2013", "test", views)
+        assert report["accuracy"] == pytest.approx(float((predicted == test.y).mean()))
 
     table = cli("evaluate", exported["face"], "--data", data / "fer", "--out", tmp_path)
     assert "macro-F1" in table.output and (tmp_path / "face-confusion.png").is_file()
@@ -730,6 +731,7 @@ def test_an_evaluation_exported_onto_the_card_names_its_dataset_and_split(face_r
         "accuracy": measured["accuracy"],
         "macro_f1": measured["macro_f1"],
         "n": 14,
+        "views": 1,  # one pass a face, as the card says
         "dataset": "fer2013",
         "split": "test",
     }

@@ -36,7 +36,7 @@ def _card_metrics(metrics: dict | None) -> dict:
     if not metrics:
         return {}
     measured = metrics.get("validation", metrics)
-    card = {key: measured[key] for key in ("accuracy", "macro_f1", "n") if key in measured}
+    card = {key: measured[key] for key in ("accuracy", "macro_f1", "n", "views") if key in measured}
     if "per_group" in measured:  # a voice run: each held-out corpus or speaker group, with its chance level
         card["per_group"] = {
             name: {k: r[k] for k in ("accuracy", "macro_f1", "n", "chance") if k in r}
