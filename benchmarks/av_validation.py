@@ -387,7 +387,7 @@ def voice_probs(data: Path, actors: range) -> tuple[np.ndarray, np.ndarray, np.n
 
 def face_probs(data: Path) -> tuple[np.ndarray, np.ndarray]:
     """FER2013 validation faces: the face model's probabilities as the pipeline pools them
-    (``POOLING``: frames reframed as successive detections would, each with its mirror image)."""
+    (``POOL_FRAMES`` frames reframed as successive detections would, each classified once)."""
     from emocli.models import FaceModel, default_model_path
 
     x, y = fer_validation(data)
@@ -395,8 +395,7 @@ def face_probs(data: Path) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     crops = [[f] + [jittered(f, rng) for _ in range(POOL_FRAMES - 1)] for f in x]
     flat = [c for cs in crops for c in cs]
-    flat += [c[:, ::-1] for c in flat]
-    p = model.predict(flat).reshape(2, len(x), POOL_FRAMES, -1).mean(axis=(0, 2))
+    p = model.predict(flat).reshape(len(x), POOL_FRAMES, -1).mean(axis=1)
     return p, y
 
 
