@@ -530,6 +530,14 @@ def test_export_face_int8_is_measured_before_it_is_written(face_run, data, tmp_p
     faces = [np.full((60, 50), v, np.uint8) for v in (30, 120, 220)]
     p32, p8 = FaceModel(tmp_path / "f32.onnx").predict(faces), FaceModel(tmp_path / "int8.onnx").predict(faces)
     assert np.allclose(p8.sum(1), 1.0) and np.abs(p8 - p32).max() < 0.1
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "int8.onnx")).graph
+    made_by = {out: n.op_type for n in graph.node for out in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    # the convolution that reads the pixels keeps float32 weights; the others are dequantized int8
+    assert made_by.get(convs[0].input[1]) != "DequantizeLinear"
+    assert all(made_by.get(c.input[1]) == "DequantizeLinear" for c in convs[1:]) and len(convs) > 2
     failed = cli("export", face_run, "-o", tmp_path / "x.onnx", "--int8", "--calibration", data / "nothing", ok=False)
     assert failed.exit_code == 1 and "nothing" in failed.output and not (tmp_path / "x.onnx").exists()
 
