@@ -937,6 +937,11 @@ def _average_exported(files: list[Path], out: Path, force: bool, metrics_json: P
         _fail(str(e))
 
 
+def _views_a_face(views) -> str:
+    """ ", 6 views a face" for a face evaluation's view count; "" where there is none."""
+    return f", {views} view{'s' * (views > 1)} a face" if isinstance(views, int) else ""
+
+
 def _model_file(sources: list[Path], output: Path, name: str | None) -> Path:
     """Where ``export`` writes: ``output/name``, or ``output`` itself when it names a .onnx file."""
     if name is None and output.suffix.lower() == ".onnx" and not output.is_dir():
@@ -1020,7 +1025,7 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    views = f", {report['views']} view{'s' * (report['views'] > 1)} a face" if "views" in report else ""
+    views = _views_a_face(report.get("views"))
     table = Table(title=f"{model.name} on {', '.join(map(str, sources))} ({report.get('split', '')}{views})")
     table.add_column("true \\ predicted")
     for label in report["labels"]:
@@ -1082,7 +1087,7 @@ def models_cmd(
         typer.echo(
             f"  metrics: {score or 'none recorded'}"
             + (f" on {m.get('dataset')} ({m.get('split')})" if m.get("dataset") else "")
-            + (f", {m['views']} view{'s' * (m['views'] > 1)} a face" if isinstance(m.get("views"), int) else "")
+            + _views_a_face(m.get("views"))
         )
 
 

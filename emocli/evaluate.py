@@ -125,8 +125,7 @@ def _evaluate_faces(model_path: Path, source: Path, split: str | None, face_view
     probs = np.concatenate([model.predict(list(images.x[a : a + 512])) for a in range(0, len(images), 512)])
     dataset = source.stem if source.is_file() else source.name
     views = len(model.zooms) * (2 if model.flip_average else 1)
-    report = {**classification_report(images.y, probs.argmax(1)), "dataset": dataset, "split": name}
-    return {**report, "views": views}
+    return {**classification_report(images.y, probs.argmax(1)), "dataset": dataset, "split": name, "views": views}
 
 
 def _evaluate_voice(model_path: Path, sources: list[Path]) -> dict:
