@@ -661,6 +661,11 @@ class PitchFeatures(StrEnum):
     relative = "relative"
 
 
+class Keep(StrEnum):
+    best = "best"
+    last = "last"
+
+
 class Pooling(StrEnum):
     meanmax = "meanmax"
     attention = "attention"
@@ -771,11 +776,18 @@ def train_voice(
             "attention-weighted mean and standard deviation (frames that carry the emotion weigh more)."
         ),
     ] = Pooling.meanmax,
+    keep: Annotated[
+        Keep,
+        typer.Option(
+            help="The epoch model.keras keeps: the best mean accuracy over the held-out groups, or the last "
+            "(the held-out figures then choose nothing and report the run as it is)."
+        ),
+    ] = Keep.best,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of the training draws.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train the voice model on MFCC + log-mel windows of augmented speech, validated on held-out
-    speakers and corpora (the best epoch is the best mean accuracy over them)."""
+    speakers and corpora (the best epoch is the best mean accuracy over them, unless --keep last)."""
     _require_training()
     from .train.voice import DEFAULT_HOLDOUT, VoiceConfig
     from .train.voice import train_voice as run
@@ -811,6 +823,7 @@ def train_voice(
             corpus_weights=weights,
             pitch=pitch.value,
             pooling=pooling.value,
+            keep=keep.value,
             seed=seed,
         )
         metrics = run(config, out, quiet=quiet)

@@ -364,10 +364,12 @@ def test_train_voice_resumes_where_it_stopped(voice_run, data, tmp_path):
     run = tmp_path / "voice"
     shutil.copytree(voice_run, run)  # a one-epoch run, as if stopped there
     first = (run / "history.csv").read_text().splitlines()
-    train_voice_tiny(data, run, "ravdess:17", epochs=2)
+    train_voice_tiny(data, run, "ravdess:17", 2, "--keep", "last")
     rows = (run / "history.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[:2] == first  # header, epoch 1 unchanged, epoch 2 added
-    assert json.loads((run / "state.json").read_text())["epoch"] == 2
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2 and state["best_epoch"] == 2  # --keep last: epoch 2, whatever it scored
+    assert json.loads((run / "metrics.json").read_text())["keep"] == "last"
 
 
 def test_train_voice_rejects_absent_holdout_speakers(data, tmp_path):
@@ -805,3 +807,46 @@ def test_a_voice_ensemble_is_calibrated_by_its_own_temperature(face_run, voice_r
     (older / "preprocess.json").write_text(json.dumps({**spec, "fmin": 40.0}))
     refused = cli("export", voice_run, older, "-o", tmp_path / "refused.onnx", ok=False)
     assert refused.exit_code == 1 and refused.output.strip().endswith("differ in preprocess.json: fmin")
+
+
+def test_voice_runs_with_their_own_scalers_average_in_one_file(voice_run, tmp_path):
+    from emocli.models import VoiceModel
+
+    # Runs trained on different corpora standardise features with different statistics; the
+    # ensemble reads the first's and maps them to each other member's in its graph.
+    runs = {}
+    for name, shift in (("a", 0.0), ("b", 1.5)):
+        run = runs[name] = tmp_path / name
+        shutil.copytree(voice_run, run)
+        spec = json.loads((run / "preprocess.json").read_text())
+        spec.pop("temperature", None)
+        spec["mean"] = [m + shift for m in spec["mean"]]
+        spec["std"] = [s * (1 + shift) for s in spec["std"]]
+        (run / "preprocess.json").write_text(json.dumps(spec))
+        cli("export", run, "-o", tmp_path / f"{name}.onnx")
+    cli("export", runs["a"], runs["b"], "-o", tmp_path / "ab.onnx")
+    rng = np.random.default_rng(0)
+    t = np.arange(32_000, dtype=np.float32) / 16_000
+    windows = [(np.sin(2 * np.pi * f * t) * 0.1 + rng.normal(0, 0.01, t.size)).astype(np.float32) for f in (150, 330)]
+    a, b = (VoiceModel(tmp_path / f"{n}.onnx").predict(windows) for n in ("a", "b"))
+    assert not np.allclose(a, b, atol=1e-3)  # the scalers matter ...
+    assert np.allclose(VoiceModel(tmp_path / "ab.onnx").predict(windows), (a + b) / 2, atol=1e-5)  # ... and are kept
+
+
+@pytest.mark.parametrize("keep, kept_epoch", [("best", 1), ("last", 2)])
+def test_a_run_keeps_its_best_or_its_last_epoch(keep, kept_epoch, tmp_path):
+    import keras
+
+    from emocli.train.run import Checkpoint, RunDir
+
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    checkpoint = Checkpoint(RunDir(tmp_path / "run"), net, keep=keep)
+    checkpoint.set_model(net)
+    for epoch, score, bias in ((0, 0.6, 1.0), (1, 0.4, 2.0)):  # the second epoch scores worse
+        net.layers[-1].bias.assign([bias, bias])
+        checkpoint.on_epoch_end(epoch, {"val_accuracy": score})
+    kept = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert float(kept.layers[-1].bias.numpy()[0]) == kept_epoch  # the weights of the kept epoch
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["best_epoch"] == kept_epoch
+    with pytest.raises(ValueError, match="keep"):
+        Checkpoint(RunDir(tmp_path / "other"), net, keep="first")

@@ -20,6 +20,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PARITY_TOLERANCE = 1e-4
+SCALER = ("mean", "std")  # members of an ensemble may differ in these: _rescaled folds them in
 INT8_AGREEMENT = 0.97  # least share of int8 top-1 labels equal to Keras's, else the export fails
 
 
@@ -116,6 +117,22 @@ def _average(members: list):
     return keras.Model(inputs, outputs, name=f"ensemble_of_{len(members)}")
 
 
+def _rescaled(member, own: dict, shared: dict):
+    """``member`` (trained on features standardised with its own scaler, ``own``) as it reads
+    features standardised with the ensemble's, ``shared``: the difference is a per-feature
+    affine map in front of it, so runs fitted on different corpora can share one file."""
+    import keras
+
+    if not own.get("mean") or (own["mean"] == shared["mean"] and own["std"] == shared["std"]):
+        return member
+    mean, std = np.asarray(own["mean"], np.float32), np.asarray(own["std"], np.float32)
+    mean0, std0 = np.asarray(shared["mean"], np.float32), np.asarray(shared["std"], np.float32)
+    # (f - mean) / std = x * std0 / std + (mean0 - mean) / std, for x = (f - mean0) / std0
+    inputs = keras.Input(tuple(member.inputs[0].shape[1:]))
+    scaled = keras.layers.Rescaling(std0 / std, (mean0 - mean) / std, name="own_scaler")(inputs)
+    return keras.Model(inputs, member(scaled), name=member.name)
+
+
 def _comparable(preprocess: dict) -> dict:
     """A run's preprocess as the members of an ensemble must share it: without its temperature,
     and a voice run's with the defaults of fields added since it was trained filled in."""
@@ -143,10 +160,12 @@ def _load_sources(sources: list[Path], metrics_json, log) -> tuple:
     # A member's temperature calibrates that member alone, not the mean: it is dropped, and
     # the ensemble's own is given to export_model (``temperature``).
     shared = [_comparable(part[2]) for part in parts if part[2] is not None]
-    differ = sorted({k for p in shared for k in set(p) | set(shared[0]) if p.get(k) != shared[0].get(k)})
+    differ = sorted({k for p in shared for k in set(p) | set(shared[0]) if p.get(k) != shared[0].get(k)} - set(SCALER))
     if differ:
         raise ExportError(f"cannot average models whose runs differ in preprocess.json: {', '.join(differ)}")
     preprocess = shared[0] if shared else None
+    if preprocess is not None and len(shared) == len(models):
+        models = [_rescaled(m, p, preprocess) for m, p in zip(models, shared, strict=True)]
     if metrics_json is None:
         log(
             "note: no --metrics-json, so the card carries no metrics (a run's validation figures are not the ensemble's)"

@@ -49,12 +49,19 @@ class RunDir:
         return (self / "checkpoint.keras").is_file() and self.state["epoch"] > 0
 
 
-class Checkpoint(keras.callbacks.Callback):
-    """After every epoch: history row, resumable checkpoint, best model; all atomic."""
+KEEP = ("best", "last")  # which epoch a run's model.keras is
 
-    def __init__(self, run: RunDir, core: keras.Model, monitor: str = "val_accuracy"):
+
+class Checkpoint(keras.callbacks.Callback):
+    """After every epoch: history row, resumable checkpoint, and the model to keep (the best
+    by ``monitor``, or with ``keep="last"`` the latest: for a run whose held-out groups must
+    stay unselected on, to be reported as they are); all atomic."""
+
+    def __init__(self, run: RunDir, core: keras.Model, monitor: str = "val_accuracy", keep: str = "best"):
         super().__init__()
-        self.run, self.core, self.monitor = run, core, monitor
+        if keep not in KEEP:
+            raise ValueError(f"keep must be one of {', '.join(KEEP)}, not {keep!r}")
+        self.run, self.core, self.monitor, self.keep = run, core, monitor, keep
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
@@ -67,7 +74,7 @@ class Checkpoint(keras.callbacks.Callback):
             w.writeheader()
             w.writerows(rows)
         score = float(logs.get(self.monitor, -1.0))
-        if score > state["best"]:
+        if score > state["best"] or self.keep == "last":
             state["best"] = score
             state["best_epoch"] = epoch + 1
             with atomic_path(self.run / "model.keras") as tmp:

@@ -28,6 +28,7 @@ from ..evaluate import clip_windows
 from ..features import FeatureSpec, as_specified, features_from_mel, mel_power, pitch_features
 from ..labels import LABELS
 from .run import (
+    KEEP,
     Checkpoint,
     RichProgress,
     RunDir,
@@ -97,6 +98,7 @@ class VoiceConfig:
     pitch: str = "off"  # voicing and pitch beside MFCC + log-mel: "off", "absolute" or "relative" (features.py)
     pooling: str = "meanmax"  # over time: "meanmax" (mean and max) or "attention" (AttentiveStatsPooling)
     augment: Augment = field(default_factory=Augment)
+    keep: str = "best"  # model.keras: the best epoch on the held-out groups, or the last (run.KEEP)
     seed: int = 0
 
     def __post_init__(self):
@@ -106,6 +108,8 @@ class VoiceConfig:
             raise ValueError(f"pitch must be 'off', 'absolute' or 'relative', not {self.pitch!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
+        if self.keep not in KEEP:
+            raise ValueError(f"keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
         if self.calm not in ("neutral", "drop"):
             raise ValueError(f"calm must be 'neutral' or 'drop', not {self.calm!r}")
         self.corpus_weights = {name.lower(): float(w) for name, w in self.corpus_weights.items()}
@@ -377,7 +381,9 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     start = run.state["epoch"]
     batches.epoch = start
     validation = GroupValidation(model, groups)
-    callbacks = [validation, Checkpoint(run, model)] + ([] if quiet else [RichProgress(config.epochs, steps)])
+    callbacks = [validation, Checkpoint(run, model, keep=config.keep)] + (
+        [] if quiet else [RichProgress(config.epochs, steps)]
+    )
     if start < config.epochs:
         model.fit(batches, epochs=config.epochs, initial_epoch=start, callbacks=callbacks, verbose=0)
 
@@ -406,7 +412,8 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
         "dataset": dataset_name(config.data),
         "split": split,
         "epochs": run.state["epoch"],
-        "best_epoch": run.state.get("best_epoch"),
+        "keep": config.keep,
+        "best_epoch": run.state.get("best_epoch"),  # with keep "last": the last epoch
         "train_clips": len(train),
         "train_corpora": sorted(set(corpora)),
         "held_out_speakers": sorted(held_speakers),
