@@ -776,6 +776,13 @@ def train_voice(
             "attention-weighted mean and standard deviation (frames that carry the emotion weigh more)."
         ),
     ] = Pooling.meanmax,
+    label_mask: Annotated[
+        bool,
+        typer.Option(
+            help="Each clip's loss covers only the labels its corpus uses, so a corpus without 'fear' never "
+            "teaches that fear does not occur; --no-label-mask: all seven labels for every clip."
+        ),
+    ] = True,
     keep: Annotated[
         Keep,
         typer.Option(
@@ -823,6 +830,7 @@ def train_voice(
             corpus_weights=weights,
             pitch=pitch.value,
             pooling=pooling.value,
+            mask_labels=label_mask,
             keep=keep.value,
             seed=seed,
         )

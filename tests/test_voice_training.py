@@ -54,6 +54,29 @@ def test_masked_loss_ignores_labels_the_corpus_never_uses():
     assert float(keras.ops.convert_to_numpy(masked_crossentropy(target, worse))[0]) > l1 + 0.5
 
 
+@pytest.mark.parametrize("mask_labels", [True, False])
+def test_batches_carry_each_corpus_label_mask_unless_the_mask_is_off(mask_labels):
+    from emocli.features import FeatureSpec, mel_power
+    from emocli.train.voice_batches import MelBatches
+
+    spec = FeatureSpec()
+    rng = np.random.default_rng(0)
+    mels = [mel_power(rng.normal(0, 0.1, 24_000).astype(np.float32), spec) for _ in range(4)]
+    spec = FeatureSpec(mean=tuple([0.0] * spec.n_features), std=tuple([1.0] * spec.n_features))
+    batches = MelBatches(
+        mels, np.array([0, 3, 4, 4]), ["a", "a", "b", "b"], spec, Augment(), 8, 1, mask_labels=mask_labels
+    )
+    x, target = batches[0]
+    onehot, mask = target[:, :7], target[:, 7:]
+    assert x.shape == (8, spec.window_frames, spec.n_features) and np.all(onehot.sum(1) == 1)
+    from_b = onehot[:, 4] == 1
+    assert from_b.any() and not from_b.all()  # both corpora drawn
+    if mask_labels:  # corpus "a" labels angry and happy, "b" sad alone
+        assert np.all(mask[from_b] == np.eye(7)[4]) and np.all(mask[~from_b] == np.eye(7)[[0, 3]].sum(0))
+    else:
+        assert np.all(mask == 1)
+
+
 def test_augmented_windows_stay_finite_and_perturb_as_asked():
     from emocli.features import FeatureSpec, mel_power
     from emocli.train.voice_batches import band_centres, noise_bank

@@ -98,6 +98,7 @@ class VoiceConfig:
     pitch: str = "off"  # voicing and pitch beside MFCC + log-mel: "off", "absolute" or "relative" (features.py)
     pooling: str = "meanmax"  # over time: "meanmax" (mean and max) or "attention" (AttentiveStatsPooling)
     augment: Augment = field(default_factory=Augment)
+    mask_labels: bool = True  # each clip's loss over its corpus's labels alone (masked_crossentropy)
     keep: str = "best"  # model.keras: the best epoch on the held-out groups, or the last (run.KEEP)
     seed: int = 0
 
@@ -370,6 +371,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
         config.corpus_power,
         config.seed,
         corpus_weights=config.corpus_weights,
+        mask_labels=config.mask_labels,
     )
     if run.resumable():
         model = keras.models.load_model(run / "checkpoint.keras")
