@@ -59,8 +59,6 @@ class Checkpoint(keras.callbacks.Callback):
 
     def __init__(self, run: RunDir, core: keras.Model, monitor: str = "val_accuracy", keep: str = "best"):
         super().__init__()
-        if keep not in KEEP:
-            raise ValueError(f"keep must be one of {', '.join(KEEP)}, not {keep!r}")
         self.run, self.core, self.monitor, self.keep = run, core, monitor, keep
 
     def on_epoch_end(self, epoch, logs=None):
