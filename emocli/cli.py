@@ -776,13 +776,16 @@ def train_voice(
             "attention-weighted mean and standard deviation (frames that carry the emotion weigh more)."
         ),
     ] = Pooling.meanmax,
-    label_mask: Annotated[
-        bool,
+    missing_label_weight: Annotated[
+        float,
         typer.Option(
-            help="Each clip's loss covers only the labels its corpus uses, so a corpus without 'fear' never "
-            "teaches that fear does not occur; --no-label-mask: all seven labels for every clip."
+            min=0.0,
+            max=1.0,
+            help="Weight, in each clip's softmax, of the labels its corpus never uses: 0 masks them out (a "
+            "corpus without 'fear' never teaches that fear does not occur), 1 is the plain cross-entropy over "
+            "all seven, between them a partial mask.",
         ),
-    ] = True,
+    ] = 0.0,
     keep: Annotated[
         Keep,
         typer.Option(
@@ -830,7 +833,7 @@ def train_voice(
             corpus_weights=weights,
             pitch=pitch.value,
             pooling=pooling.value,
-            mask_labels=label_mask,
+            missing_label_weight=missing_label_weight,
             keep=keep.value,
             seed=seed,
         )

@@ -364,12 +364,13 @@ def test_train_voice_resumes_where_it_stopped(voice_run, data, tmp_path):
     run = tmp_path / "voice"
     shutil.copytree(voice_run, run)  # a one-epoch run, as if stopped there
     first = (run / "history.csv").read_text().splitlines()
-    train_voice_tiny(data, run, "ravdess:17", 2, "--keep", "last")
+    train_voice_tiny(data, run, "ravdess:17", 2, "--keep", "last", "--missing-label-weight", 0.5)
     rows = (run / "history.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[:2] == first  # header, epoch 1 unchanged, epoch 2 added
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2 and state["best_epoch"] == 2  # --keep last: epoch 2, whatever it scored
     assert json.loads((run / "metrics.json").read_text())["keep"] == "last"
+    assert json.loads((run / "config.json").read_text())["missing_label_weight"] == 0.5
 
 
 def test_train_voice_rejects_absent_holdout_speakers(data, tmp_path):

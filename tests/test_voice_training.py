@@ -52,10 +52,18 @@ def test_masked_loss_ignores_labels_the_corpus_never_uses():
     assert l1 == pytest.approx(l2, abs=1e-5)
     worse = np.array([[0.10, 0.05, 0.05, 0.30, 0.20, 0.20, 0.10]], np.float32)
     assert float(keras.ops.convert_to_numpy(masked_crossentropy(target, worse))[0]) > l1 + 0.5
+    # The labels the corpus lacks, weighed in part (--missing-label-weight): p2's mass on them
+    # now costs, and the most at weight 1, the plain cross-entropy.
+    gaps = []
+    for weight in (0.0, 0.5, 1.0):
+        partial = np.concatenate([np.eye(7)[[0]], masks[[0]] + weight * (1 - masks[[0]])], axis=1).astype(np.float32)
+        loss = [float(keras.ops.convert_to_numpy(masked_crossentropy(partial, p))[0]) for p in (p1, p2)]
+        gaps.append(loss[1] - loss[0])
+    assert gaps[0] == pytest.approx(0.0, abs=1e-5) and 0.1 < gaps[1] < gaps[2]
 
 
-@pytest.mark.parametrize("mask_labels", [True, False])
-def test_batches_carry_each_corpus_label_mask_unless_the_mask_is_off(mask_labels):
+@pytest.mark.parametrize("missing", [0.0, 0.25, 1.0])
+def test_batches_weigh_the_labels_a_corpus_lacks_as_asked(missing):
     from emocli.features import FeatureSpec, mel_power
     from emocli.train.voice_batches import MelBatches
 
@@ -64,17 +72,16 @@ def test_batches_carry_each_corpus_label_mask_unless_the_mask_is_off(mask_labels
     mels = [mel_power(rng.normal(0, 0.1, 24_000).astype(np.float32), spec) for _ in range(4)]
     spec = FeatureSpec(mean=tuple([0.0] * spec.n_features), std=tuple([1.0] * spec.n_features))
     batches = MelBatches(
-        mels, np.array([0, 3, 4, 4]), ["a", "a", "b", "b"], spec, Augment(), 8, 1, mask_labels=mask_labels
+        mels, np.array([0, 3, 4, 4]), ["a", "a", "b", "b"], spec, Augment(), 8, 1, missing_label_weight=missing
     )
     x, target = batches[0]
     onehot, mask = target[:, :7], target[:, 7:]
     assert x.shape == (8, spec.window_frames, spec.n_features) and np.all(onehot.sum(1) == 1)
     from_b = onehot[:, 4] == 1
     assert from_b.any() and not from_b.all()  # both corpora drawn
-    if mask_labels:  # corpus "a" labels angry and happy, "b" sad alone
-        assert np.all(mask[from_b] == np.eye(7)[4]) and np.all(mask[~from_b] == np.eye(7)[[0, 3]].sum(0))
-    else:
-        assert np.all(mask == 1)
+    # corpus "a" labels angry and happy, "b" sad alone; the others weigh ``missing``
+    a, b = np.eye(7)[[0, 3]].sum(0), np.eye(7)[4]
+    assert np.allclose(mask[from_b], b + missing * (1 - b)) and np.allclose(mask[~from_b], a + missing * (1 - a))
 
 
 def test_augmented_windows_stay_finite_and_perturb_as_asked():

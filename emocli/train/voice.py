@@ -98,7 +98,7 @@ class VoiceConfig:
     pitch: str = "off"  # voicing and pitch beside MFCC + log-mel: "off", "absolute" or "relative" (features.py)
     pooling: str = "meanmax"  # over time: "meanmax" (mean and max) or "attention" (AttentiveStatsPooling)
     augment: Augment = field(default_factory=Augment)
-    mask_labels: bool = True  # each clip's loss over its corpus's labels alone (masked_crossentropy)
+    missing_label_weight: float = 0.0  # of the labels a clip's corpus lacks, in its loss (0: masked out)
     keep: str = "best"  # model.keras: the best epoch on the held-out groups, or the last (run.KEEP)
     seed: int = 0
 
@@ -109,6 +109,8 @@ class VoiceConfig:
             raise ValueError(f"pitch must be 'off', 'absolute' or 'relative', not {self.pitch!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
+        if not 0.0 <= self.missing_label_weight <= 1.0:
+            raise ValueError(f"missing label weight must be within [0, 1], not {self.missing_label_weight}")
         if self.keep not in KEEP:
             raise ValueError(f"keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
         if self.calm not in ("neutral", "drop"):
@@ -371,7 +373,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
         config.corpus_power,
         config.seed,
         corpus_weights=config.corpus_weights,
-        mask_labels=config.mask_labels,
+        missing_label_weight=config.missing_label_weight,
     )
     if run.resumable():
         model = keras.models.load_model(run / "checkpoint.keras")

@@ -207,16 +207,17 @@ class MelBatches(keras.utils.PyDataset):
         power: float = 0.5,
         seed: int = 0,
         corpus_weights: dict[str, float] | None = None,
-        mask_labels: bool = True,
+        missing_label_weight: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.mels, self.y, self.spec, self.augment = mels, y, spec, augment
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
         self.p = sampling_weights(np.asarray(corpora), y, power, corpus_weights)
-        # Without the mask every clip's loss spans all seven labels (the ablation of the mask).
+        # The labels a clip's corpus lacks count at this weight in its softmax's normaliser
+        # (masked_crossentropy): 0 leaves them out, 1 is the plain cross-entropy.
         masks = label_masks(np.asarray(corpora), y)
-        self.masks = masks if mask_labels else np.ones_like(masks)
+        self.masks = masks + missing_label_weight * (1.0 - masks)
         self.noises = noise_bank(spec, seed)
         self.floor = mel_power(np.zeros(spec.n_fft, np.float32), spec)[0]
         if spec.pitch:  # clip_mels's arrays carry the clean pitch features after the mel bands
