@@ -858,8 +858,8 @@ def export(
         typer.Argument(
             metavar="RUN...",
             help="A training run folder or a .keras model file; several (same task) export one model "
-            "that averages their probabilities. Exported face models (.onnx) average as they are, each "
-            "keeping its precision.",
+            "that averages their probabilities. Exported models (.onnx) average as they are, each "
+            "keeping its graph and precision (a voice model also its feature scaler).",
             show_default=False,
         ),
     ],
@@ -925,9 +925,9 @@ def export(
     if onnx_files:
         if len(onnx_files) < len(sources):
             _fail("export either runs (folders, .keras) or exported models (.onnx), not both", 2)
-        if int8 or calibration or temperature is not None:
-            _fail("--int8, --calibration and --temperature apply to runs; exported models keep their own", 2)
-        _average_exported(onnx_files, out, force, metrics_json)
+        if int8 or calibration:
+            _fail("--int8 and --calibration apply to runs; exported models keep their own precision", 2)
+        _average_exported(onnx_files, out, force, metrics_json, temperature)
         return
     _require_training(export=True)
     from .train.export import ExportError, export_model
@@ -947,7 +947,9 @@ def export(
         _fail(str(e))
 
 
-def _average_exported(files: list[Path], out: Path, force: bool, metrics_json: Path | None) -> None:
+def _average_exported(
+    files: list[Path], out: Path, force: bool, metrics_json: Path | None, temperature: float | None
+) -> None:
     from importlib.util import find_spec
 
     if find_spec("onnx") is None:
@@ -956,7 +958,7 @@ def _average_exported(files: list[Path], out: Path, force: bool, metrics_json: P
     from .train.export import ExportError
 
     try:
-        combine_models(files, out, force=force, metrics_json=metrics_json, log=typer.echo)
+        combine_models(files, out, force=force, metrics_json=metrics_json, temperature=temperature, log=typer.echo)
     except (ExportError, FileExistsError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
 

@@ -92,9 +92,79 @@ def test_exported_face_models_average_in_one_file_each_keeping_its_graph(face_on
     onto = runner.invoke(app, ["export", str(face_onnx), str(other), "-o", str(other), "--force"])
     assert onto.exit_code == 1 and "is one of the models" in onto.output
     voice = runner.invoke(app, ["export", str(face_onnx), str(voice_onnx), "-o", str(tmp_path / "x.onnx")])
-    assert voice.exit_code == 1 and "only face models" in voice.output and not (tmp_path / "x.onnx").exists()
+    assert voice.exit_code == 1 and "different tasks" in voice.output and not (tmp_path / "x.onnx").exists()
     wider = with_preprocess(other, tmp_path / "wider.onnx", crop_margin=0.3)
     differ = runner.invoke(app, ["export", str(face_onnx), str(wider), "-o", str(tmp_path / "x.onnx")])
     assert differ.exit_code == 1 and "crop_margin" in differ.output
     mixed = runner.invoke(app, ["export", str(face_onnx), str(tmp_path), "-o", str(tmp_path / "x.onnx")])
     assert mixed.exit_code == 2 and "not both" in mixed.output
+
+
+def test_exported_voice_models_average_in_one_file_each_reading_features_with_its_own_scaler(voice_onnx, tmp_path):
+    from conftest import build_onnx
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+    from emocli.features import FeatureSpec, audio_features, normalize
+    from emocli.models import VoiceModel, read_info
+
+    spec = FeatureSpec.from_dict(read_info(voice_onnx).preprocess)
+    rng = np.random.default_rng(0)
+    t = np.arange(32_000) / 16_000
+    clips = [0.5 * np.sin(2 * np.pi * 220 * t), 0.01 * np.sin(2 * np.pi * 440 * t), rng.normal(0, 0.1, 32_000)]
+    raw = np.stack([audio_features(c.astype(np.float32), spec) for c in clips])
+    mean, std = raw.mean((0, 1)), raw.std((0, 1)) + 1.0
+    # Two runs fitted on different corpora: each standardises the features with its own statistics.
+    shape = ["N", "T", spec.n_features]
+    w = rng.normal(0, 3 / np.sqrt(spec.n_features), (spec.n_features, len(LABELS)))
+    first = build_onnx(
+        tmp_path / "a.onnx",
+        "voice",
+        {**spec.to_dict(), "mean": mean.tolist(), "std": std.tolist()},
+        "features",
+        shape,
+        [1],
+        w,
+        np.zeros(len(LABELS)),
+    )
+    moved = {
+        "mean": (mean + std * rng.normal(0, 1, len(mean))).tolist(),
+        "std": (std * rng.uniform(0.5, 2, len(std))).tolist(),
+    }
+    second = build_onnx(
+        tmp_path / "b.onnx",
+        "voice",
+        {**spec.to_dict(), **moved, "temperature": 3.0},
+        "features",
+        shape,
+        [1],
+        w,
+        np.zeros(len(LABELS)),
+    )
+
+    def probs(path, temperature=None):
+        model = VoiceModel(path)
+        if temperature is not None:
+            model.temperature = temperature
+        return model.run(np.stack([normalize(f, model.spec) for f in raw]))
+
+    a, b = probs(first), probs(second, temperature=1.0)
+    assert np.abs(a - b).max() > 0.3  # the scalers really change what each member reads
+
+    result = CliRunner().invoke(
+        app, ["export", str(first), str(second), "-o", str(tmp_path / "avg.onnx"), "--temperature", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "voice, average of 2" in result.output
+    info = read_info(tmp_path / "avg.onnx")
+    assert info.preprocess["temperature"] == 2.0 and info.preprocess["mean"] == read_info(first).preprocess["mean"]
+    assert np.allclose(probs(tmp_path / "avg.onnx", temperature=1.0), (a + b) / 2, atol=1e-5)
+    tempered = np.sqrt((a + b) / 2)
+    assert np.allclose(probs(tmp_path / "avg.onnx"), tempered / tempered.sum(1, keepdims=True), atol=1e-5)
+
+    plain = CliRunner().invoke(app, ["export", str(first), str(second), "-o", str(tmp_path / "plain.onnx")])
+    assert plain.exit_code == 0 and "not calibrated" in plain.output
+    assert "temperature" not in read_info(tmp_path / "plain.onnx").preprocess  # a member's own is dropped
+    longer = with_preprocess(second, tmp_path / "c.onnx", window_s=3.0)
+    differ = CliRunner().invoke(app, ["export", str(first), str(longer), "-o", str(tmp_path / "x.onnx")])
+    assert differ.exit_code == 1 and "window_s" in differ.output and not (tmp_path / "x.onnx").exists()

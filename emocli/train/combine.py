@@ -1,8 +1,11 @@
-"""Average exported face models in one file: `emocli export A.onnx B.onnx -o C.onnx`.
+"""Average exported models in one file: `emocli export A.onnx B.onnx -o C.onnx`.
 
 Each member keeps its own graph and precision (an int8 pair beside a float32 net that
 does not quantize well, say); the file's output is the mean of the members' outputs.
-It needs ONNX alone, not TensorFlow.
+Voice members may each have their own feature scaler: the file reads features standardised
+with the first member's, and an affine map in front of every other member turns them into
+its own. A member's softmax temperature calibrates that member alone and is dropped; the
+average's own is given as ``temperature``. It needs ONNX alone, not TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,18 +15,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .export import ExportError, _card_metrics, _comparable, _set_metadata
+from .export import SCALER, ExportError, _card_metrics, _comparable, _set_metadata
 
 PARITY_TOLERANCE = 1e-5  # the same graphs, run together: only float summation order differs
 
 
 def combine_models(
-    files: list[str | Path], out: str | Path, force: bool = False, metrics_json: str | Path | None = None, log=print
+    files: list[str | Path],
+    out: str | Path,
+    force: bool = False,
+    metrics_json: str | Path | None = None,
+    temperature: float | None = None,
+    log=print,
 ) -> dict:
-    """Write ``out``: one face model averaging the exported ``files``; returns a summary."""
+    """Write ``out``: one model averaging the exported ``files``; returns a summary."""
     import onnx
     import onnxruntime as ort
-    from onnx import compose, helper
+    from onnx import compose, helper, numpy_helper
 
     from .. import __version__
     from ..models import ModelError, ModelInfo, read_info
@@ -40,12 +48,16 @@ def combine_models(
         infos = [read_info(f) for f in files]
     except ModelError as e:
         raise ExportError(str(e)) from e
-    if any(i.task != "face" for i in infos):
-        raise ExportError("only face models are averaged as exported files; export voice runs together instead")
+    task = infos[0].task
+    if any(i.task != task for i in infos):
+        raise ExportError(f"cannot average models of different tasks: {', '.join(sorted({i.task for i in infos}))}")
     if any(i.labels != infos[0].labels for i in infos):
         raise ExportError("cannot average models with different labels")
-    shared = [_comparable(i.preprocess) for i in infos]
-    differ = sorted({k for p in shared for k in set(p) | set(shared[0]) if p.get(k) != shared[0].get(k)})
+    if temperature is not None and (task != "voice" or not temperature > 0):
+        raise ExportError("--temperature is a voice model's softmax temperature: a positive number")
+    own = [_comparable(i.preprocess) for i in infos]
+    free = set(SCALER) if task == "voice" else set()
+    differ = sorted({k for p in own for k in set(p) | set(own[0]) if p.get(k) != own[0].get(k)} - free)
     if differ:
         raise ExportError(f"cannot average models whose preprocess differs: {', '.join(differ)}")
 
@@ -53,23 +65,34 @@ def combine_models(
     opsets = {next((o.version for o in p.opset_import if o.domain in ("", "ai.onnx")), None) for p in protos}
     if len(opsets) > 1:
         raise ExportError(f"cannot average models of different ONNX opsets ({sorted(opsets)}); export them alike")
-    shapes = {str(p.graph.input[0].type.tensor_type.shape.dim[1:]) for p in protos}
+    shapes = {tuple(_dims(p.graph.input[0])[1:]) for p in protos}
     if len(shapes) > 1 or any(len(p.graph.input) != 1 or len(p.graph.output) != 1 for p in protos):
         raise ExportError("cannot average models with different inputs")
 
+    # (scale, shift) in front of each member; a face model's mean and std are part of its preprocess, not a scaler
+    scalers = [_scaler_map(p, own[0]) if task == "voice" else (None, None) for p in own]
     members = [compose.add_prefix(p, f"member_{i}/") for i, p in enumerate(protos)]
-    image, probabilities = protos[0].graph.input[0], protos[0].graph.output[0]
-    nodes = []
-    for i, m in enumerate(members):
-        nodes.append(helper.make_node("Identity", [image.name], [m.graph.input[0].name], name=f"member_{i}/image"))
+    x, probabilities = protos[0].graph.input[0], protos[0].graph.output[0]
+    nodes, constants = [], []
+    for i, (m, (scale, shift)) in enumerate(zip(members, scalers, strict=True)):
+        feed = m.graph.input[0].name
+        if scale is None:
+            nodes.append(helper.make_node("Identity", [x.name], [feed], name=f"member_{i}/input"))
+        else:
+            constants += [
+                numpy_helper.from_array(scale, f"member_{i}/scale"),
+                numpy_helper.from_array(shift, f"member_{i}/shift"),
+            ]
+            nodes.append(helper.make_node("Mul", [x.name, f"member_{i}/scale"], [f"member_{i}/scaled"]))
+            nodes.append(helper.make_node("Add", [f"member_{i}/scaled", f"member_{i}/shift"], [feed]))
         nodes.extend(m.graph.node)
     nodes.append(helper.make_node("Mean", [m.graph.output[0].name for m in members], [probabilities.name]))
     graph = helper.make_graph(
         nodes,
         f"average_of_{len(members)}",
-        [image],
+        [x],
         [probabilities],
-        initializer=[t for m in members for t in m.graph.initializer],
+        initializer=constants + [t for m in members for t in m.graph.initializer],
         value_info=[v for m in members for v in m.graph.value_info],
     )
     domains: dict[str, int] = {}
@@ -83,21 +106,28 @@ def combine_models(
     metrics = json.loads(Path(metrics_json).read_text()) if metrics_json is not None else None
     if metrics is None:
         log("note: no --metrics-json, so the card carries no metrics (a member's figures are not the average's)")
+    preprocess = infos[0].preprocess
+    if task == "voice":
+        preprocess = {k: v for k, v in preprocess.items() if k != "temperature"}
+        if temperature is not None:
+            preprocess["temperature"] = float(temperature)
+        else:
+            log("note: no --temperature, so the average's probabilities are not calibrated")
     precisions = list(dict.fromkeys(i.precision for i in infos))
-    info = ModelInfo(out, "face", infos[0].labels, infos[0].preprocess, _card_metrics(metrics), __version__)
+    info = ModelInfo(out, task, infos[0].labels, preprocess, _card_metrics(metrics), __version__)
     info.precision = " + ".join(precisions)
     _set_metadata(proto, info)
 
-    faces = np.random.default_rng(0).uniform(
-        0.0, 1.0, (8, *[d.dim_value for d in image.type.tensor_type.shape.dim[1:]])
-    )
-    faces = faces.astype(np.float32)
+    # Random inputs in the file's own scale; each member is fed them in its own.
+    shape = [d if d else 201 for d in _dims(x)[1:]]
+    inputs = np.random.default_rng(0).uniform(0.0, 1.0, (8, *shape)).astype(np.float32)
 
-    def run(path) -> np.ndarray:
+    def run(path, scaler=(None, None)) -> np.ndarray:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.run(None, {session.get_inputs()[0].name: faces})[0]
+        fed = inputs if scaler[0] is None else (inputs * scaler[0] + scaler[1]).astype(np.float32)
+        return session.run(None, {session.get_inputs()[0].name: fed})[0]
 
-    expected = np.mean([run(f) for f in files], axis=0)
+    expected = np.mean([run(f, scaler) for f, scaler in zip(files, scalers, strict=True)], axis=0)
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
         diff = float(np.abs(run(tmp) - expected).max())
@@ -105,5 +135,30 @@ def combine_models(
         if not diff <= PARITY_TOLERANCE:
             raise ExportError(f"the averaged file differs from its members' mean by {diff:.2e}; not written")
     size = out.stat().st_size
-    log(f"wrote {out} (face, average of {len(files)}, {size / 1e6:.2f} MB)")
-    return {"path": str(out), "task": "face", "size_bytes": size, "max_abs_diff": diff, "metadata": info.to_metadata()}
+    log(f"wrote {out} ({task}, average of {len(files)}, {size / 1e6:.2f} MB)")
+    return {"path": str(out), "task": task, "size_bytes": size, "max_abs_diff": diff, "metadata": info.to_metadata()}
+
+
+def _dims(value_info) -> list[int]:
+    """An input's dimensions, 0 where it is free (a batch or a time axis, whatever its name)."""
+    return [d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def _scaler_map(member: dict, shared: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(scale, shift) taking features standardised with ``shared``'s scaler to ``member``'s own:
+    (f - mean) / std = x * std0 / std + (mean0 - mean) / std for x = (f - mean0) / std0, where
+    no scaler is mean 0 and std 1; (None, None) where the two are the same."""
+    if list(member.get("mean") or []) == list(shared.get("mean") or []) and list(member.get("std") or []) == list(
+        shared.get("std") or []
+    ):
+        return None, None
+    n = len(member.get("mean") or shared.get("mean"))
+
+    def stats(p):
+        if not p.get("mean"):
+            return np.zeros(n, np.float32), np.ones(n, np.float32)
+        return np.asarray(p["mean"], np.float32), np.asarray(p["std"], np.float32)
+
+    mean, std = stats(member)
+    mean0, std0 = stats(shared)
+    return (std0 / std).astype(np.float32), ((mean0 - mean) / std).astype(np.float32)
