@@ -98,7 +98,7 @@ class VoiceConfig:
     pitch: str = "off"  # voicing and pitch beside MFCC + log-mel: "off", "absolute" or "relative" (features.py)
     pooling: str = "meanmax"  # over time: "meanmax" (mean and max) or "attention" (AttentiveStatsPooling)
     augment: Augment = field(default_factory=Augment)
-    missing_label_weight: float = 0.0  # of the labels a clip's corpus lacks, in its loss (0: masked out)
+    missing_label_weight: float = 0.3  # of the labels a clip's corpus lacks, in its loss (0: masked out, 1: plain)
     keep: str = "best"  # model.keras: the best epoch on the held-out groups, or the last (run.KEEP)
     seed: int = 0
 
