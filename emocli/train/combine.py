@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .export import SCALER, ExportError, _card_metrics, _comparable, _set_metadata
+from .export import SCALER, ExportError, _card_metrics, _comparable, _scaler_map, _set_metadata
 
 PARITY_TOLERANCE = 1e-5  # the same graphs, run together: only float summation order differs
 
@@ -142,23 +142,3 @@ def combine_models(
 def _dims(value_info) -> list[int]:
     """An input's dimensions, 0 where it is free (a batch or a time axis, whatever its name)."""
     return [d.dim_value for d in value_info.type.tensor_type.shape.dim]
-
-
-def _scaler_map(member: dict, shared: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(scale, shift) taking features standardised with ``shared``'s scaler to ``member``'s own:
-    (f - mean) / std = x * std0 / std + (mean0 - mean) / std for x = (f - mean0) / std0, where
-    no scaler is mean 0 and std 1; (None, None) where the two are the same."""
-    if list(member.get("mean") or []) == list(shared.get("mean") or []) and list(member.get("std") or []) == list(
-        shared.get("std") or []
-    ):
-        return None, None
-    n = len(member.get("mean") or shared.get("mean"))
-
-    def stats(p):
-        if not p.get("mean"):
-            return np.zeros(n, np.float32), np.ones(n, np.float32)
-        return np.asarray(p["mean"], np.float32), np.asarray(p["std"], np.float32)
-
-    mean, std = stats(member)
-    mean0, std0 = stats(shared)
-    return (std0 / std).astype(np.float32), ((mean0 - mean) / std).astype(np.float32)

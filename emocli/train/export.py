@@ -123,14 +123,32 @@ def _rescaled(member, own: dict, shared: dict):
     affine map in front of it, so runs fitted on different corpora can share one file."""
     import keras
 
-    if not own.get("mean") or (own["mean"] == shared["mean"] and own["std"] == shared["std"]):
+    scale, shift = _scaler_map(own, shared)
+    if scale is None:
         return member
-    mean, std = np.asarray(own["mean"], np.float32), np.asarray(own["std"], np.float32)
-    mean0, std0 = np.asarray(shared["mean"], np.float32), np.asarray(shared["std"], np.float32)
-    # (f - mean) / std = x * std0 / std + (mean0 - mean) / std, for x = (f - mean0) / std0
     inputs = keras.Input(tuple(member.inputs[0].shape[1:]))
-    scaled = keras.layers.Rescaling(std0 / std, (mean0 - mean) / std, name="own_scaler")(inputs)
+    scaled = keras.layers.Rescaling(scale, shift, name="own_scaler")(inputs)
     return keras.Model(inputs, member(scaled), name=member.name)
+
+
+def _scaler_map(member: dict, shared: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(scale, shift) taking features standardised with ``shared``'s scaler to ``member``'s own:
+    (f - mean) / std = x * std0 / std + (mean0 - mean) / std for x = (f - mean0) / std0, where
+    no scaler is mean 0 and std 1; (None, None) where the two are the same."""
+    if list(member.get("mean") or []) == list(shared.get("mean") or []) and list(member.get("std") or []) == list(
+        shared.get("std") or []
+    ):
+        return None, None
+    n = len(member.get("mean") or shared.get("mean"))
+
+    def stats(p):
+        if not p.get("mean"):
+            return np.zeros(n, np.float32), np.ones(n, np.float32)
+        return np.asarray(p["mean"], np.float32), np.asarray(p["std"], np.float32)
+
+    mean, std = stats(member)
+    mean0, std0 = stats(shared)
+    return (std0 / std).astype(np.float32), ((mean0 - mean) / std).astype(np.float32)
 
 
 def _comparable(preprocess: dict) -> dict:
