@@ -20,7 +20,7 @@ os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PARITY_TOLERANCE = 1e-4
-SCALER = ("mean", "std")  # members of an ensemble may differ in these: _rescaled folds them in
+SCALER = ("mean", "std")  # members of an ensemble may differ in these: _scaler_map maps one to another
 INT8_AGREEMENT = 0.97  # least share of int8 top-1 labels equal to Keras's, else the export fails
 
 

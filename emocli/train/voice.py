@@ -4,12 +4,14 @@ Protocol: whole corpora (``holdout_corpora``) and whole speakers (``holdout_spea
 a fraction of every larger corpus's speakers) are left out of training. After every epoch
 each held-out group is scored at clip level (softmax averaged over 2 s windows with 50 %
 overlap, as ``emocli evaluate`` does); the best epoch is the best mean over the groups, so
-no corpus's own test speakers choose the model (``keep="last"``: the last epoch, chosen by none). A softmax temperature is then fitted on the
-held-out windows and stored with the preprocessing, so inference's confidences are calibrated.
+no corpus's own test speakers choose the model (``keep="last"``: the last epoch, chosen by
+none). A softmax temperature is then fitted on the held-out windows and stored with the
+preprocessing, so inference's confidences are calibrated.
 
-Corpora label different subsets of the seven emotions; the loss is restricted to each
-clip's corpus's labels (``voice_batches.masked_crossentropy``) and batches draw corpora and
-classes evenly (``voice_batches.sampling_weights``).
+Corpora label different subsets of the seven emotions; in each clip's softmax the labels its
+corpus never uses weigh ``missing_label_weight`` (``voice_batches.masked_crossentropy``: 0
+leaves them out, 1 is the plain cross-entropy), and batches draw corpora and classes evenly
+(``voice_batches.sampling_weights``).
 """
 
 from __future__ import annotations

@@ -262,11 +262,13 @@ class MelBatches(keras.utils.PyDataset):
 
 @keras.saving.register_keras_serializable(package="emocli")
 def masked_crossentropy(target, probs):
-    """Cross-entropy of the softmax restricted to the clip's corpus's labels.
+    """Cross-entropy of the softmax weighted towards the clip's corpus's labels.
 
-    ``target`` is [one-hot | mask]. With ``p = softmax(z)``, ``p_y / sum(p * mask)`` is the
-    softmax of ``z`` over the masked labels alone, so a corpus that never labels "disgust"
-    teaches nothing about how often disgust occurs.
+    ``target`` is [one-hot | mask]; the mask is 1 for the labels the corpus uses and
+    ``missing_label_weight`` for the rest (``MelBatches``). With ``p = softmax(z)``,
+    ``p_y / sum(p * mask)``: with weight 0 the softmax of ``z`` over the corpus's labels alone,
+    so a corpus that never labels "disgust" teaches nothing about how often disgust occurs;
+    with weight 1 the plain cross-entropy.
     """
     k = len(LABELS)
     onehot, mask = target[:, :k], target[:, k:]
