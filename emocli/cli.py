@@ -994,7 +994,7 @@ def evaluate(
         list[Path],
         typer.Option(
             metavar="PATH...",
-            help="Faces: fer2013.csv or an image folder. Voice: audio folders/files: --data A B ...",
+            help="Faces: fer2013.csv or a folder of [<split>/]<class>/ images (in photographs the face is found and cropped first). Voice: audio folders/files: --data A B ...",
             show_default=False,
         ),
     ],

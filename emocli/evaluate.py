@@ -8,6 +8,7 @@ clips are scored as in training's validation: the softmax of sliding windows
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,18 +18,22 @@ from .features import FeatureSpec, audio_features, fit_window, normalize
 from .labels import LABELS
 from .metrics import classification_report, plot_confusion
 
-# The object docs/contracts.md promises, then what was scored: `emocli export --metrics-json` puts an
-# evaluation on the model card, and a card names its dataset and split.
 EVALUATE_MAX_S = 60.0  # of a longer clip, its middle minute is scored
 
-JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split", "views")  # views: faces only
+# The object docs/contracts.md promises, then what was scored: `emocli export --metrics-json` puts an
+# evaluation on the model card, and a card names its dataset and split. views, photographs and
+# detected: faces only.
+JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split", "views", "photographs", "detected")
+
+# An image no larger than this on its shorter side is already a face crop (FER2013's are 48 px)
+# and is classified whole; a larger one is a photograph, whose face is found and cropped first.
+FACE_CROP_MAX_PX = 64
 
 
 @contextlib.contextmanager
 def one_line_warnings(say: Callable[[str], None]) -> Iterator[None]:
     """Within the block, each warning reaches ``say`` as one line ("warning: ..."), without
     the file, line and source text Python's default display adds."""
-    import warnings
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         text = str(message).strip()
@@ -82,7 +87,9 @@ def evaluate(
     """Accuracy, macro-F1 and confusion of a face or voice model on a labelled dataset.
 
     ``data``: for faces fer2013.csv or ``[<split>/]<class>/`` image folders (``split``
-    defaults to "test" when there is one, else "all"); for voice one or more folders or
+    defaults to "test" when there is one, else "all", else the only one); in a folder's
+    photographs the largest face is found and cropped as `emocli process` crops it
+    (``face_inputs``); for voice one or more folders or
     files in the RAVDESS/TESS/CREMA-D/``<class>/`` layouts. A face model classifies each
     face once, as `emocli process` does, or (``face_views``) over its views. With ``out``, writes
     ``<model>-confusion.png`` there (never beside the model, which may be read-only).
@@ -117,15 +124,49 @@ def _evaluate_faces(model_path: Path, source: Path, split: str | None, face_view
     from .models import FaceModel
 
     splits = load_faces(source)
-    name = split or ("test" if "test" in splits else "all")
+    name = split or ("test" if "test" in splits else next(iter(splits)) if len(splits) == 1 else "all")
     if name not in splits:
         raise ValueError(f"{source}: no split {name!r} (it has: {', '.join(sorted(splits))}); pick one with --split")
     images = splits[name]
     model = FaceModel(model_path, views=face_views)
-    probs = np.concatenate([model.predict(list(images.x[a : a + 512])) for a in range(0, len(images), 512)])
+    inputs, photo, detected = list(images.x), np.zeros(len(images), bool), np.zeros(len(images), bool)
+    if source.is_dir():
+        inputs, photo, detected = face_inputs([source / n for n in images.names], model.crop_margin)
+        if missed := int((photo & ~detected).sum()):
+            warnings.warn(
+                f"no face found in {missed} of {int(photo.sum())} photographs: each was classified whole", stacklevel=2
+            )
+    probs = np.concatenate([model.predict(inputs[a : a + 512]) for a in range(0, len(inputs), 512)])
     dataset = source.stem if source.is_file() else source.name
     views = len(model.zooms) * (2 if model.flip_average else 1)
-    return {**classification_report(images.y, probs.argmax(1)), "dataset": dataset, "split": name, "views": views}
+    report = {**classification_report(images.y, probs.argmax(1)), "dataset": dataset, "split": name, "views": views}
+    return {**report, "photographs": int(photo.sum()), "detected": int(detected.sum())}
+
+
+def face_inputs(paths: list[Path], margin: float) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """What the face model classifies for each image; which images are photographs (larger
+    than a face crop), and in which a face was detected.
+
+    An image of at most ``FACE_CROP_MAX_PX`` on its shorter side is a face crop already and
+    is used whole. In a larger one (a photograph, a video frame) the largest face is
+    detected and cropped as `emocli process` crops it (``margin`` of its size added on each
+    side, eyes level); where none is found the whole image is used, so it is still scored.
+    """
+    import cv2
+
+    from .faces import FaceDetector, align_face
+
+    inputs, photo, detected = [], np.zeros(len(paths), bool), np.zeros(len(paths), bool)
+    with FaceDetector(min_score=0.5, max_faces=1, min_face=0.0) as detector:
+        for i, path in enumerate(paths):
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:  # load_faces read it, so it changed since: say so rather than guess
+                raise ValueError(f"{path}: no longer a readable image")
+            photo[i] = min(image.shape[:2]) > FACE_CROP_MAX_PX
+            if photo[i] and (faces := detector.detect(image)):
+                image, detected[i] = align_face(image, faces[0], margin), True
+            inputs.append(image)
+    return inputs, photo, detected
 
 
 def _evaluate_voice(model_path: Path, sources: list[Path]) -> dict:

@@ -345,6 +345,39 @@ def test_evaluate_writes_its_picture_in_out_or_here_never_beside_the_model(face_
     assert [p.name for p in model.parent.iterdir()] == ["face.onnx"]
 
 
+def test_evaluate_finds_the_face_in_a_photograph_as_process_does(face_onnx, face_image, tmp_path):
+    """The stand-in model calls a bright crop happy and a dark one sad: a bright face in a dark
+    photograph is happy only if the face, not the whole picture, is classified."""
+    import cv2
+    import numpy as np
+    from conftest import scene
+
+    from emocli.evaluate import face_inputs
+    from emocli.faces import FaceDetector, align_face
+
+    photo = scene(face_image, at=((60, 300),), brightness=1.8)
+    photo[photo == 90] = 10  # the scene's grey background, dark
+    data = tmp_path / "faces" / "train" / "happy"  # one split only: it is the one scored
+    data.mkdir(parents=True)
+    cv2.imwrite(str(data / "photo.png"), photo)
+    cv2.imwrite(str(data / "empty.png"), np.full((360, 640, 3), 10, np.uint8))  # no face: scored whole
+    cv2.imwrite(str(data / "crop.png"), np.full((48, 48), 230, np.uint8))  # a face crop already: as it is
+
+    result = CliRunner().invoke(app, ["evaluate", str(face_onnx), "--data", str(data.parents[1]), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["split"], report["n"], report["photographs"], report["detected"]) == ("train", 3, 2, 1)
+    assert report["accuracy"] == pytest.approx(2 / 3)  # the empty photograph is dark: sad
+    assert "warning: no face found in 1 of 2 photographs: each was classified whole" in result.stderr
+
+    inputs, photographs, detected = face_inputs([data / "crop.png", data / "photo.png"], 0.15)
+    assert photographs.tolist() == [False, True] and detected.tolist() == [False, True]
+    assert inputs[0].shape == (48, 48, 3)
+    with FaceDetector(min_score=0.5, max_faces=1, min_face=0.0) as detector:
+        expected = align_face(photo, detector.detect(photo)[0], 0.15)
+    assert np.array_equal(inputs[1], expected) and max(expected.shape) < 300
+
+
 # ---------------------------------------------------------------- 6. signals
 
 
