@@ -16,6 +16,11 @@ the model's crop margin and views), so what is scored is what `emocli process` w
     python benchmarks/face_domains.py export/face.onnx other.onnx --data ../shared/data \\
         --media ../shared/media/crema-d [--one-view]
 
+``--photographs`` scores `emocli evaluate`'s choice instead: each image classified whole, or
+as evaluate classifies a photograph (``evaluate.face_inputs``: the largest face detected and
+cropped), on face crops of other sizes (FER2013 public-test faces enlarged; Yale cut to the
+detector's box plus a margin), Yale as it is and in a larger frame, and the CREMA-D frames.
+
 None of these is a test split: choose on them, report on sets never looked at.
 """
 
@@ -130,6 +135,57 @@ class MirrorAveraged:
         return (self.model.predict(crops) + self.model.predict([c[:, ::-1] for c in crops])) / 2
 
 
+def photographs_check(models: list[Path], data: Path, media: Path) -> None:
+    """Whole image against evaluate's detected crop, per set (one pass per net)."""
+    from emocli.datasets import load_faces
+    from emocli.evaluate import face_inputs
+    from emocli.faces import crop_face
+
+    rng = np.random.default_rng(0)
+    test = load_faces(data / "fer2013")["test"]
+    pick = rng.choice(len(test), 1500, replace=False)
+    yale_images, yale_y = yale(data)
+    with FaceDetector(min_score=0.5, max_faces=1, min_face=0.0) as detector:
+        boxes = [(image, detector.detect(image)) for image in yale_images]
+    sets = {
+        f"fer-test at {side} px": (
+            [cv2.resize(test.x[i], (side, side), interpolation=cv2.INTER_CUBIC) for i in pick],
+            test.y[pick],
+        )
+        for side in (96, 160)
+    }
+    for margin in (0.0, 0.1, 0.25, 0.5):
+        cut = [cv2.resize(crop_face(im, f[0], margin), (128, 128)) if f else im for im, f in boxes]
+        sets[f"yale cut at box + {margin:g}"] = (cut, yale_y)
+    sets["yale"] = (yale_images, yale_y)
+    framed = []
+    for im in yale_images:
+        h, w = im.shape[:2]
+        canvas = np.full((2 * h, 2 * w, 3), 128, np.uint8)
+        canvas[h // 3 : h // 3 + h, w // 2 : w // 2 + w] = im
+        framed.append(canvas)
+    sets["yale in a frame twice its size"] = (framed, yale_y)
+    crema, crema_y, _ = crema_frames(media)
+    sets["crema-d frames"] = (crema, crema_y)
+    print(f"{'model':<20} {'set':<32} {'n':>5} {'whole':>6} {'detected':>9} {'found':>6}")
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = {}
+        for name, (images, _) in sets.items():
+            paths = [Path(tmp) / f"{len(inputs)}-{i}.png" for i in range(len(images))]
+            for path, image in zip(paths, images):
+                cv2.imwrite(str(path), image)
+            inputs[name] = paths
+        for path in models:
+            model = FaceModel(path, views=False)
+            for name, (images, y) in sets.items():
+                crops, _, detected = face_inputs(inputs[name], model.crop_margin)
+                whole = float((model.predict(images).argmax(1) == y).mean())
+                found = float((model.predict(crops).argmax(1) == y).mean())
+                print(
+                    f"{path.name[:20]:<20} {name:<32} {len(y):>5} {whole:>6.3f} {found:>9.3f} {detected.mean():>6.2f}"
+                )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", type=Path)
@@ -142,7 +198,11 @@ def main() -> None:
         action="store_true",
         help="with --one-view: also the mirrored crop, averaged, as `emocli process` does",
     )
+    ap.add_argument("--photographs", action="store_true", help="whole images against evaluate's detected crops")
     args = ap.parse_args()
+    if args.photographs:
+        photographs_check(args.models, args.data, args.media)
+        return
 
     rng = np.random.default_rng(0)
     x_va, y_va = fer_validation(args.data)
