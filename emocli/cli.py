@@ -1065,6 +1065,8 @@ def evaluate(
     console.print(
         f"accuracy [bold]{report['accuracy']:.4f}[/], macro-F1 [bold]{report['macro_f1']:.4f}[/], n={report['n']}"
     )
+    if report.get("photographs"):
+        console.print(f"faces detected and cropped in {report['detected']} of {report['photographs']} photographs")
     console.print(f"confusion matrix: {report['confusion_png']}")
 
 

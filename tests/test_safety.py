@@ -369,6 +369,8 @@ def test_evaluate_finds_the_face_in_a_photograph_as_process_does(face_onnx, face
     assert (report["split"], report["n"], report["photographs"], report["detected"]) == ("train", 3, 2, 1)
     assert report["accuracy"] == pytest.approx(2 / 3)  # the empty photograph is dark: sad
     assert "warning: no face found in 1 of 2 photographs: each was classified whole" in result.stderr
+    table = CliRunner().invoke(app, ["evaluate", str(face_onnx), "--data", str(data.parents[1]), "-o", str(tmp_path)])
+    assert "faces detected and cropped in 1 of 2 photographs" in table.stdout
 
     inputs, photographs, detected = face_inputs([data / "crop.png", data / "photo.png"], 0.15)
     assert photographs.tolist() == [False, True] and detected.tolist() == [False, True]
