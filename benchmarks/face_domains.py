@@ -198,6 +198,7 @@ def main() -> None:
         action="store_true",
         help="with --one-view: also the mirrored crop, averaged, as `emocli process` does",
     )
+    ap.add_argument("--margin", type=float, help="crop with this margin instead of each model's own")
     ap.add_argument("--photographs", action="store_true", help="whole images against evaluate's detected crops")
     args = ap.parse_args()
     if args.photographs:
@@ -217,6 +218,8 @@ def main() -> None:
     with FaceDetector(min_score=0.3, max_faces=1, min_face=0.0) as detector:
         for path in args.models:
             net = FaceModel(path, views=not args.one_view)
+            if args.margin is not None:
+                net.crop_margin = args.margin
             model = MirrorAveraged(net) if args.mirror else net
             scores = {"fer-val": float((model.predict(list(x_va)).argmax(1) == y_va).mean())}
             for name, frames, y in (("fer-video", video, y_va[pick]), ("yale", yale_images, yale_y)):
