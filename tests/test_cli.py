@@ -17,7 +17,8 @@ from conftest import model_args
 from media_corpus import clip
 from typer.testing import CliRunner
 
-from emocli.cli import _model_file, app
+from emocli.cli import app
+from emocli.cli_models import _model_file
 
 COMMANDS = [[], ["process"], ["export"], ["evaluate"], ["models"], ["train"], ["train", "face"], ["train", "voice"]]
 
