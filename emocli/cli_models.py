@@ -153,7 +153,8 @@ def evaluate(
         list[Path],
         typer.Option(
             metavar="PATH...",
-            help="Faces: fer2013.csv or a folder of [<split>/]<class>/ images (in photographs the face is found and cropped first). Voice: audio folders/files: --data A B ...",
+            help="Faces: fer2013.csv or a folder of [<split>/]<class>/ images (in photographs the face is found "
+            "and cropped first). Voice: audio folders or files (as train voice reads them): --data A B ...",
             show_default=False,
         ),
     ],

@@ -205,8 +205,8 @@ def train_voice(
     data: Annotated[
         list[Path],
         typer.Option(
-            help="Corpora: folders with a labels.csv (path,emotion,speaker,...,corpus), RAVDESS or TESS folders, "
-            "CREMA-D files, or <class>/ folders of audio: --data A B ...",
+            help="Corpora: folders with a labels.csv (path,emotion,speaker,...,corpus), RAVDESS, TESS, CREMA-D, "
+            "EmoDB or SAVEE in their published layouts, or <class>/ folders of audio: --data A B ...",
             show_default=False,
         ),
     ],

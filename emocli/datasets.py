@@ -1,8 +1,8 @@
 """Labelled datasets in their published layouts, decoded once and cached as .npz.
 
 Faces: FER2013 as ``fer2013.csv`` (emotion,pixels,Usage) or as folders
-``[<split>/]<class>/*.jpg|png``. Voice: RAVDESS, TESS and CREMA-D by their naming
-schemes, or any ``<class>/`` folder of audio files. Everything goes through
+``[<split>/]<class>/*.jpg|png``. Voice: RAVDESS, TESS, CREMA-D, EmoDB and SAVEE by their
+naming schemes, a folder with a ``labels.csv``, or any ``<class>/`` folder of audio files. Everything goes through
 ``labels.canonical``; unknown classes and unreadable files warn and are skipped.
 """
 
@@ -39,6 +39,29 @@ RAVDESS_CODES = {
 RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 CREMA_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
 TESS_FOLDER = re.compile(r"^(OAF|YAF)_(.+)$", re.IGNORECASE)
+# EmoDB (Burkhardt et al., 2005): speaker, text, emotion (German initial), version: 03a01Fa.
+EMODB_NAME = re.compile(r"^(\d\d)([ab]\d\d)([WLEAFTN])([a-z])$")
+EMODB_CODES = {
+    "W": "anger",
+    "L": "boredom",
+    "E": "disgust",
+    "A": "fear",
+    "F": "happiness",
+    "T": "sadness",
+    "N": "neutral",
+}
+# SAVEE (Haq & Jackson, 2009): <speaker>/<code>NN (AudioData) or <speaker>_<code>NN (one folder).
+SAVEE_SPEAKERS = ("DC", "JE", "JK", "KL")
+SAVEE_NAME = re.compile(r"^(?:(DC|JE|JK|KL)_)?(a|d|f|h|n|sa|su)(\d\d)$")
+SAVEE_CODES = {
+    "a": "anger",
+    "d": "disgust",
+    "f": "fear",
+    "h": "happiness",
+    "n": "neutral",
+    "sa": "sadness",
+    "su": "surprise",
+}
 
 
 def cache_dir() -> Path:
@@ -267,6 +290,13 @@ def audio_item(path: Path, calm: str | None = "neutral") -> AudioItem | None:
     if m := TESS_FOLDER.match(parent):
         label = canonical(m.group(2))
         return label and AudioItem(path, label, f"tess:{m.group(1).upper()}", "tess", m.group(2))
+    if m := EMODB_NAME.match(stem):
+        source = EMODB_CODES[m.group(3)]  # boredom is none of the seven: skipped, with a warning
+        label = canonical(source)
+        return label and AudioItem(path, label, f"emodb:{m.group(1)}", "emodb", source)
+    if (m := SAVEE_NAME.match(stem)) and (speaker := m.group(1) or parent.upper()) in SAVEE_SPEAKERS:
+        source = SAVEE_CODES[m.group(2)]
+        return AudioItem(path, canonical(source), f"savee:{speaker}", "savee", source)
     label = canonical(parent, calm=calm)
     return label and AudioItem(path, label, f"{parent}:unknown", "folder", parent)
 

@@ -89,10 +89,11 @@ def evaluate(
     ``data``: for faces fer2013.csv or ``[<split>/]<class>/`` image folders (``split``
     defaults to "test" when there is one, else "all", else the only one); in a folder's
     photographs the largest face is found and cropped as `emocli process` crops it
-    (``face_inputs``); for voice one or more folders or
-    files in the RAVDESS/TESS/CREMA-D/``<class>/`` layouts. A face model classifies each
-    face once, as `emocli process` does, or (``face_views``) over its views. With ``out``, writes
-    ``<model>-confusion.png`` there (never beside the model, which may be read-only).
+    (``face_inputs``); for voice one or more folders or files in the RAVDESS, TESS, CREMA-D,
+    EmoDB, SAVEE or ``<class>/`` layouts, or with a ``labels.csv``. A face model classifies
+    each face once, as `emocli process` does, or (``face_views``) over its views. With
+    ``out``, writes ``<model>-confusion.png`` there (never beside the model, which may be
+    read-only).
     """
     from .models import ModelError, read_info
 

@@ -187,6 +187,36 @@ def test_audio_layouts_are_recognised(data):
     assert all(np.array_equal(a, b) for a, b in zip(cached, waves))
 
 
+def test_emodb_and_savee_are_recognised_by_their_published_names(tmp_path):
+    from conftest import tone, write_wav
+
+    from emocli.datasets import find_audio
+
+    names = [
+        "emodb/wav/03a01Fa.wav",  # speaker 03, happiness (Freude)
+        "emodb/wav/16b10Wb.wav",  # speaker 16, anger (Wut)
+        "emodb/wav/08a02Lc.wav",  # boredom (Langeweile): none of the seven, skipped
+        "savee/AudioData/DC/sa03.wav",  # sadness, the speaker from the folder
+        "savee/ALL/JE_su12.wav",  # surprise, the speaker from the name
+        "savee/AudioData/KL/n30.wav",
+        "other/happy/a01.wav",  # a SAVEE-like name in a <class>/ folder: the folder's label
+    ]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        write_wav(tmp_path / name, tone(0.5))
+    with pytest.warns(UserWarning, match="boredom"):
+        items = find_audio([tmp_path / "emodb", tmp_path / "savee", tmp_path / "other"])
+    found = {(it.path.name, it.label, it.speaker, it.dataset) for it in items}
+    assert found == {
+        ("03a01Fa.wav", "happy", "emodb:03", "emodb"),
+        ("16b10Wb.wav", "angry", "emodb:16", "emodb"),
+        ("sa03.wav", "sad", "savee:DC", "savee"),
+        ("JE_su12.wav", "surprise", "savee:JE", "savee"),
+        ("n30.wav", "neutral", "savee:KL", "savee"),
+        ("a01.wav", "happy", "happy:unknown", "folder"),
+    }
+
+
 # ---------------------------------------------------------------- training
 
 
