@@ -22,8 +22,20 @@ EVALUATE_MAX_S = 60.0  # of a longer clip, its middle minute is scored
 
 # The object docs/contracts.md promises, then what was scored: `emocli export --metrics-json` puts an
 # evaluation on the model card, and a card names its dataset and split. views, photographs and
-# detected: faces only.
-JSON_KEYS = ("accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split", "views", "photographs", "detected")
+# detected: faces only; per_dataset: voice only (accuracy, macro-F1 and n of each corpus).
+JSON_KEYS = (
+    "accuracy",
+    "macro_f1",
+    "n",
+    "labels",
+    "confusion",
+    "dataset",
+    "split",
+    "views",
+    "photographs",
+    "detected",
+    "per_dataset",
+)
 
 # An image no larger than this on its shorter side is already a face crop (FER2013's are 48 px)
 # and is classified whole; a larger one is a photograph, whose face is found and cropped first.

@@ -187,7 +187,7 @@ def test_audio_layouts_are_recognised(data):
     assert all(np.array_equal(a, b) for a, b in zip(cached, waves))
 
 
-def test_emodb_and_savee_are_recognised_by_their_published_names(tmp_path):
+def test_emodb_and_savee_are_recognised_by_their_published_names(exported, tmp_path):
     from conftest import tone, write_wav
 
     from emocli.datasets import find_audio
@@ -215,6 +215,12 @@ def test_emodb_and_savee_are_recognised_by_their_published_names(tmp_path):
         ("n30.wav", "neutral", "savee:KL", "savee"),
         ("a01.wav", "happy", "happy:unknown", "folder"),
     }
+    # evaluate scores each corpus on its own too
+    report = json.loads(
+        cli("evaluate", exported["voice"], "--data", tmp_path / "emodb", tmp_path / "savee", "--json").stdout
+    )
+    assert {name: part["n"] for name, part in report["per_dataset"].items()} == {"emodb": 2, "savee": 3}
+    assert report["n"] == 5 and report["dataset"] == "emodb, savee"
 
 
 # ---------------------------------------------------------------- training
@@ -718,8 +724,9 @@ def test_evaluate_voice_json_matches_a_manual_computation(exported, data):
 
     result = cli("evaluate", exported["voice"], "--data", data / "ravdess" / "Actor_17", "--json")
     report = json.loads(result.stdout)
-    assert list(report) == ["accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split"]
+    assert list(report) == ["accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split", "per_dataset"]
     assert report["dataset"] == "ravdess" and report["split"] == "clip level, ravdess:17"
+    assert report["per_dataset"] == {"ravdess": {k: report[k] for k in ("accuracy", "macro_f1", "n")}}
 
     # By hand: every clip (1.2 s) is shorter than the 2 s window, so it is one window,
     # centred and padded with the features of silence.
