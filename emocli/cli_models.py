@@ -227,7 +227,10 @@ def evaluate(
     )
     if len(report.get("per_dataset", {})) > 1:
         for name, part in report["per_dataset"].items():
-            console.print(f"  {name}: accuracy {part['accuracy']:.4f}, macro-F1 {part['macro_f1']:.4f}, n={part['n']}")
+            console.print(
+                f"  {name}: accuracy {part['accuracy']:.4f} (chance {part['chance']:.3f}), "
+                f"macro-F1 {part['macro_f1']:.4f}, n={part['n']}"
+            )
     if report.get("photographs"):
         console.print(f"faces detected and cropped in {report['detected']} of {report['photographs']} photographs")
     console.print(f"confusion matrix: {report['confusion_png']}")

@@ -22,7 +22,7 @@ EVALUATE_MAX_S = 60.0  # of a longer clip, its middle minute is scored
 
 # The object docs/contracts.md promises, then what was scored: `emocli export --metrics-json` puts an
 # evaluation on the model card, and a card names its dataset and split. views, photographs and
-# detected: faces only; per_dataset: voice only (accuracy, macro-F1 and n of each corpus).
+# detected: faces only; per_dataset: voice only (accuracy, macro-F1, n and chance of each corpus).
 JSON_KEYS = (
     "accuracy",
     "macro_f1",
@@ -193,14 +193,12 @@ def _evaluate_voice(model_path: Path, sources: list[Path]) -> dict:
     y = np.asarray([LABELS.index(it.label) for it in items], np.int64)
     report = classification_report(y, probs.argmax(1))
     datasets = np.asarray([it.dataset for it in items])
-    report["per_dataset"] = {
-        name: {
-            k: v
-            for k, v in classification_report(y[datasets == name], probs[datasets == name].argmax(1)).items()
-            if k in ("accuracy", "macro_f1", "n")
-        }
-        for name in sorted(set(datasets.tolist()))
-    }
+    report["per_dataset"] = {}
+    for name in sorted(set(datasets.tolist())):
+        part = classification_report(y[datasets == name], probs[datasets == name].argmax(1))
+        # chance: the accuracy of guessing among the labels this corpus uses
+        chance = 1.0 / len(set(y[datasets == name].tolist()))
+        report["per_dataset"][name] = {**{k: part[k] for k in ("accuracy", "macro_f1", "n")}, "chance": chance}
     report["dataset"] = ", ".join(report["per_dataset"])
     report["split"] = (
         "clip level, "

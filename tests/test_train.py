@@ -726,7 +726,10 @@ def test_evaluate_voice_json_matches_a_manual_computation(exported, data):
     report = json.loads(result.stdout)
     assert list(report) == ["accuracy", "macro_f1", "n", "labels", "confusion", "dataset", "split", "per_dataset"]
     assert report["dataset"] == "ravdess" and report["split"] == "clip level, ravdess:17"
-    assert report["per_dataset"] == {"ravdess": {k: report[k] for k in ("accuracy", "macro_f1", "n")}}
+    chance = 1 / len({row for row, counts in enumerate(report["confusion"]) if sum(counts)})
+    assert report["per_dataset"] == {
+        "ravdess": {**{k: report[k] for k in ("accuracy", "macro_f1", "n")}, "chance": chance}
+    }
 
     # By hand: every clip (1.2 s) is shorter than the 2 s window, so it is one window,
     # centred and padded with the features of silence.
