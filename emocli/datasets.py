@@ -40,7 +40,6 @@ RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
 CREMA_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
 TESS_FOLDER = re.compile(r"^(OAF|YAF)_(.+)$", re.IGNORECASE)
 # EmoDB (Burkhardt et al., 2005): speaker, text, emotion (German initial), version: 03a01Fa.
-EMODB_NAME = re.compile(r"^(\d\d)([ab]\d\d)([WLEAFTN])([a-z])$")
 EMODB_CODES = {
     "W": "anger",
     "L": "boredom",
@@ -50,9 +49,9 @@ EMODB_CODES = {
     "T": "sadness",
     "N": "neutral",
 }
+EMODB_NAME = re.compile(rf"^(\d\d)([ab]\d\d)([{''.join(EMODB_CODES)}])([a-z])$")
 # SAVEE (Haq & Jackson, 2009): <speaker>/<code>NN (AudioData) or <speaker>_<code>NN (one folder).
 SAVEE_SPEAKERS = ("DC", "JE", "JK", "KL")
-SAVEE_NAME = re.compile(r"^(?:(DC|JE|JK|KL)_)?(a|d|f|h|n|sa|su)(\d\d)$")
 SAVEE_CODES = {
     "a": "anger",
     "d": "disgust",
@@ -62,6 +61,7 @@ SAVEE_CODES = {
     "sa": "sadness",
     "su": "surprise",
 }
+SAVEE_NAME = re.compile(rf"^(?:({'|'.join(SAVEE_SPEAKERS)})_)?({'|'.join(SAVEE_CODES)})(\d\d)$")
 
 
 def cache_dir() -> Path:
