@@ -17,7 +17,7 @@ the model's crop margin and views), so what is scored is what `emocli process` w
         --media ../shared/media/crema-d [--one-view]
 
 ``--photographs`` scores `emocli evaluate`'s choice instead: each image classified whole, or
-as evaluate classifies a photograph (``evaluate.face_inputs``: the largest face detected and
+as evaluate classifies a photograph (``evaluate.crop_faces``: the largest face detected and
 cropped), on face crops of other sizes (FER2013 public-test faces enlarged; Yale cut to the
 detector's box plus a margin), Yale as it is and in a larger frame, and the CREMA-D frames.
 
@@ -138,7 +138,7 @@ class MirrorAveraged:
 def photographs_check(models: list[Path], data: Path, media: Path) -> None:
     """Whole image against evaluate's detected crop, per set (one pass per net)."""
     from emocli.datasets import load_faces
-    from emocli.evaluate import face_inputs
+    from emocli.evaluate import crop_faces
     from emocli.faces import crop_face
 
     rng = np.random.default_rng(0)
@@ -168,22 +168,13 @@ def photographs_check(models: list[Path], data: Path, media: Path) -> None:
     crema, crema_y, _ = crema_frames(media)
     sets["crema-d frames"] = (crema, crema_y)
     print(f"{'model':<20} {'set':<32} {'n':>5} {'whole':>6} {'detected':>9} {'found':>6}")
-    with tempfile.TemporaryDirectory() as tmp:
-        inputs = {}
-        for name, (images, _) in sets.items():
-            paths = [Path(tmp) / f"{len(inputs)}-{i}.png" for i in range(len(images))]
-            for path, image in zip(paths, images):
-                cv2.imwrite(str(path), image)
-            inputs[name] = paths
-        for path in models:
-            model = FaceModel(path, views=False)
-            for name, (images, y) in sets.items():
-                crops, _, detected = face_inputs(inputs[name], model.crop_margin)
-                whole = float((model.predict(images).argmax(1) == y).mean())
-                found = float((model.predict(crops).argmax(1) == y).mean())
-                print(
-                    f"{path.name[:20]:<20} {name:<32} {len(y):>5} {whole:>6.3f} {found:>9.3f} {detected.mean():>6.2f}"
-                )
+    for path in models:
+        model = FaceModel(path, views=False)
+        for name, (images, y) in sets.items():
+            crops, detected = crop_faces(images, model.crop_margin)
+            whole = float((model.predict(images).argmax(1) == y).mean())
+            found = float((model.predict(crops).argmax(1) == y).mean())
+            print(f"{path.name[:20]:<20} {name:<32} {len(y):>5} {whole:>6.3f} {found:>9.3f} {detected.mean():>6.2f}")
 
 
 def main() -> None:

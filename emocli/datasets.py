@@ -119,6 +119,7 @@ class ImageSet:
     x: np.ndarray  # (n, 48, 48) uint8 grayscale
     y: np.ndarray  # (n,) int64 index into LABELS
     names: np.ndarray | None = None  # (n,) str: each image's path relative to the dataset's root
+    sides: np.ndarray | None = None  # (n,) int: each image's shorter side as stored, before resizing
 
     def __len__(self) -> int:
         return len(self.y)
@@ -150,14 +151,17 @@ def training_faces(source: str | Path, size: int = 48) -> ImageSet:
     return train
 
 
+IMAGE_SET_ARRAYS = ("x", "y", "names", "sides")  # what a face dataset's cache holds, in ImageSet's order
+
+
 def _cached(source: Path, files: list[Path], size: int, reader) -> dict[str, ImageSet]:
-    cache = cache_dir() / f"faces-{source.name}-{_fingerprint(files, f'{source.resolve()}|{size}|names')}.npz"
+    cache = cache_dir() / f"faces-{source.name}-{_fingerprint(files, f'{source.resolve()}|{size}|names|sides')}.npz"
     if cache.is_file():
         with np.load(cache) as z:
             splits = sorted({k.rsplit("_", 1)[0] for k in z.files})
-            return {s: ImageSet(z[f"{s}_x"], z[f"{s}_y"], z[f"{s}_names"]) for s in splits}
+            return {s: ImageSet(*(z[f"{s}_{k}"] for k in IMAGE_SET_ARRAYS)) for s in splits}
     splits = reader(source, size)
-    _save_npz(cache, **{f"{s}_{k}": getattr(d, k) for s, d in splits.items() for k in ("x", "y", "names")})
+    _save_npz(cache, **{f"{s}_{k}": getattr(d, k) for s, d in splits.items() for k in IMAGE_SET_ARRAYS})
     return splits
 
 
@@ -167,6 +171,7 @@ def _read_fer_csv(path: Path, size: int) -> dict[str, ImageSet]:
     xs: dict[str, list] = {}
     ys: dict[str, list] = {}
     names: dict[str, list] = {}
+    sides: dict[str, list] = {}
     skipped = SkipCounter("rows")
     with open(path, newline="") as f:
         for n, row in enumerate(csv.DictReader(f), start=2):
@@ -184,8 +189,12 @@ def _read_fer_csv(path: Path, size: int) -> dict[str, ImageSet]:
             xs.setdefault(split, []).append(img)
             ys.setdefault(split, []).append(LABELS.index(label))
             names.setdefault(split, []).append(f"{path.name}:{n}")
+            sides.setdefault(split, []).append(side)
     skipped.report()
-    return {s: ImageSet(np.stack(xs[s]), np.asarray(ys[s], np.int64), np.asarray(names[s])) for s in xs}
+    return {
+        s: ImageSet(np.stack(xs[s]), np.asarray(ys[s], np.int64), np.asarray(names[s]), np.asarray(sides[s]))
+        for s in xs
+    }
 
 
 def _split_of(rel: Path) -> str:
@@ -201,6 +210,7 @@ def _read_image_folders(root: Path, files: list[Path], size: int) -> dict[str, I
     xs: dict[str, list] = {}
     ys: dict[str, list] = {}
     names: dict[str, list] = {}
+    sides: dict[str, list] = {}
     skipped = SkipCounter("images")
     for path in sorted(files):
         label = canonical(path.parent.name)
@@ -210,17 +220,21 @@ def _read_image_folders(root: Path, files: list[Path], size: int) -> dict[str, I
         if img is None:
             skipped.add(path, "not a decodable image")
             continue
-        if img.shape != (size, size):
-            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
         rel = path.relative_to(root)
         split = _split_of(rel)
+        sides.setdefault(split, []).append(min(img.shape))
+        if img.shape != (size, size):
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
         xs.setdefault(split, []).append(img)
         ys.setdefault(split, []).append(LABELS.index(label))
         names.setdefault(split, []).append(rel.as_posix())
     skipped.report()
     if not xs:
         raise ValueError(f"{root}: no image in a folder named after an emotion")
-    return {s: ImageSet(np.stack(xs[s]), np.asarray(ys[s], np.int64), np.asarray(names[s])) for s in xs}
+    return {
+        s: ImageSet(np.stack(xs[s]), np.asarray(ys[s], np.int64), np.asarray(names[s]), np.asarray(sides[s]))
+        for s in xs
+    }
 
 
 # FER+'s vote columns that name one of the seven labels; contempt, unknown and

@@ -101,7 +101,7 @@ def evaluate(
     ``data``: for faces fer2013.csv or ``[<split>/]<class>/`` image folders (``split``
     defaults to "test" when there is one, else "all", else the only one); in a folder's
     photographs the largest face is found and cropped as `emocli process` crops it
-    (``face_inputs``); for voice one or more folders or files in the RAVDESS, TESS, CREMA-D,
+    (``crop_faces``); for voice one or more folders or files in the RAVDESS, TESS, CREMA-D,
     EmoDB, SAVEE or ``<class>/`` layouts, or with a ``labels.csv``. A face model classifies
     each face once, as `emocli process` does, or (``face_views``) over its views. With
     ``out``, writes ``<model>-confusion.png`` there (never beside the model, which may be
@@ -144,7 +144,11 @@ def _evaluate_faces(model_path: Path, source: Path, split: str | None, face_view
     model = FaceModel(model_path, views=face_views)
     inputs, photo, detected = list(images.x), np.zeros(len(images), bool), np.zeros(len(images), bool)
     if source.is_dir():
-        inputs, photo, detected = face_inputs([source / n for n in images.names], model.crop_margin)
+        # Only the photographs are read again: the cached 48x48 crops serve for the rest.
+        photo = images.sides > FACE_CROP_MAX_PX
+        crops, _, detected[photo] = face_inputs([source / n for n in images.names[photo]], model.crop_margin)
+        for i, crop in zip(np.flatnonzero(photo), crops, strict=True):
+            inputs[i] = crop
         if missed := int((photo & ~detected).sum()):
             warnings.warn(
                 f"no face found in {missed} of {int(photo.sum())} photographs: each was classified whole", stacklevel=2
@@ -167,19 +171,35 @@ def face_inputs(paths: list[Path], margin: float) -> tuple[list[np.ndarray], np.
     """
     import cv2
 
+    images = []
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:  # load_faces read it, so it changed since: say so rather than guess
+            raise ValueError(f"{path}: no longer a readable image")
+        images.append(image)
+    photo = np.asarray([min(image.shape[:2]) > FACE_CROP_MAX_PX for image in images], bool)
+    detected = np.zeros(len(images), bool)
+    crops, detected[photo] = crop_faces([image for image, p in zip(images, photo) if p], margin)
+    for i, crop in zip(np.flatnonzero(photo), crops, strict=True):
+        images[i] = crop
+    return images, photo, detected
+
+
+def crop_faces(images: list[np.ndarray], margin: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each image's largest face, cropped as `emocli process` crops it (``margin`` of its size
+    added on each side, eyes level), or the image itself where no face is found; and where one
+    was."""
     from .faces import FaceDetector, align_face
 
-    inputs, photo, detected = [], np.zeros(len(paths), bool), np.zeros(len(paths), bool)
+    crops, detected = [], np.zeros(len(images), bool)
+    if not images:
+        return crops, detected
     with FaceDetector(min_score=0.5, max_faces=1, min_face=0.0) as detector:
-        for i, path in enumerate(paths):
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:  # load_faces read it, so it changed since: say so rather than guess
-                raise ValueError(f"{path}: no longer a readable image")
-            photo[i] = min(image.shape[:2]) > FACE_CROP_MAX_PX
-            if photo[i] and (faces := detector.detect(image)):
+        for i, image in enumerate(images):
+            if faces := detector.detect(image):
                 image, detected[i] = align_face(image, faces[0], margin), True
-            inputs.append(image)
-    return inputs, photo, detected
+            crops.append(image)
+    return crops, detected
 
 
 def _evaluate_voice(model_path: Path, sources: list[Path]) -> dict:
