@@ -11,6 +11,10 @@ reports the model's accuracy at each, beside its accuracy on the original 48x48 
 
 ``--run`` takes the faces the run set aside for validation (its seed and fraction), so
 the margin is chosen without looking at a test split; ``--data`` scores any other set.
+
+``--photographs DATA MEDIA`` adds a check that needs no labels: the margin at which emocli's
+crop of a real photograph (Yale portraits under DATA/yalefaces, frames of the CREMA-D clips
+in MEDIA) holds the eyes and mouth as far apart, relative to its side, as FER2013's faces do.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import cv2
 import numpy as np
 
 from emocli.datasets import load_faces, stratified_split, training_faces
-from emocli.faces import FaceDetector, crop_face
+from emocli.faces import LEFT_EYE, MOUTH, RIGHT_EYE, FaceDetector, crop_face
 from emocli.models import FaceModel
 
 MARGINS = (-0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
@@ -45,6 +49,28 @@ def place(face48: np.ndarray, side: int = 192, frame=(360, 640)) -> tuple[np.nda
     return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR), (x0 + pad, y0 + pad, side, side)
 
 
+def spans(face) -> tuple[float, float]:
+    """The distance between the eyes and from their midpoint down to the mouth, in the face's pixels."""
+    r, left, m = (np.asarray(face.keypoint(k)) for k in (RIGHT_EYE, LEFT_EYE, MOUTH))
+    return float(np.linalg.norm(left - r)), float(m[1] - (r[1] + left[1]) / 2)
+
+
+def framing_check(fer_spans: np.ndarray, data: Path, media: Path, detector: FaceDetector) -> None:
+    """Per photograph set, the margin whose crop matches FER2013's eye and eye-to-mouth spans
+    (medians; a crop's side is the box's longer side times 1 + 2 x margin)."""
+    from face_domains import crema_frames, yale
+
+    fer = np.median(fer_spans, axis=0)  # per FER side
+    print(f"FER2013: eyes {fer[0]:.3f} of the face's side apart, mouth {fer[1]:.3f} below them")
+    for name, images in (("yale", yale(data)[0]), ("crema-d frames", crema_frames(media)[0])):
+        found = [f[0] for f in map(detector.detect, images) if f]
+        ratio = np.array([[*spans(f)] for f in found]) / np.array([[max(f.w, f.h)] for f in found])
+        eyes, mouth = ((np.median(ratio, axis=0) / fer) - 1) / 2
+        print(
+            f"{name}: {len(found)} faces; the margin that matches FER's eye span {eyes:.3f}, its eye-to-mouth {mouth:.3f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="export/face.onnx")
@@ -53,12 +79,13 @@ def main() -> None:
     ap.add_argument("--split", default=None)
     ap.add_argument("--per-class", type=int, default=60, help="faces per class (disgust has fewer)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--photographs", nargs=2, type=Path, metavar=("DATA", "MEDIA"), help="also the label-free check")
     args = ap.parse_args()
 
     if args.run:
         config = json.loads((Path(args.run) / "config.json").read_text())
         data = training_faces(config["data"])
-        pool = stratified_split(data.y, config["val_fraction"], config["seed"])[1]
+        pool = stratified_split(data.y, config["val_fraction"], config.get("split_seed", config["seed"]))[1]
     else:
         splits = load_faces(args.data)
         data = splits[args.split] if args.split else (splits.get("test") or next(iter(splits.values())))
@@ -69,7 +96,7 @@ def main() -> None:
     direct = float((model.predict(list(data.x[idx])).argmax(1) == data.y[idx]).mean())
 
     correct = dict.fromkeys(MARGINS, 0)
-    found, framing = 0, []
+    found, framing, fer_spans = 0, [], []
     with FaceDetector(min_score=0.3, max_faces=1, min_face=0.0) as detector:
         for i in idx:
             frame, (fx, fy, fs, _) = place(data.x[i])
@@ -79,10 +106,13 @@ def main() -> None:
             found += 1
             f = faces[0]
             framing.append((max(f.w, f.h) / fs, (f.x + f.w / 2 - fx) / fs - 0.5, (f.y + f.h / 2 - fy) / fs - 0.5))
+            fer_spans.append(np.asarray(spans(f)) / fs)
             crops = [crop_face(frame, f, m) for m in MARGINS]
             pred = model.predict(crops).argmax(1)
             for m, p in zip(MARGINS, pred):
                 correct[m] += int(p == data.y[i])
+        if args.photographs:
+            framing_check(np.asarray(fer_spans), *args.photographs, detector)
     acc = {m: correct[m] / max(found, 1) for m in MARGINS}
     best = max(acc, key=acc.get)
     box = np.mean(framing, axis=0) if framing else (0, 0, 0)
