@@ -9,7 +9,7 @@ reports the model's accuracy at each, beside its accuracy on the original 48x48 
 
     python benchmarks/face_margin.py --model export/face.onnx --run runs/face
 
-``--run`` takes the faces the run set aside for validation (its seed and fraction), so
+``--run`` takes the faces the run set aside for validation (its split seed and fraction), so
 the margin is chosen without looking at a test split; ``--data`` scores any other set.
 
 ``--photographs DATA MEDIA`` adds a check that needs no labels: the margin at which emocli's
