@@ -146,7 +146,7 @@ def _evaluate_faces(model_path: Path, source: Path, split: str | None, face_view
     if source.is_dir():
         # Only the photographs are read again: the cached 48x48 crops serve for the rest.
         photo = images.sides > FACE_CROP_MAX_PX
-        crops, _, detected[photo] = face_inputs([source / n for n in images.names[photo]], model.crop_margin)
+        crops, detected[photo] = crop_faces(read_images([source / n for n in images.names[photo]]), model.crop_margin)
         for i, crop in zip(np.flatnonzero(photo), crops, strict=True):
             inputs[i] = crop
         if missed := int((photo & ~detected).sum()):
@@ -169,6 +169,17 @@ def face_inputs(paths: list[Path], margin: float) -> tuple[list[np.ndarray], np.
     detected and cropped as `emocli process` crops it (``margin`` of its size added on each
     side, eyes level); where none is found the whole image is used, so it is still scored.
     """
+    images = read_images(paths)
+    photo = np.asarray([min(image.shape[:2]) > FACE_CROP_MAX_PX for image in images], bool)
+    detected = np.zeros(len(images), bool)
+    crops, detected[photo] = crop_faces([image for image, p in zip(images, photo) if p], margin)
+    for i, crop in zip(np.flatnonzero(photo), crops, strict=True):
+        images[i] = crop
+    return images, photo, detected
+
+
+def read_images(paths: list[Path]) -> list[np.ndarray]:
+    """The images at ``paths`` as BGR arrays."""
     import cv2
 
     images = []
@@ -177,12 +188,7 @@ def face_inputs(paths: list[Path], margin: float) -> tuple[list[np.ndarray], np.
         if image is None:  # load_faces read it, so it changed since: say so rather than guess
             raise ValueError(f"{path}: no longer a readable image")
         images.append(image)
-    photo = np.asarray([min(image.shape[:2]) > FACE_CROP_MAX_PX for image in images], bool)
-    detected = np.zeros(len(images), bool)
-    crops, detected[photo] = crop_faces([image for image, p in zip(images, photo) if p], margin)
-    for i, crop in zip(np.flatnonzero(photo), crops, strict=True):
-        images[i] = crop
-    return images, photo, detected
+    return images
 
 
 def crop_faces(images: list[np.ndarray], margin: float) -> tuple[list[np.ndarray], np.ndarray]:
