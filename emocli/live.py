@@ -10,11 +10,8 @@ end of the stream, or on SIGINT/SIGTERM, with every finished interval written.
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -25,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from .labels import LABELS
+from .live_outputs import LiveCsv, LiveVideo, draw, fused_label
 from .media.frames import Frame, FrameSampler
 from .media.stream import KEEP_S, Arrivals, AudioBuffer, FrameBuffer, LiveSource, Source, has_display, parse_source
-from .media.tools import MediaError, ffmpeg_command
+from .media.tools import MediaError
 from .pipeline import AnalyzeOptions, Analyzer, _frame_times, _per_interval
-from .timeline import COLUMNS, Row
+from .timeline import Row
 
 RETRY_WAIT_S = 1.0  # between a dropped stream and the next attempt to open it
 OPENING_S = 5.0  # allowed on top of --timeout for a source's first data
@@ -79,159 +77,6 @@ class _Stop:
         return self.signum != 0
 
 
-class _Csv:
-    """The timeline CSV, opened once (never over an existing file), a header, then rows
-    appended and flushed interval by interval, cells as ``Timeline.write_csv`` writes them."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._file = open(path, "x", newline="", encoding="utf-8")
-        self._out = csv.writer(self._file, lineterminator="\n")
-        self._out.writerow(COLUMNS)
-        self._file.flush()
-
-    def write(self, rows: list[Row]) -> None:
-        self._out.writerows(row.to_cells() for row in rows)
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class _Annotated:
-    """The annotated picture and the sound (16 kHz mono, AAC) as fragmented MP4 (H.264),
-    written by ffmpeg as frames come: every fragment is playable, so the file is too,
-    whenever the run stops. Frame ``n`` is at ``n / rate`` s, as in the stream; the sound is
-    fed in step with the frames, so neither of ffmpeg's inputs waits on the other."""
-
-    def __init__(self, path: Path, size: tuple[int, int], rate: float, audio: AudioBuffer | None):
-        w, h = size
-        self.path, self.rate, self.next = path, rate, 0
-        self.audio, self.heard = audio, 0  # samples of sound written
-        self._last: np.ndarray | None = None
-        sound: list[str] = []
-        read = None
-        if audio is not None:
-            read, write = os.pipe()
-            sound = ["-f", "f32le", "-ar", str(audio.sample_rate), "-ac", "1", "-i", f"pipe:{read}"]
-        cmd = ffmpeg_command(
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "bgr24",
-            "-s",
-            f"{w}x{h}",
-            "-r",
-            f"{rate:.9g}",
-            "-i",
-            "pipe:0",
-            *sound,
-            "-map",
-            "0:v",
-            *(["-map", "1:a", "-c:a", "aac", "-b:a", "64k"] if sound else []),
-            "-vf",
-            "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            str(max(1, round(rate))),  # a keyframe, hence a fragment, every second
-            "-movflags",
-            "frag_keyframe+empty_moov+default_base_moof",
-            "-f",
-            "mp4",
-            str(path),
-        )
-        self._proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            pass_fds=(read,) if read is not None else (),
-            process_group=0,
-        )
-        self._sound = None
-        if read is not None:
-            os.close(read)
-            self._sound = os.fdopen(write, "wb", buffering=0)
-
-    def write(self, n: int, frame: np.ndarray) -> None:
-        """Frame ``n`` of the grid; frames that never came are the one before, repeated."""
-        if n < self.next:
-            return
-        try:
-            while self.next <= n:
-                self._proc.stdin.write(
-                    np.ascontiguousarray(frame if self.next == n or self._last is None else self._last).tobytes()
-                )
-                self.next += 1
-                self._hear(self.next / self.rate)
-        except (BrokenPipeError, ValueError):
-            return
-        self._last = frame
-
-    def _hear(self, until: float) -> None:
-        """The sound up to ``until`` s (silence where none was heard)."""
-        if self._sound is None:
-            return
-        end = round(until * self.audio.sample_rate)
-        if end > self.heard:
-            self._sound.write(self.audio.window(self.heard, end - self.heard).tobytes())
-            self.heard = end
-
-    def close(self) -> None:
-        for pipe in (self._proc.stdin, self._sound):
-            try:
-                if pipe is not None:
-                    pipe.close()
-            except BrokenPipeError:
-                pass
-        self._proc.wait()
-
-
-def draw(frame: np.ndarray, rows: list[Row], t: float | None = None) -> np.ndarray:
-    """``frame`` with the faces of ``rows`` (one interval's) boxed and labelled, and the voice's label;
-    boxes where each face was followed nearest ``t``."""
-    import cv2
-
-    from .outputs import COLOURS
-
-    out = frame.copy()
-    scale = max(0.4, min(out.shape[:2]) / 700)
-    thick = max(1, round(2 * scale))
-    for r in rows:
-        if not r.face:
-            continue
-        x, y, w, h = r.face.box
-        if t is not None and r.face.track:
-            _, x, y, w, h = min(r.face.track, key=lambda p: abs(p[0] - t))
-        shown = r.fused or r.face.emotion
-        label = shown.label if shown else None
-        colour = tuple(reversed(COLOURS.get(label, (255, 255, 255))))
-        text = f"#{r.face.id} {label} {r.fused.confidence if r.fused else 0:.0%}"
-        if r.face.speaking:
-            text += " speaks"
-        cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
-        cv2.putText(out, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, colour, thick)
-    if rows and rows[0].voice_active and rows[0].voice:
-        label = rows[0].voice.label
-        colour = tuple(reversed(COLOURS[label]))
-        cv2.putText(out, f"voice {label}", (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, colour, thick)
-    return out
-
-
-def fused_label(rows: list[Row]) -> str:
-    """The interval in one word: the speaker's fused emotion, else the mean of its rows' fused
-    probabilities (every face, or the voice alone); '-' when there is none."""
-    speaker = [r for r in rows if r.face and r.face.speaking and r.fused]
-    if speaker:
-        return speaker[0].fused.label
-    probs = [r.fused.p for r in rows if r.fused]
-    return LABELS[int(np.argmax(np.mean(probs, axis=0)))] if probs else "-"
-
-
 class Live:
     """One live run: the source, its buffers, the analysis loop and the outputs."""
 
@@ -277,7 +122,7 @@ class Live:
         self.faces: set[int] = set()
         self.lags: list[float] = []
         self.mass = np.zeros(len(LABELS))
-        self.annotated: _Annotated | None = None
+        self.annotated: LiveVideo | None = None
         self.window_open = False
         self.last_rows: list[Row] = []
         self.heading = ""  # the first line, once the source is open
@@ -430,7 +275,7 @@ class Live:
         if not self.live.quiet:
             until = f" for {self.live.duration:g} s" if self.live.duration else ""
             self.echo(f"live: {self.source.label}{until}, {self.heading}")
-        self.csv = _Csv(self.csv_path)
+        self.csv = LiveCsv(self.csv_path)
         try:
             return self._loop()
         finally:
@@ -447,7 +292,7 @@ class Live:
     def _start_picture(self) -> None:
         live, conn = self.live, self.conn
         if live.annotate and conn.has_video and self.annotated is None:
-            self.annotated = _Annotated(
+            self.annotated = LiveVideo(
                 self.csv_path.with_suffix(".mp4"), conn.size, self.rate, self.audio if conn.has_audio else None
             )
         if live.show and not self.window_open:
