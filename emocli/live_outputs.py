@@ -133,7 +133,7 @@ def draw(frame: np.ndarray, rows: list[Row], t: float | None = None) -> np.ndarr
     boxes where each face was followed nearest ``t``."""
     import cv2
 
-    from .outputs import COLOURS
+    from .outputs import COLOURS, face_tag
 
     out = frame.copy()
     scale = max(0.4, min(out.shape[:2]) / 700)
@@ -144,12 +144,8 @@ def draw(frame: np.ndarray, rows: list[Row], t: float | None = None) -> np.ndarr
         x, y, w, h = r.face.box
         if t is not None and r.face.track:
             _, x, y, w, h = min(r.face.track, key=lambda p: abs(p[0] - t))
-        shown = r.fused or r.face.emotion
-        label = shown.label if shown else None
-        colour = tuple(reversed(COLOURS.get(label, (255, 255, 255))))
-        text = f"#{r.face.id} {label} {r.fused.confidence if r.fused else 0:.0%}"
-        if r.face.speaking:
-            text += " speaks"
+        label, text = face_tag(r)
+        colour = tuple(reversed(COLOURS[label]))
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
         cv2.putText(out, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, colour, thick)
     if rows and rows[0].voice_active and rows[0].voice:

@@ -324,13 +324,7 @@ class AnnotatedVideoWriter(Writer):
                 out += [f"drawbox@box{k} enable 0", f"drawtext@tag{k} enable 0"]
                 continue
             r = faces[used[k]]
-            shown = r.face.emotion or r.fused
-            label = shown.label
-            text = f"#{r.face.id} {label} {shown.confidence:.0%}"
-            if r.face.speaking:
-                text += " - speaks"
-                if r.fused:
-                    text += f" - fused {r.fused.label} {r.fused.confidence:.0%}"
+            label, text = face_tag(r)
             x, y, w, h = r.face.box
             out += [
                 f"drawbox@box{k} {key} {value}"
@@ -433,6 +427,18 @@ class _TagStyle:
         ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "white"  # legible on light and dark colours
         options = f"text={text}:x={x}:y={bottom}-th:fontcolor={ink}:boxcolor={self.hex(label)}"
         return f"drawtext@{name} reinit '{options}', drawtext@{name} enable 1"
+
+
+def face_tag(r: Row) -> tuple[str, str]:
+    """A face's label and tag in an annotated picture: its own emotion; the speaker's tag also
+    says it speaks and gives the fused emotion."""
+    shown = r.face.emotion or r.fused
+    text = f"#{r.face.id} {shown.label} {shown.confidence:.0%}"
+    if r.face.speaking:
+        text += " - speaks"
+        if r.fused:
+            text += f" - fused {r.fused.label} {r.fused.confidence:.0%}"
+    return shown.label, text
 
 
 def _font_file() -> Path:

@@ -400,3 +400,30 @@ def test_a_camera_without_sound_is_read_on_the_sampling_grid_alone(models, tmp_p
         shots[live] = live.shot(1.5)
     assert shots[cam] is not None and shots[cam].recent is None
     assert len(shots[url].recent) >= 15  # at least 15 a second since the last shot
+
+
+def test_the_live_picture_tags_a_face_as_process_does_its_own_emotion_and_the_speakers_fused():
+    """The box takes the colour of the face's own emotion; only the speaker's tag adds the
+    fused one, so a listener is never shown the speaker's voice."""
+    import numpy as np
+
+    from emocli.labels import LABELS
+    from emocli.live_outputs import draw
+    from emocli.outputs import COLOURS, face_tag
+    from emocli.timeline import Emotion, FaceResult, Row
+
+    def emotion(label):
+        return Emotion.of([0.7 if k == label else 0.05 for k in LABELS])
+
+    speaker = FaceResult(0, (20, 20, 60, 60), 0.9, emotion("sad"), speaking=True)
+    listener = FaceResult(1, (120, 20, 60, 60), 0.9, emotion("surprise"), speaking=False)
+    rows = [
+        Row("s", 0.0, 1.0, speaker, True, emotion("happy"), emotion("happy")),
+        Row("s", 0.0, 1.0, listener, True, emotion("happy"), emotion("surprise")),
+    ]
+    assert face_tag(rows[0]) == ("sad", "#0 sad 70% - speaks - fused happy 70%")
+    assert face_tag(rows[1]) == ("surprise", "#1 surprise 70%")
+    out = draw(np.zeros((200, 200, 3), np.uint8), rows)
+    for face, label in ((speaker, "sad"), (listener, "surprise")):
+        x, y, w, h = face.box
+        assert tuple(out[y + h // 2, x]) == tuple(reversed(COLOURS[label]))  # the box's left edge, BGR
