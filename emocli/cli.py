@@ -277,7 +277,9 @@ def process(
         ),
     ] = None,
     engine: Annotated[
-        Engine, typer.Option(help="local: processes on this machine; ray: a Ray cluster (pip install 'emocli[ray]').")
+        Engine,
+        # "\\[": rich would take [ray] for markup and drop it from the help
+        typer.Option(help="local: processes on this machine; ray: a Ray cluster (pip install 'emocli\\[ray]')."),
     ] = Engine.local,
     ray_address: Annotated[
         str | None,

@@ -38,6 +38,20 @@ def test_help_names_values_not_python_types(words):
     assert not python.search(result.output), python.search(result.output).group(0)
 
 
+def test_help_keeps_every_bracket_its_source_has():
+    """rich renders help as markup: an unescaped ``emocli[ray]`` would print as ``emocli``."""
+    from rich.markup import escape
+
+    lost = []
+    for path, command in _commands():
+        for param in command.params:
+            for tag in re.findall(r"\[[a-z][\w ,=]*\]", (param.help or "").replace("\\[", "")):
+                lost.append(f"{' '.join(path)} --{param.name}: {tag} (write it {escape(tag)})")
+    assert not lost, "\n".join(lost)
+    shown = CliRunner().invoke(app, ["process", "--help"], env={"COLUMNS": "200"}).output
+    assert "pip install 'emocli[ray]'" in shown
+
+
 def test_every_option_says_what_it_does_and_its_default():
     wrong = []
     for path, command in _commands():
