@@ -186,7 +186,10 @@ def evaluate(
         ),
     ] = False,
 ) -> None:
-    """Accuracy, macro-F1 and confusion matrix of a model on a labelled dataset."""
+    """Accuracy, macro-F1 and confusion matrix of a model on a labelled dataset.
+
+    Example: emocli evaluate export/voice.onnx --data my_corpus/ (audio files and a labels.csv)
+    """
     import json
 
     from .evaluate import JSON_KEYS, one_line_warnings

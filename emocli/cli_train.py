@@ -312,7 +312,10 @@ def train_voice(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train the voice model on MFCC + log-mel windows of augmented speech, validated on held-out
-    speakers and corpora (the best epoch is the best mean accuracy over them, unless --keep last)."""
+    speakers and corpora (the best epoch is the best mean accuracy over them, unless --keep last).
+
+    Example: emocli train voice --data ravdess/ tess/ nemo/ urdu/ -o runs/voice --holdout-corpus urdu
+    """
     _require_training()
     from .train.voice import DEFAULT_HOLDOUT, VoiceConfig
     from .train.voice import train_voice as run
