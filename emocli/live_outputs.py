@@ -129,15 +129,24 @@ class LiveVideo:
 
 
 def draw(frame: np.ndarray, rows: list[Row], t: float | None = None) -> np.ndarray:
-    """``frame`` with the faces of ``rows`` (one interval's) boxed and labelled, and the voice's label;
-    boxes where each face was followed nearest ``t``."""
+    """``frame`` with the faces of ``rows`` (one interval's) boxed and tagged, and the voice's label;
+    boxes where each face was followed nearest ``t``. Tags are text on a patch of the label's
+    colour, as ``process --annotate`` draws them."""
     import cv2
 
-    from .outputs import COLOURS, face_tag
+    from .outputs import COLOURS, face_tag, ink_on
 
     out = frame.copy()
     scale = max(0.4, min(out.shape[:2]) / 700)
     thick = max(1, round(2 * scale))
+
+    def tag(text: str, label: str, x: int, bottom: int, size: float) -> None:
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+        bottom = max(bottom, h + base + 2)
+        cv2.rectangle(out, (x, bottom - h - base - 2), (x + w + 4, bottom), tuple(reversed(COLOURS[label])), -1)
+        ink = tuple(reversed(ink_on(label)))
+        cv2.putText(out, text, (x + 2, bottom - base), cv2.FONT_HERSHEY_SIMPLEX, size, ink, thick, cv2.LINE_AA)
+
     for r in rows:
         if not r.face:
             continue
@@ -145,13 +154,11 @@ def draw(frame: np.ndarray, rows: list[Row], t: float | None = None) -> np.ndarr
         if t is not None and r.face.track:
             _, x, y, w, h = min(r.face.track, key=lambda p: abs(p[0] - t))
         label, text = face_tag(r)
-        colour = tuple(reversed(COLOURS[label]))
-        cv2.rectangle(out, (x, y), (x + w, y + h), colour, thick)
-        cv2.putText(out, text, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, colour, thick)
+        cv2.rectangle(out, (x, y), (x + w, y + h), tuple(reversed(COLOURS[label])), thick)
+        tag(text, label, x, y - thick, 0.5 * scale)
     if rows and rows[0].voice_active and rows[0].voice:
         label = rows[0].voice.label
-        colour = tuple(reversed(COLOURS[label]))
-        cv2.putText(out, f"voice {label}", (8, out.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.7 * scale, colour, thick)
+        tag(f"voice {label}", label, 8, out.shape[0] - 8, 0.6 * scale)
     return out
 
 

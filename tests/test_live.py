@@ -427,3 +427,4 @@ def test_the_live_picture_tags_a_face_as_process_does_its_own_emotion_and_the_sp
     for face, label in ((speaker, "sad"), (listener, "surprise")):
         x, y, w, h = face.box
         assert tuple(out[y + h // 2, x]) == tuple(reversed(COLOURS[label]))  # the box's left edge, BGR
+        assert tuple(out[y - 2, x + 1]) == tuple(reversed(COLOURS[label]))  # the tag's patch above it
