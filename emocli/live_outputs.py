@@ -134,7 +134,7 @@ def draw(frame: np.ndarray, rows: list[Row], t: float | None = None) -> np.ndarr
     colour, as ``process --annotate`` draws them."""
     import cv2
 
-    from .outputs import COLOURS, face_tag, ink_on
+    from .outputs import COLOURS, dark_ink, face_tag
 
     out = frame.copy()
     scale = max(0.4, min(out.shape[:2]) / 700)
@@ -144,7 +144,7 @@ def draw(frame: np.ndarray, rows: list[Row], t: float | None = None) -> np.ndarr
         (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
         bottom = max(bottom, h + base + 2)
         cv2.rectangle(out, (x, bottom - h - base - 2), (x + w + 4, bottom), tuple(reversed(COLOURS[label])), -1)
-        ink = tuple(reversed(ink_on(label)))
+        ink = (0, 0, 0) if dark_ink(label) else (255, 255, 255)
         cv2.putText(out, text, (x + 2, bottom - base), cv2.FONT_HERSHEY_SIMPLEX, size, ink, thick, cv2.LINE_AA)
 
     for r in rows:

@@ -423,15 +423,15 @@ class _TagStyle:
 
     def tag(self, name: str, text: str, label: str, x: int, bottom: int) -> str:
         """A reinit command: ``text`` with its baseline box bottom-left at (x, bottom)."""
-        ink = "black" if ink_on(label) == (0, 0, 0) else "white"
+        ink = "black" if dark_ink(label) else "white"
         options = f"text={text}:x={x}:y={bottom}-th:fontcolor={ink}:boxcolor={self.hex(label)}"
         return f"drawtext@{name} reinit '{options}', drawtext@{name} enable 1"
 
 
-def ink_on(label: str) -> tuple[int, int, int]:
-    """Black or white (RGB), whichever reads on the label's colour."""
+def dark_ink(label: str) -> bool:
+    """Whether black text reads better than white on the label's colour (a light colour)."""
     r, g, b = COLOURS[label]
-    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
+    return 0.299 * r + 0.587 * g + 0.114 * b > 150
 
 
 def face_tag(r: Row) -> tuple[str, str]:
