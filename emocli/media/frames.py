@@ -486,9 +486,10 @@ class FrameSampler:
             if self._proc.poll() is None:
                 self._proc.kill()
             self._proc.wait()
-        if self._thread is not None:
+        # A signal can land between a thread's creation and its start: only a started one joins.
+        if self._thread is not None and self._thread.ident is not None:
             self._thread.join()  # it sees the end of ffmpeg's output, or the stop
-        if self._side is not None:
+        if self._side is not None and self._side.ident is not None:
             self._side.join()
         for f in self._side_files:
             f.close()

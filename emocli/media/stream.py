@@ -382,7 +382,8 @@ class LiveSource:
             self._proc.kill()
         self._proc.wait()
         for thread in self._threads:
-            thread.join(timeout=5)
+            if thread.ident is not None:  # a signal can land before the last one starts
+                thread.join(timeout=5)
         for pipe in (self._proc.stdout, self._proc.stderr):
             pipe.close()
 
