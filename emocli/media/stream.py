@@ -307,7 +307,8 @@ class LiveSource:
             threading.Thread(target=self._read, daemon=True),
             threading.Thread(target=self._errors, daemon=True),
         ]
-        for thread in self._threads:
+        # The stderr reader first: the packet reader's end joins it, so it must have started.
+        for thread in reversed(self._threads):
             thread.start()
 
     def _errors(self) -> None:
