@@ -5,7 +5,9 @@ does not quantize well, say); the file's output is the mean of the members' outp
 Voice members may each have their own feature scaler: the file reads features standardised
 with the first member's, and an affine map in front of every other member turns them into
 its own. A member's softmax temperature calibrates that member alone and is dropped; the
-average's own is given as ``temperature``. It needs ONNX alone, not TensorFlow.
+average's own is given as ``temperature``. ``weights`` make it a weighted mean, and ``half``
+stores the float32 weights as float16 (half the file; a Cast at load, so it still computes in
+float32). It needs ONNX alone, not TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 from .export import SCALER, ExportError, _card_metrics, _comparable, _scaler_map, _set_metadata
 
 PARITY_TOLERANCE = 1e-5  # the same graphs, run together: only float summation order differs
+HALF_TOLERANCE = 2e-3  # on probabilities, with every weight rounded to float16
+HALF_MIN_SIZE = 1024  # smaller tensors (biases, scalers) stay float32: they save nothing
 
 
 def combine_models(
@@ -26,6 +30,8 @@ def combine_models(
     force: bool = False,
     metrics_json: str | Path | None = None,
     temperature: float | None = None,
+    weights: list[float] | None = None,
+    half: bool = False,
     log=print,
 ) -> dict:
     """Write ``out``: one model averaging the exported ``files``; returns a summary."""
@@ -53,6 +59,9 @@ def combine_models(
         raise ExportError(f"cannot average models of different tasks: {', '.join(sorted({i.task for i in infos}))}")
     if any(i.labels != infos[0].labels for i in infos):
         raise ExportError("cannot average models with different labels")
+    if weights is not None and (len(weights) != len(files) or not all(w > 0 for w in weights)):
+        raise ExportError(f"--weights takes one positive number per model ({len(files)}), not {weights}")
+    shares = np.full(len(files), 1 / len(files)) if weights is None else np.asarray(weights) / np.sum(weights)
     if temperature is not None and (task != "voice" or not temperature > 0):
         raise ExportError("--temperature is a voice model's softmax temperature: a positive number")
     own = [_comparable(i.preprocess) for i in infos]
@@ -86,7 +95,17 @@ def combine_models(
             nodes.append(helper.make_node("Mul", [x.name, f"member_{i}/scale"], [f"member_{i}/scaled"]))
             nodes.append(helper.make_node("Add", [f"member_{i}/scaled", f"member_{i}/shift"], [feed]))
         nodes.extend(m.graph.node)
-    nodes.append(helper.make_node("Mean", [m.graph.output[0].name for m in members], [probabilities.name]))
+    if weights is None:
+        nodes.append(helper.make_node("Mean", [m.graph.output[0].name for m in members], [probabilities.name]))
+    else:
+        for i, (m, share) in enumerate(zip(members, shares, strict=True)):
+            constants.append(numpy_helper.from_array(np.asarray(share, np.float32), f"member_{i}/share"))
+            nodes.append(
+                helper.make_node("Mul", [m.graph.output[0].name, f"member_{i}/share"], [f"member_{i}/weighted"])
+            )
+        nodes.append(
+            helper.make_node("Sum", [f"member_{i}/weighted" for i in range(len(members))], [probabilities.name])
+        )
     graph = helper.make_graph(
         nodes,
         f"average_of_{len(members)}",
@@ -101,6 +120,8 @@ def combine_models(
             domains[o.domain] = max(domains.get(o.domain, 0), o.version)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in domains.items()])
     proto.ir_version = max(p.ir_version for p in protos)
+    if half:
+        _store_half(proto)
     onnx.checker.check_model(proto)
 
     metrics = json.loads(Path(metrics_json).read_text()) if metrics_json is not None else None
@@ -115,7 +136,7 @@ def combine_models(
             log("note: no --temperature, so the average's probabilities are not calibrated")
     precisions = list(dict.fromkeys(i.precision for i in infos))
     info = ModelInfo(out, task, infos[0].labels, preprocess, _card_metrics(metrics), __version__)
-    info.precision = " + ".join(precisions)
+    info.precision = " + ".join(precisions) + (", float16 storage" if half else "")
     _set_metadata(proto, info)
 
     # Random inputs in the file's own scale; each member is fed them in its own.
@@ -127,16 +148,35 @@ def combine_models(
         fed = inputs if scaler[0] is None else (inputs * scaler[0] + scaler[1]).astype(np.float32)
         return session.run(None, {session.get_inputs()[0].name: fed})[0]
 
-    expected = np.mean([run(f, scaler) for f, scaler in zip(files, scalers, strict=True)], axis=0)
+    outputs = [run(f, scaler) for f, scaler in zip(files, scalers, strict=True)]
+    expected = np.sum([share * o for share, o in zip(shares, outputs, strict=True)], axis=0)
+    tolerance = HALF_TOLERANCE if half else PARITY_TOLERANCE
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
         diff = float(np.abs(run(tmp) - expected).max())
-        log(f"parity: max |average file - mean of the members| = {diff:.2e} (tolerance {PARITY_TOLERANCE:.0e})")
-        if not diff <= PARITY_TOLERANCE:
+        log(f"parity: max |average file - mean of the members| = {diff:.2e} (tolerance {tolerance:.0e})")
+        if not diff <= tolerance:
             raise ExportError(f"the averaged file differs from its members' mean by {diff:.2e}; not written")
     size = out.stat().st_size
     log(f"wrote {out} ({task}, average of {len(files)}, {size / 1e6:.2f} MB)")
     return {"path": str(out), "task": task, "size_bytes": size, "max_abs_diff": diff, "metadata": info.to_metadata()}
+
+
+def _store_half(proto) -> None:
+    """Every large float32 initializer stored as float16, cast back to float32 in front of its users
+    (onnxruntime folds the Cast when it loads the file, so inference costs what it did)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    casts = []
+    for init in proto.graph.initializer:
+        if init.data_type != TensorProto.FLOAT or np.prod(init.dims) < HALF_MIN_SIZE:
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), f"{name}/float16"))
+        casts.append(helper.make_node("Cast", [init.name], [name], to=TensorProto.FLOAT, name=f"{name}/cast"))
+    nodes = casts + list(proto.graph.node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
 
 
 def _dims(value_info) -> list[int]:
