@@ -309,6 +309,17 @@ def train_voice(
         ),
     ] = Keep.best,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of the training draws.")] = 0,
+    speaker_encoder: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Train a member on a pretrained speaker encoder instead of the CNN: Resemblyzer's "
+            "pretrained.pt, or its wheel (pip download resemblyzer --no-deps). Its first two LSTM layers, "
+            "frozen, summarise each window; a softmax over them is trained. The CNN's options (width, "
+            "augmentation, epochs, ...) do not apply. Average it with CNN runs: emocli export --weights.",
+            show_default="none: the CNN",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Train the voice model on MFCC + log-mel windows of augmented speech, validated on held-out
@@ -354,6 +365,7 @@ def train_voice(
             missing_label_weight=missing_label_weight,
             keep=keep.value,
             seed=seed,
+            speaker_encoder=str(speaker_encoder or ""),
         )
         metrics = run(config, out, quiet=quiet)
     except (FileNotFoundError, ValueError) as e:

@@ -893,3 +893,49 @@ def test_a_run_keeps_its_best_or_its_last_epoch(keep, kept_epoch, tmp_path):
 
     with pytest.raises(ValueError, match="keep"):  # checked once, before any data is read
         VoiceConfig(["ravdess/"], keep="first")
+
+
+def test_a_speaker_encoder_member_trains_exports_and_joins_a_weighted_half_average(data, voice_run, tmp_path):
+    import onnx
+    from torch_checkpoints import encoder_checkpoint
+
+    from emocli.models import VoiceModel, read_info
+
+    wheel = tmp_path / "resemblyzer.whl"
+    encoder_checkpoint(wheel, hidden=8)
+    run = tmp_path / "member"
+    train_voice_tiny(data, run, "17", 1, "--speaker-encoder", wheel)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["held_out_speakers"] == ["ravdess:17"] and metrics["validation"]["n"] == 8
+    assert metrics["train_clips"] == 16 + 3 + 3 and "speaker encoder" in metrics["model"]
+    assert 0.25 <= json.loads((run / "preprocess.json").read_text())["temperature"] <= 8.0
+
+    # The member reads raw features; the CNN run has a scaler, which the average maps back. (An
+    # average drops its members' temperatures: exported at 1, they match it.)
+    cli("export", run, "-o", tmp_path / "member.onnx", "--temperature", 1)
+    cli("export", voice_run, "-o", tmp_path / "cnn.onnx", "--temperature", 1)
+    average = tmp_path / "average.onnx"
+    cli("export", tmp_path / "cnn.onnx", tmp_path / "member.onnx", "-o", average, "--weights", "3,1", "--half")
+    rng = np.random.default_rng(0)
+    t = np.arange(32_000, dtype=np.float32) / 16_000
+    windows = [(np.sin(2 * np.pi * f * t) * 0.1 + rng.normal(0, 0.01, t.size)).astype(np.float32) for f in (150, 330)]
+    cnn, member = (VoiceModel(tmp_path / f"{n}.onnx").predict(windows) for n in ("cnn", "member"))
+    assert not np.allclose(cnn, member, atol=1e-2)
+    np.testing.assert_allclose(VoiceModel(average).predict(windows), 0.75 * cnn + 0.25 * member, atol=2e-3)
+    assert read_info(average).precision.endswith("float16 storage")
+    stored = {i.data_type for i in onnx.load(str(average)).graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in stored and onnx.TensorProto.FLOAT in stored  # big tensors halved, small kept
+
+    for args, says in (
+        (["--weights", "1"], "one positive number per model"),
+        (["--weights", "1,-1"], "one positive number per model"),
+        (["--weights", "a,b"], "numbers separated by commas"),
+    ):
+        result = cli(
+            "export", tmp_path / "cnn.onnx", tmp_path / "member.onnx", "-o", tmp_path / "x.onnx", *args, ok=False
+        )
+        assert result.exit_code != 0 and says in result.output and not (tmp_path / "x.onnx").exists()
+    refused = cli("export", run, "-o", tmp_path / "x.onnx", "--half", ok=False)
+    assert refused.exit_code == 2 and "exported models" in refused.output
+    bad = train_voice_tiny(data, tmp_path / "bad", "17", 1, "--speaker-encoder", tmp_path / "cnn.onnx", ok=False)
+    assert bad.exit_code != 0 and "checkpoint" in bad.output and not (tmp_path / "bad" / "model.keras").exists()

@@ -165,7 +165,7 @@ def _load_sources(sources: list[Path], metrics_json, log) -> tuple:
     (the first source's file and config; the preprocess they share; no metrics unless measured)."""
     import keras
 
-    from . import voice  # noqa: F401  (registers the voice model's own layers for loading)
+    from . import voice, voice_encoder  # noqa: F401  (registers the voice models' own layers for loading)
 
     parts = [_source_parts(source) for source in sources]
     model_file, config, preprocess, metrics = parts[0]

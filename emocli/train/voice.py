@@ -103,6 +103,7 @@ class VoiceConfig:
     missing_label_weight: float = 0.3  # of the labels a clip's corpus lacks, in its loss (0: masked out, 1: plain)
     keep: str = "best"  # model.keras: the best epoch on the held-out groups, or the last (run.KEEP)
     seed: int = 0
+    speaker_encoder: str = ""  # a Resemblyzer checkpoint: train voice_encoder's member instead of the CNN
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
@@ -346,6 +347,10 @@ def dataset_name(sources: list[str]) -> str:
 
 def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> dict:
     """Train (or resume) a voice run in ``out``; returns its metrics."""
+    if config.speaker_encoder:
+        from .voice_encoder import train_voice_encoder
+
+        return train_voice_encoder(config, out, quiet)
     run = RunDir(out)
     set_seed(config.seed)
     items = find_audio(config.data, calm="neutral")  # calm dropped, if asked, at the split
