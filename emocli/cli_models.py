@@ -85,7 +85,7 @@ def export(
         typer.Option(
             "--half",
             help="Exported models: store the averaged file's float32 weights as float16 (half the size, the "
-            "same speed; probabilities move by about 1e-3).",
+            "same speed; probabilities within 2e-3, checked before the file is written).",
         ),
     ] = False,
 ) -> None:

@@ -316,7 +316,8 @@ def train_voice(
             help="Train a member on a pretrained speaker encoder instead of the CNN: Resemblyzer's "
             "pretrained.pt, or its wheel (pip download resemblyzer --no-deps). Its first two LSTM layers, "
             "frozen, summarise each window; a softmax over them is trained. The CNN's options (width, "
-            "augmentation, epochs, ...) do not apply. Average it with CNN runs: emocli export --weights.",
+            "augmentation, epochs, ...) do not apply. Average its export with the CNNs': "
+            "emocli export A.onnx B.onnx --weights.",
             show_default="none: the CNN",
         ),
     ] = None,
