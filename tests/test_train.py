@@ -937,5 +937,12 @@ def test_a_speaker_encoder_member_trains_exports_and_joins_a_weighted_half_avera
         assert result.exit_code != 0 and says in result.output and not (tmp_path / "x.onnx").exists()
     refused = cli("export", run, "-o", tmp_path / "x.onnx", "--half", ok=False)
     assert refused.exit_code == 2 and "exported models" in refused.output
+    # A folder holding one kind of run is never overwritten by the other.
+    before = (voice_run / "model.keras").read_bytes()
+    onto_cnn = train_voice_tiny(data, voice_run, "17", 1, "--speaker-encoder", wheel, ok=False)
+    assert onto_cnn.exit_code != 0 and "holds a CNN run" in onto_cnn.output
+    assert (voice_run / "model.keras").read_bytes() == before
+    onto_member = train_voice_tiny(data, run, "17", 1, ok=False)
+    assert onto_member.exit_code != 0 and "holds a speaker-encoder member" in onto_member.output
     bad = train_voice_tiny(data, tmp_path / "bad", "17", 1, "--speaker-encoder", tmp_path / "cnn.onnx", ok=False)
     assert bad.exit_code != 0 and "checkpoint" in bad.output and not (tmp_path / "bad" / "model.keras").exists()

@@ -345,8 +345,21 @@ def dataset_name(sources: list[str]) -> str:
     return "+".join(Path(s).name for s in sources)
 
 
+def _refuse_other_kind(out: Path, encoder: bool) -> None:
+    """A rerun resumes (or redoes) a run of its own kind; it never replaces a CNN run with an
+    encoder member or the reverse."""
+    config = out / "config.json"
+    if not config.is_file():
+        return
+    held = bool(json.loads(config.read_text()).get("speaker_encoder"))
+    if held != encoder:
+        kind = "a speaker-encoder member" if held else "a CNN run"
+        raise ValueError(f"{out} holds {kind}; train this one into another --out folder")
+
+
 def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> dict:
     """Train (or resume) a voice run in ``out``; returns its metrics."""
+    _refuse_other_kind(Path(out), bool(config.speaker_encoder))
     if config.speaker_encoder:
         from .voice_encoder import train_voice_encoder
 
