@@ -95,17 +95,10 @@ def combine_models(
             nodes.append(helper.make_node("Mul", [x.name, f"member_{i}/scale"], [f"member_{i}/scaled"]))
             nodes.append(helper.make_node("Add", [f"member_{i}/scaled", f"member_{i}/shift"], [feed]))
         nodes.extend(m.graph.node)
-    if weights is None:
-        nodes.append(helper.make_node("Mean", [m.graph.output[0].name for m in members], [probabilities.name]))
-    else:
-        for i, (m, share) in enumerate(zip(members, shares, strict=True)):
-            constants.append(numpy_helper.from_array(np.asarray(share, np.float32), f"member_{i}/share"))
-            nodes.append(
-                helper.make_node("Mul", [m.graph.output[0].name, f"member_{i}/share"], [f"member_{i}/weighted"])
-            )
-        nodes.append(
-            helper.make_node("Sum", [f"member_{i}/weighted" for i in range(len(members))], [probabilities.name])
-        )
+    for i, (m, share) in enumerate(zip(members, shares, strict=True)):
+        constants.append(numpy_helper.from_array(np.asarray(share, np.float32), f"member_{i}/share"))
+        nodes.append(helper.make_node("Mul", [m.graph.output[0].name, f"member_{i}/share"], [f"member_{i}/weighted"]))
+    nodes.append(helper.make_node("Sum", [f"member_{i}/weighted" for i in range(len(members))], [probabilities.name]))
     graph = helper.make_graph(
         nodes,
         f"average_of_{len(members)}",

@@ -228,8 +228,11 @@ class Group:
     y: np.ndarray
 
     def clip_probabilities(self, predict) -> np.ndarray:
-        probs = np.asarray(predict(self.windows))
-        return np.stack([probs[a:b].mean(0) for a, b in zip(self.bounds[:-1], self.bounds[1:])])
+        return self.per_clip(np.asarray(predict(self.windows)))
+
+    def per_clip(self, window_probs: np.ndarray) -> np.ndarray:
+        """Each clip's mean over its windows' probabilities."""
+        return np.stack([window_probs[a:b].mean(0) for a, b in zip(self.bounds[:-1], self.bounds[1:])])
 
     def report(self, probs: np.ndarray) -> dict:
         classes = sorted(set(self.y.tolist()))
@@ -345,6 +348,49 @@ def dataset_name(sources: list[str]) -> str:
     return "+".join(Path(s).name for s in sources)
 
 
+def held_out_metrics(
+    groups: list[Group], predict, config, items, held: dict, spec: FeatureSpec, train_clips: int
+) -> dict:
+    """What every voice run reports of its held-out ``groups`` (``predict``: windows -> raw
+    probabilities): each group's clip-level scores and their mean, the split, and the softmax
+    temperature fitted on all their windows ("calibration")."""
+    window_probs = [np.asarray(predict(g.windows)) for g in groups]
+    raw = np.concatenate(window_probs)
+    window_y = np.concatenate([np.repeat(g.y, np.diff(g.bounds)) for g in groups])
+    temperature = fit_temperature(raw, window_y)
+    clip_probs = [g.per_clip(p) for g, p in zip(groups, window_probs, strict=True)]
+    reports = {g.name: g.report(p) for g, p in zip(groups, clip_probs, strict=True)}
+    overall = classification_report(np.concatenate([g.y for g in groups]), np.concatenate(clip_probs).argmax(1))
+    held_corpora = sorted(c.lower() for c in config.holdout_corpora)
+    held_speakers = {items[i].speaker for name, idx in held.items() if name.endswith("-speakers") for i in idx}
+    split = (
+        f"held out: corpora {', '.join(held_corpora) or 'none'}; {len(held_speakers)} speakers of "
+        f"{sum(name.endswith('-speakers') for name in held)} corpora (metrics.json lists them); clip level, "
+        f"{spec.window_s:g} s windows, 50% overlap; score: mean accuracy over the held-out groups"
+    )
+    return {
+        "task": "voice",
+        "dataset": dataset_name(config.data),
+        "split": split,
+        "train_clips": train_clips,
+        "held_out_speakers": sorted(held_speakers),
+        "calibration": {
+            "temperature": temperature,
+            "ece_before": expected_calibration_error(raw, window_y),
+            "ece_after": expected_calibration_error(_tempered(raw, temperature), window_y),
+            "windows": int(len(window_y)),
+        },
+        "validation": {
+            "split": split,
+            "accuracy": metrics_mean(reports, "accuracy"),
+            "macro_f1": metrics_mean(reports, "macro_f1"),
+            "n": overall["n"],
+            "per_group": reports,
+            "pooled": overall,
+        },
+    }
+
+
 def _refuse_other_kind(out: Path, encoder: bool) -> None:
     """A rerun resumes (or redoes) a run of its own kind; it never replaces a CNN run with an
     encoder member or the reverse."""
@@ -413,49 +459,16 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
 
     best = keras.models.load_model(run / "model.keras", compile=False)
     validation.core = best
-    window_probs = [np.asarray(validation.predict(g.windows)) for g in groups]
-    window_y = np.concatenate([np.repeat(g.y, np.diff(g.bounds)) for g in groups])
-    raw = np.concatenate(window_probs)
-    temperature = fit_temperature(raw, window_y)
-    calibrated = _tempered(raw, temperature)
-    run.write_json("preprocess.json", {**spec.to_dict(), "temperature": temperature})
-
-    reports = {g.name: g.report(g.clip_probabilities(validation.predict)) for g in groups}
-    y_all = np.concatenate([g.y for g in groups])
-    probs_all = np.concatenate([g.clip_probabilities(validation.predict) for g in groups])
-    overall = classification_report(y_all, probs_all.argmax(1))
-    held_corpora = sorted(c.lower() for c in config.holdout_corpora)
-    held_speakers = {items[i].speaker for name, idx in held.items() if name.endswith("-speakers") for i in idx}
-    split = (
-        f"held out: corpora {', '.join(held_corpora) or 'none'}; {len(held_speakers)} speakers of "
-        f"{sum(name.endswith('-speakers') for name in held)} corpora (metrics.json lists them); clip level, "
-        f"{spec.window_s:g} s windows, 50% overlap; score: mean accuracy over the held-out groups"
-    )
+    scored = held_out_metrics(groups, validation.predict, config, items, held, spec, len(train))
+    run.write_json("preprocess.json", {**spec.to_dict(), "temperature": scored["calibration"]["temperature"]})
     metrics = {
-        "task": "voice",
-        "dataset": dataset_name(config.data),
-        "split": split,
+        **scored,
         "epochs": run.state["epoch"],
         "keep": config.keep,
         "best_epoch": run.state.get("best_epoch"),  # with keep "last": the last epoch
-        "train_clips": len(train),
         "train_corpora": sorted(set(corpora)),
-        "held_out_speakers": sorted(held_speakers),
-        "calibration": {
-            "temperature": temperature,
-            "ece_before": expected_calibration_error(raw, window_y),
-            "ece_after": expected_calibration_error(calibrated, window_y),
-            "windows": int(len(window_y)),
-        },
-        "validation": {
-            "split": split,
-            "accuracy": metrics_mean(reports, "accuracy"),
-            "macro_f1": metrics_mean(reports, "macro_f1"),
-            "n": overall["n"],
-            "per_group": reports,
-            "pooled": overall,
-        },
     }
+    overall = metrics["validation"]["pooled"]
     title = f"held out: mean accuracy {metrics['validation']['accuracy']:.3f} over {len(groups)} groups"
     plot_confusion(overall, run / "confusion.png", title)
     plot_curves(run)

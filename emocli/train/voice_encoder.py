@@ -23,11 +23,10 @@ import numpy as np
 from keras import layers
 
 from ..datasets import find_audio, load_waveforms
-from ..evaluate import clip_windows
 from ..features import FeatureSpec, mel_power
 from ..labels import LABELS
 from ..outputs import atomic_path
-from .run import RunDir, classification_report, plot_confusion, set_seed
+from .run import RunDir, plot_confusion, set_seed
 from .torch_checkpoint import read_torch_checkpoint
 
 ENCODER_SPEC = FeatureSpec(n_fft=400, hop=160, n_mels=40, fmin=0.0, fmax=8000.0)  # Resemblyzer's mel frames
@@ -183,7 +182,7 @@ def fit_head(stats: np.ndarray, y: np.ndarray, seed: int) -> keras.Model:
 
 def train_voice_encoder(config, out, quiet: bool = False) -> dict:
     """``train_voice`` for ``config.speaker_encoder``: the encoder member in ``out``; returns its metrics."""
-    from .voice import _split, _tempered, dataset_name, expected_calibration_error, fit_temperature, metrics_mean
+    from .voice import _split, held_out_metrics, make_group
 
     run = RunDir(out)
     set_seed(config.seed)
@@ -198,73 +197,27 @@ def train_voice_encoder(config, out, quiet: bool = False) -> dict:
     mapping, reference = band_map([waves[i].astype(np.float32) / 32767.0 for i in sample], spec)
     encoder = build_encoder(state, spec, mapping, reference)
 
-    def statistics(indices) -> tuple[np.ndarray, np.ndarray]:
-        """Every window's statistics, and the clip each came from."""
-        stats, owner = [], []
-        for start in range(0, len(indices), 256):
-            chunk = indices[start : start + 256]
-            windows = [clip_windows(waves[i].astype(np.float32) / 32767.0, spec) for i in chunk]
-            stats.append(encoder.predict(np.concatenate(windows), batch_size=256, verbose=0))
-            owner += [i for i, w in zip(chunk, windows, strict=True) for _ in range(len(w))]
-        return np.concatenate(stats), np.asarray(owner)
-
     if not quiet:
         print(f"encoding {len(train)} training clips ...", flush=True)
-    train_stats, train_owner = statistics(train)
-    head = fit_head(train_stats, labels[train_owner], config.seed)
+    stats, y = [], []
+    for start in range(0, len(train), 256):  # a chunk's windows at a time: all of them would not fit
+        chunk = train[start : start + 256]
+        part = make_group("train", [waves[i] for i in chunk], labels[chunk], spec)
+        stats.append(encoder.predict(part.windows, batch_size=256, verbose=0))
+        y.append(np.repeat(part.y, np.diff(part.bounds)))
+    head = fit_head(np.concatenate(stats), np.concatenate(y), config.seed)
     member = keras.Model(encoder.inputs, head(encoder.outputs[0]), name="emocli_voice_encoder")
 
-    window_probs, window_y, reports, clip_probs = [], [], {}, {}
-    for name, idx in held.items():
-        stats, owner = statistics(idx)
-        probs = head.predict(stats, batch_size=1024, verbose=0)
-        window_probs.append(probs)
-        window_y.append(labels[owner])
-        per_clip = np.stack([probs[owner == i].mean(0) for i in idx])
-        clip_probs[name] = per_clip
-        classes = sorted(set(labels[idx].tolist()))
-        reports[name] = {
-            **classification_report(labels[idx], per_clip.argmax(1)),
-            "chance": round(1 / len(classes), 4),
-            "classes": [LABELS[c] for c in classes],
-        }
-    raw, window_y = np.concatenate(window_probs), np.concatenate(window_y)
-    temperature = fit_temperature(raw, window_y)
-    overall = classification_report(
-        np.concatenate([labels[idx] for idx in held.values()]),
-        np.concatenate([clip_probs[name] for name in held]).argmax(1),
+    groups = [make_group(name, [waves[i] for i in idx], labels[idx], spec) for name, idx in held.items()]
+    scored = held_out_metrics(
+        groups, lambda x: member.predict(x, batch_size=256, verbose=0), config, items, held, spec, len(train)
     )
     with atomic_path(run / "model.keras") as tmp:
         member.save(tmp)
     run.write_json("config.json", {"task": "voice", **asdict(config), "backend": keras.backend.backend()})
-    run.write_json("preprocess.json", {**spec.to_dict(), "temperature": temperature})
-    metrics = {
-        "task": "voice",
-        "dataset": dataset_name(config.data),
-        "model": f"speaker encoder ({ENCODER_LAYERS} LSTM layers, frozen) + softmax",
-        "split": (
-            f"held out: corpora {', '.join(sorted(c.lower() for c in config.holdout_corpora)) or 'none'}; "
-            "speakers as metrics.json lists; clip level, 2 s windows, 50% overlap"
-        ),
-        "train_clips": len(train),
-        "held_out_speakers": sorted(
-            {items[i].speaker for n, idx in held.items() if n.endswith("-speakers") for i in idx}
-        ),
-        "calibration": {
-            "temperature": temperature,
-            "ece_before": expected_calibration_error(raw, window_y),
-            "ece_after": expected_calibration_error(_tempered(raw, temperature), window_y),
-            "windows": int(len(window_y)),
-        },
-        "validation": {
-            "split": "held-out groups",
-            "accuracy": metrics_mean(reports, "accuracy"),
-            "macro_f1": metrics_mean(reports, "macro_f1"),
-            "n": overall["n"],
-            "per_group": reports,
-            "pooled": overall,
-        },
-    }
-    plot_confusion(overall, run / "confusion.png", f"held out: mean accuracy {metrics['validation']['accuracy']:.3f}")
+    run.write_json("preprocess.json", {**spec.to_dict(), "temperature": scored["calibration"]["temperature"]})
+    metrics = {**scored, "model": f"speaker encoder ({ENCODER_LAYERS} LSTM layers, frozen) + softmax"}
+    title = f"held out: mean accuracy {metrics['validation']['accuracy']:.3f} over {len(groups)} groups"
+    plot_confusion(metrics["validation"]["pooled"], run / "confusion.png", title)
     run.write_json("metrics.json", metrics)
     return metrics
