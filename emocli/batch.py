@@ -220,6 +220,18 @@ def check_outputs(jobs: list[Job], batch: BatchOptions, out: Path) -> None:
             raise UsageError(f"-o {out}: {foreign[0]} exists and emocli did not write it; choose another folder")
 
 
+def _check_writable(out: Path) -> None:
+    """Refuse, before any work, an output folder nothing can be written into (read-only,
+    not ours): a real file is tried, for permission bits do not tell (root, ACLs, mounts)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".emocli-probe-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"-o {out}: cannot write there ({e.strerror})") from e
+
+
 def _ours(stem: Path) -> bool:
     """Whether the files already at ``stem``'s output names are emocli's: a record names
     them, or (an emocli that kept no record) its timeline CSV is one."""
@@ -302,18 +314,26 @@ def why_redo(job: Job, batch: BatchOptions) -> str | None:
         return "its outputs carry no record of the options that made them"
     if record.get("pending"):
         return ""  # a run stopped while writing them: redo, as if never done
+    needed = writers(job, batch, bool(record.get("has_video", True)))
+    recorded = [n for n in record.get("outputs", []) if isinstance(n, str)]
+    # Outputs of the earlier analysis not asked for now go when the video is redone (job.py).
+    leaving = [n for n in recorded if n not in {w.path(job.stem).name for w in needed}]
+    going = f"; its {', '.join(leaving)} from then will be removed" if leaving else ""
     if batch.key is not None and record.get("key") != batch.key:
-        return f"its outputs were made with {_changes(record.get('key') or {}, batch.key)}"
+        return f"its outputs were made with {_changes(record.get('key') or {}, batch.key)}{going}"
     try:
         if record.get("source_id") != source_id(job.source):
-            return "the video changed after its outputs were made"
+            return f"the video changed after its outputs were made{going}"
     except OSError:
         return ""  # gone or unreadable now: the analysis says how, in one line
-    needed = [w.path(job.stem) for w in writers(job, batch, bool(record.get("has_video", True)))]
-    missing = [p.name for p in needed if not p.is_file()]
-    if missing:
-        return f"{', '.join(missing)} missing"
-    return None
+    stale = []
+    for w in needed:
+        path = w.path(job.stem)
+        if not path.is_file():
+            stale.append(f"its {w.what} {path} is missing")
+        elif path.name not in recorded:  # left by an analysis made with other options
+            stale.append(f"its {w.what} {path} is not from this analysis")
+    return ", ".join(stale) if stale else None
 
 
 def remove_stale_parts(stem: Path) -> None:
@@ -427,6 +447,7 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SummaryError(f"cannot create the output folder {out}: {e.strerror}") from e
+    _check_writable(out)
     rows: dict[Job, dict] = {}
     todo, reasons = [], {}
     for job in jobs:
@@ -472,7 +493,7 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
                         save()
             finally:  # also on a signal: what finished is on record for the rerun
                 save(force=True)
-    progress.report(rows.values(), out)
+    progress.report(rows.values(), out, summary_written=not summary_error)
     if summary_error:
         raise SummaryError(summary_error)
     return [rows[j] for j in jobs]

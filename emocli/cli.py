@@ -149,8 +149,9 @@ IntervalOption = Annotated[
     float,
     typer.Option(
         metavar="SECONDS",
-        help="Seconds between samples, 0.05 or more: one timeline row per interval and face.",
+        help="Seconds between samples, 0.05 to 3600: one timeline row per interval and face.",
         min=0.05,
+        max=3600.0,
     ),
 ]
 
@@ -170,8 +171,9 @@ FaceWeightOption = Annotated[
     float | None,
     typer.Option(
         metavar="W",
-        help="Fuse as a weighted mean with this weight (0 to 1) on the face, instead of the product of the two "
-        "distributions fitted on audio-visual validation clips, where the more confident modality leads.",
+        help="Fuse as a weighted mean with this weight (0 to 1) on the face, instead of the fitted product: the "
+        "face's probabilities times the voice's raised to a power below 1 (fitted on audio-visual validation "
+        "clips), so the more confident modality leads and the face counts more.",
         show_default="the fitted product",
         min=0.0,
         max=1.0,
@@ -257,8 +259,9 @@ def process(
         float,
         typer.Option(
             metavar="SECONDS",
-            help="Seconds of audio, centred on each interval, that the voice model hears (0.2 or more).",
+            help="Seconds of audio, centred on each interval, that the voice model hears (0.2 to 60).",
             min=0.2,
+            max=60.0,
         ),
     ] = 2.0,
     annotate: Annotated[
@@ -363,9 +366,10 @@ def live(
         float,
         typer.Option(
             metavar="SECONDS",
-            help="Seconds of audio, centred on each interval, that the voice model hears (0.2 or more); an interval's "
+            help="Seconds of audio, centred on each interval, that the voice model hears (0.2 to 60); an interval's "
             "rows wait for the half that lies after it.",
             min=0.2,
+            max=60.0,
         ),
     ] = 2.0,
     duration: Annotated[

@@ -91,7 +91,7 @@ def export(
 ) -> None:
     """Convert a trained model (or several, averaged) to one self-describing ONNX file.
 
-    Labels, preprocessing and metrics travel inside it.
+    Labels, preprocessing and metrics travel inside it. Needs pip install 'emocli[train]'.
 
     Example: emocli export runs/face runs/face2 -o face.onnx --int8
     """
@@ -212,7 +212,11 @@ def evaluate(
     ] = None,
     as_json: Annotated[
         bool,
-        typer.Option("--json", help='Print one JSON object: {"accuracy", "macro_f1", "n", "labels", "confusion"}.'),
+        typer.Option(
+            "--json",
+            help="Print one JSON object: accuracy, macro_f1, n, labels, confusion, dataset, split; for faces "
+            "also views, photographs and detected, for voices per_dataset (each corpus's figures).",
+        ),
     ] = False,
     face_views: Annotated[
         bool,

@@ -130,7 +130,7 @@ def train_face(
     ] = 2.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Train the face CNN on 48x48 grayscale faces (FER2013 layout).
+    """Train the face CNN on 48x48 grayscale faces (FER2013 layout). Needs pip install 'emocli[train]'.
 
     Example: emocli train face --data fer2013/ -o runs/face --crowd-labels ferplus/labels.csv
     """
@@ -217,6 +217,7 @@ def train_voice(
     holdout_speakers: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="CORPUS:SPEAKER",
             help="Held-out speakers, e.g. ravdess:19 tess:YAF, or bare RAVDESS actors 17 18.",
             show_default="RAVDESS actors 17-20",
         ),
@@ -224,6 +225,7 @@ def train_voice(
     holdout_fraction: Annotated[
         float,
         typer.Option(
+            metavar="SHARE",
             help="Also hold out this share of the speakers of every corpus with five or more speakers and none "
             "named in --holdout-speakers (0 to 0.9).",
             min=0.0,
@@ -233,21 +235,32 @@ def train_voice(
     holdout_corpus: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="CORPUS",
             help="Whole corpora to hold out, by their corpus name (labels.csv's corpus column, or ravdess, tess); "
             "repeat the option or separate names with commas.",
             show_default="none",
         ),
     ] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the training clips (1 or more).", min=1)] = 30,
-    steps: Annotated[int, typer.Option(help="Batches per epoch; 0: one pass over the training clips.", min=0)] = 0,
-    batch_size: Annotated[int, typer.Option(help="Windows per batch (1 or more).", min=1)] = 64,
+    epochs: Annotated[int, typer.Option(metavar="N", help="Passes over the training clips (1 or more).", min=1)] = 30,
+    steps: Annotated[
+        int, typer.Option(metavar="N", help="Batches per epoch; 0: one pass over the training clips.", min=0)
+    ] = 0,
+    batch_size: Annotated[int, typer.Option(metavar="N", help="Windows per batch (1 or more).", min=1)] = 64,
     lr: Annotated[
-        float, typer.Option(help="Peak learning rate (cosine schedule with one warm-up epoch).", min=1e-6, max=1.0)
+        float,
+        typer.Option(
+            metavar="RATE", help="Peak learning rate (cosine schedule with one warm-up epoch).", min=1e-6, max=1.0
+        ),
     ] = 2e-3,
     width: Annotated[
-        int, typer.Option(help="Filters of the first Conv1D block; later blocks have 2x and 3x (4 or more).", min=4)
+        int,
+        typer.Option(
+            metavar="N", help="Filters of the first Conv1D block; later blocks have 2x and 3x (4 or more).", min=4
+        ),
     ] = 64,
-    dropout: Annotated[float, typer.Option(help="Dropout before each dense layer (0 to 0.9).", min=0.0, max=0.9)] = 0.3,
+    dropout: Annotated[
+        float, typer.Option(metavar="RATE", help="Dropout before each dense layer (0 to 0.9).", min=0.0, max=0.9)
+    ] = 0.3,
     calm: Annotated[
         Calm,
         typer.Option(help="'calm' clips in training: count as neutral, or drop (validation scores them as neutral)."),
@@ -262,6 +275,7 @@ def train_voice(
     corpus_power: Annotated[
         float,
         typer.Option(
+            metavar="POWER",
             help="Corpora are drawn in proportion to their size to this power: 0 each corpus equally, "
             "1 each clip equally.",
             min=0.0,
@@ -271,6 +285,7 @@ def train_voice(
     corpus_weight: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="NAME=W",
             help="NAME=W: draw corpus NAME W times as often as --corpus-power alone would (e.g. ravdess=3 "
             "for a model meant for acted English); repeat for more corpora.",
             show_default="none",
@@ -294,6 +309,7 @@ def train_voice(
     missing_label_weight: Annotated[
         float,
         typer.Option(
+            metavar="WEIGHT",
             min=0.0,
             max=1.0,
             help="Weight, in each clip's softmax, of the labels its corpus never uses: 0 masks them out (a "
@@ -308,7 +324,7 @@ def train_voice(
             "(the held-out figures then choose nothing and report the run as it is)."
         ),
     ] = Keep.best,
-    seed: Annotated[int, typer.Option(help="Seed of the weights and of the training draws.")] = 0,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the weights and of the training draws.")] = 0,
     speaker_encoder: Annotated[
         Path | None,
         typer.Option(
@@ -325,6 +341,7 @@ def train_voice(
 ) -> None:
     """Train the voice model on MFCC + log-mel windows of augmented speech, validated on held-out
     speakers and corpora (the best epoch is the best mean accuracy over them, unless --keep last).
+    Needs pip install 'emocli[train]'.
 
     Example: emocli train voice --data ravdess/ tess/ nemo/ urdu/ -o runs/voice --holdout-corpus urdu
     """

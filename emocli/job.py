@@ -8,6 +8,7 @@ Outputs are written atomically, the CSV last, then a record of what made them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -138,6 +139,39 @@ def _write_record(job: Job, batch: BatchOptions, outputs: list[Path], timeline: 
         tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
+def _earlier_outputs(job: Job, batch: BatchOptions, record: dict, written: list[Path]) -> list[Path]:
+    """Outputs an earlier run recorded that this one did not write (a plot or annotated video
+    not asked for now): kept, and recorded again, when the same options, models and source
+    made them; otherwise deleted, for they show another analysis than the new timeline."""
+    names = {p.name for p in written}
+    earlier = [
+        job.stem.with_name(n)
+        for n in record.get("outputs", [])
+        if isinstance(n, str) and n == Path(n).name and n not in names and n != record_path(job.stem).name
+    ]
+    try:
+        current = record.get("key") == batch.key and record.get("source_id") == source_id(job.source)
+    except OSError:
+        current = False
+    kept = []
+    for path in earlier:
+        if not path.is_file() or _is_source(path, job.source):
+            continue
+        if current:
+            kept.append(path)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    return kept
+
+
+def _is_source(path: Path, source: Path) -> bool:
+    try:
+        return os.path.samefile(path, source)
+    except OSError:
+        return False
+
+
 # ---------------------------------------------------------------- running a job
 
 
@@ -173,9 +207,11 @@ def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
         timeline = analyzer.timeline(job.source, name=job.name)
         note = str(timeline.facts.get("note") or "")
         has_video = bool(timeline.facts.get("has_video", True))
+        earlier = read_json(record_path(job.stem)) or {}
         _mark_pending(job.stem)
         written = [w.write(timeline, job.stem) for w in writers(job, batch, has_video=has_video)]
         if batch.key is not None:
+            written += _earlier_outputs(job, batch, earlier, written)
             _write_record(job, batch, written, timeline, note)
     except Exception as e:  # one bad file must not stop the batch
         message = error_line(e)

@@ -98,6 +98,7 @@ class Writer:
     """Writes one kind of output for a timeline, atomically; subclasses say what and how."""
 
     suffix = ""
+    what = ""  # the output in words, as messages name it
 
     def path(self, stem: Path) -> Path:
         return stem.with_name(stem.name + self.suffix)
@@ -121,6 +122,7 @@ class Writer:
 
 class CsvWriter(Writer):
     suffix = ".csv"
+    what = "timeline"
 
     def _write(self, timeline: Timeline, tmp: Path) -> None:
         timeline.write_csv(tmp)
@@ -131,6 +133,7 @@ class JsonWriter(Writer):
     (keyed by the CSV's columns, with the CSV's rounding; an empty cell is null)."""
 
     suffix = ".json"
+    what = "JSON timeline"
     FACTS = (
         "duration_s",
         "speech_s",
@@ -162,6 +165,7 @@ class PeopleWriter(Writer):
     """``<stem>.people.csv``: one row per person (face id), from ``Timeline.people``."""
 
     suffix = ".people.csv"
+    what = "people table"
 
     def _write(self, timeline: Timeline, tmp: Path) -> None:
         timeline.write_people_csv(tmp)
@@ -172,6 +176,7 @@ class PlotWriter(Writer):
     a black bar where they speak) and one for the voice's top label."""
 
     suffix = ".png"
+    what = "plot"
     MAX_PEOPLE = 8  # strips for the people seen longest; more would not be legible
 
     def _write(self, timeline: Timeline, tmp: Path) -> None:
@@ -272,6 +277,7 @@ class AnnotatedVideoWriter(Writer):
     """
 
     suffix = ".mp4"
+    what = "annotated video"
 
     def __init__(self, source: str | Path, threads: int = 0):
         self.source = Path(source)

@@ -55,8 +55,8 @@ class AnalyzeOptions:
     decode_threads: int = 0  # ffmpeg threads decoding the frames; 0: resources.Plan.local()'s
 
     def __post_init__(self):
-        if self.interval <= 0 or self.window <= 0:
-            raise ValueError("interval and window must be positive")
+        if not (0 < self.interval < math.inf and 0 < self.window < math.inf):  # NaN fails too
+            raise ValueError("interval and window must be positive and finite")
         if self.fusion not in MODES:
             raise ValueError(f"fusion must be one of {MODES}, not {self.fusion!r}")
         if self.face_weight is not None and not 0.0 <= self.face_weight <= 1.0:

@@ -78,21 +78,27 @@ class BatchProgress:
         elif self.lines:
             self._say(self.out, _line(job, row))
         if row["error"]:
-            # Errors, and notes on what an ok video lacks (media cut short), go out even with
-            # --quiet: one readable line per video.
-            style = "red" if row["status"] == "failed" else "yellow"
-            self._say(self.console, f"{job.name}: {row['error']}", style)
+            # Errors, and notes on what an ok video lacks (a stream, or media cut short), go
+            # out even with --quiet: one readable line per video.
+            failed = row["status"] == "failed"
+            self._say(
+                self.console, f"{job.name}: {'' if failed else 'note: '}{row['error']}", "red" if failed else "yellow"
+            )
         if self._progress is not None:
             self._progress.update(self._task, advance=1, current=self._current())
 
-    def report(self, rows: Iterable[dict], out: Path) -> None:
-        """The closing lines: how many videos ended how, where the summary and the results are."""
+    def report(self, rows: Iterable[dict], out: Path, summary_written: bool = True) -> None:
+        """The closing lines: how many videos ended how (the statuses that occurred, in the
+        order ok, skipped, failed), where the summary is, and where the results are when
+        any video has them."""
         counts: dict[str, int] = {}
         for row in rows:
             counts[row["status"]] = counts.get(row["status"], 0) + 1
         parts = [f"{counts[s]} {s}" for s in ("ok", "skipped", "failed") if counts.get(s)]
-        self.print(f"{', '.join(parts)}; summary: {out / 'summary.csv'}")
-        self.print(f"Results saved to {out}")
+        where = f"summary: {out / 'summary.csv'}" if summary_written else "no summary written"
+        self.print(f"{', '.join(parts)}; {where}")
+        if counts.get("ok") or counts.get("skipped"):
+            self.print(f"Results saved to {out}")
 
     def print(self, message: str) -> None:
         if not self.quiet:

@@ -283,7 +283,14 @@ def test_without_a_terminal_a_line_per_video_and_closing_lines(batch_dir, models
 
 @pytest.mark.parametrize(
     "extra",
-    [["--workers", "0"], ["--engine", "spark"], ["--interval", "0"], ["--no-such-option"]],
+    [
+        ["--workers", "0"],
+        ["--engine", "spark"],
+        ["--interval", "0"],
+        ["--interval", "inf"],
+        ["--window", "inf"],
+        ["--no-such-option"],
+    ],
 )
 def test_bad_usage_exits_2(batch_dir, tmp_path, extra):
     result = CliRunner().invoke(app, ["process", str(batch_dir), "-o", str(tmp_path), *extra])

@@ -89,11 +89,20 @@ def test_exit_code_and_one_console_line_per_failure(corpus, batch):
     assert done.returncode == 1
     assert done.stdout == ""
     said = summary[summary["error"] != ""]  # the failures, and the notes on ok videos cut short
-    expected = sorted(f"{video}: {error}" for video, error in zip(said.index, said["error"], strict=True))
+    expected = sorted(
+        f"{video}: {'' if status == 'failed' else 'note: '}{error}"
+        for video, status, error in zip(said.index, said["status"], said["error"], strict=True)
+    )
     assert sorted(done.stderr.splitlines()) == expected
     assert (said["status"] == "failed").sum() == sum(c.status == "failed" for c in cases.values())
     notes = said[said["status"] == "ok"]["error"].to_dict()
-    assert notes == {str(cases["truncated (faststart)"].path): "decoded 0.9 of 2.0 s"}
+    assert notes == {
+        str(cases["truncated (faststart)"].path): "decoded 0.9 of 2.0 s",
+        str(cases["no audio"].path): "no audio stream (faces only)",
+        str(cases["one frame"].path): "no audio stream (faces only)",
+        str(cases["audio only (.m4a)"].path): "no video stream (voice only)",
+        str(cases["audio only (.mp4)"].path): "no video stream (voice only)",
+    }
 
 
 def test_no_audio_gives_a_face_only_timeline(batch, corpus):

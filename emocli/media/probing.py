@@ -46,11 +46,16 @@ class MediaInfo:
 
     @property
     def note(self) -> str:
-        """A word when the media ends well before its header says (a cut-short download or
-        copy): what was there to decode, of what was claimed."""
+        """What the media lacks, in a few words: a stream (so no face, or no speech, is not
+        read as a finding), or the time it claims but ends before (a cut-short download or copy)."""
+        parts = []
+        if not self.has_video:
+            parts.append("no video stream (voice only)")
+        if not self.has_audio:
+            parts.append("no audio stream (faces only)")
         if self.claimed > self.duration + max(0.5, 0.005 * self.claimed):
-            return f"decoded {self.duration:.1f} of {self.claimed:.1f} s"
-        return ""
+            parts.append(f"decoded {self.duration:.1f} of {self.claimed:.1f} s")
+        return "; ".join(parts)
 
 
 def _not_a_file(path: Path) -> str:
