@@ -2,8 +2,9 @@
 
 The local process, the pool's workers and Ray's actors all run jobs through a ``Worker``
 (the models loaded once, or why they could not be) and ``run_job``; none of them prints.
-Outputs are written atomically, the CSV last, then a record of what made them
-(``.<stem>.emocli``, hidden beside them), from which a rerun decides to skip or redo.
+A video's outputs are all written to temporaries, then renamed into place together (the CSV
+last), then a record of what made them (``.<stem>.emocli``, hidden beside them) is written,
+from which a rerun decides to skip or redo.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .outputs import (
     atomic_path,
     short_name,
     summary_row,
+    write_all,
 )
 from .pipeline import AnalyzeOptions, Analyzer
 from .resources import Plan
@@ -117,9 +119,9 @@ def source_id(source: Path) -> dict:
 
 
 def _mark_pending(stem: Path) -> None:
-    """Replace ``stem``'s record by a pending one before its outputs are replaced: until the
-    new record is written, a rerun redoes the video rather than trust outputs half old,
-    half new (and knows a run was cut short, not that an older emocli made them)."""
+    """Replace ``stem``'s record by a pending one before its outputs are renamed into place:
+    until the new record is written, a rerun redoes the video rather than trust outputs
+    half old, half new (and knows a run was cut short, not that an older emocli made them)."""
     with atomic_path(record_path(stem)) as tmp:
         tmp.write_text('{"pending": true}\n', encoding="utf-8")
 
@@ -208,8 +210,9 @@ def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
         note = str(timeline.facts.get("note") or "")
         has_video = bool(timeline.facts.get("has_video", True))
         earlier = read_json(record_path(job.stem)) or {}
-        _mark_pending(job.stem)
-        written = [w.write(timeline, job.stem) for w in writers(job, batch, has_video=has_video)]
+        # Until the new record is written, a rerun redoes the video rather than trust
+        # outputs half renamed.
+        written = write_all(timeline, job.stem, writers(job, batch, has_video), lambda: _mark_pending(job.stem))
         if batch.key is not None:
             written += _earlier_outputs(job, batch, earlier, written)
             _write_record(job, batch, written, timeline, note)

@@ -58,6 +58,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def write_all(timeline: Timeline, stem: Path, writers: list, before_commit=None) -> list[Path]:
+    """Every output of ``writers`` for ``stem``, or none: each is written to its temporary,
+    and only when all are written (``before_commit()`` then called) are they renamed over
+    their final names, in ``writers``' order. A failure or a signal while writing leaves
+    the earlier outputs as they were."""
+    with contextlib.ExitStack() as stack:
+        # Contexts close in the reverse order of entry: entered reversed, renamed in order.
+        for w in reversed(writers):
+            target = w.path(stem)
+            w.write_temporary(timeline, stack.enter_context(atomic_path(target)), target)
+        if before_commit is not None:
+            before_commit()
+    return [w.path(stem) for w in writers]
+
+
 # Writers: each turns a Timeline into one file, from its rows: none needs pandas.
 
 # One colour per label, in LABELS order, used by the plot and the annotated video (RGB).
@@ -104,17 +119,22 @@ class Writer:
         return stem.with_name(stem.name + self.suffix)
 
     def write(self, timeline: Timeline, stem: Path) -> Path:
-        """Write ``stem``'s output; an OSError always names the output (libraries that write
-        through their own handles, as matplotlib does, raise it without a file name)."""
+        """Write ``stem``'s output, atomically."""
         target = self.path(stem)
+        with atomic_path(target) as tmp:
+            self.write_temporary(timeline, tmp, target)
+        return target
+
+    def write_temporary(self, timeline: Timeline, tmp: Path, target: Path) -> None:
+        """Write the output for ``target`` into ``tmp``; an OSError always names ``target``
+        (libraries that write through their own handles, as matplotlib does, raise it
+        without a file name)."""
         try:
-            with atomic_path(target) as tmp:
-                self._write(timeline, tmp)
+            self._write(timeline, tmp)
         except OSError as e:
             if e.filename is None:
                 raise OSError(e.errno, e.strerror or str(e), str(target)) from e
             raise
-        return target
 
     def _write(self, timeline: Timeline, tmp: Path) -> None:
         raise NotImplementedError

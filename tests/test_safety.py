@@ -174,6 +174,24 @@ def test_a_full_disk_fails_each_video_in_one_line(source, models, tmp_path):
     assert not [p for p in out.iterdir() if ".part-" in p.name]
 
 
+def test_a_redo_that_fails_while_writing_leaves_the_earlier_outputs_whole(source, models, tmp_path):
+    folder = inputs(tmp_path, source, "a.mp4")
+    out = tmp_path / "out"
+    assert emocli(folder, "-o", out, models=models).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "summary.csv"}
+    assert {"a.csv", "a.people.csv", "a.png"} <= set(before)
+
+    def limit():  # the new timeline fits, the new plot does not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
+
+    done = emocli(folder, "-o", out, "--interval", "0.5", models=models, preexec_fn=limit)
+    assert done.returncode == 1 and "File too large" in done.stderr
+    # Not one new output renamed into place beside the old ones, no temporary left.
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "summary.csv"} == before
+    assert emocli(folder, "-o", out, models=models).returncode == 0
+    assert summary(out)["status"].tolist() == ["skipped"]  # the first run's outputs, whole and current
+
+
 def test_unwritable_output_folder_is_refused_before_any_work(source, models, tmp_path):
     folder = inputs(tmp_path, source, "a.mp4", "b.mp4")
     out = tmp_path / "out"
