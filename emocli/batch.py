@@ -2,9 +2,9 @@
 
 Each video is tried, reported and left behind: a failure is one line in summary.csv
 and on the console, and the batch goes on. A video's outputs are written to temporaries
-and renamed into place together, the CSV last, then a record of what made them (``.<stem>.emocli``, hidden beside them): a rerun
-skips a video only when that record says the same options, models and source made
-outputs that are all still there.
+and renamed into place together, the CSV last, then a record of what made them
+(``.<stem>.emocli``, hidden beside them): a rerun skips a video only when that record
+says the same options, models and source made outputs that are all still there.
 """
 
 from __future__ import annotations
