@@ -17,3 +17,7 @@ def __getattr__(name: str):
 
         return analyze
     raise AttributeError(f"module 'emocli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"analyze"})

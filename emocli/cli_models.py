@@ -351,6 +351,7 @@ def _model_card(info) -> dict:
         "path": str(info.path),
         "task": info.task,
         "labels": info.labels,
+        "preprocess": p,
         "preprocess_summary": summary,
         "metrics": info.metrics,
         "version": info.version,

@@ -333,14 +333,19 @@ def labelled_audio(table: Path, calm: str | None = "neutral") -> list[AudioItem]
         if missing:
             raise ValueError(f"{table}: no {' or '.join(missing)} column (expected path,emotion,speaker,...,corpus)")
         rows = list(reader)
-    items = []
+    items, skipped = [], SkipCounter(f"clips listed in {table}")
     for row in rows:
         label = canonical(row["emotion"], calm=calm, warn=False)
         if label is None:
             continue
+        path = root / row["path"]
+        if not path.is_file():
+            skipped.add(path, f"listed in {table.name}, no such file")
+            continue
         corpus = (row.get("corpus") or root.name).strip().lower()
         speaker = (row.get("speaker") or "unknown").strip()
-        items.append(AudioItem(root / row["path"], label, f"{corpus}:{speaker}", corpus, row["emotion"]))
+        items.append(AudioItem(path, label, f"{corpus}:{speaker}", corpus, row["emotion"]))
+    skipped.report()
     return items
 
 

@@ -335,6 +335,7 @@ class AnnotatedVideoWriter(Writer):
             "\n".join(commands),
             audio_codec=codec,
             size=(info.width, info.height),
+            streams=(info.video_stream, info.audio_stream),  # the ones analysed: the default tracks
             threads=self.threads,
         )
 

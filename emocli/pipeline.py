@@ -10,7 +10,9 @@ Frames and audio are each decoded once, as streams.
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 from collections import deque
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -113,8 +115,14 @@ class Analyzer:
         self.close()
 
     def analyze(self, path: str | Path):
-        """The timeline of one video as a pandas DataFrame (see ``emocli.analyze``)."""
-        return self.timeline(path).to_pandas()
+        """The timeline of one video as a pandas DataFrame (see ``emocli.analyze``). A missing
+        file raises FileNotFoundError; one that cannot be read as media, MediaError naming it."""
+        if not os.path.lexists(path):
+            raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
+        try:
+            return self.timeline(path).to_pandas()
+        except MediaError as e:  # the batch names the video beside the message; here the message must
+            raise MediaError(f"{path}: {e}") from e
 
     def timeline(self, path: str | Path, name: str | None = None) -> Timeline:
         """The timeline of one video; its ``video`` column holds ``name`` (default: the path)."""
@@ -176,7 +184,7 @@ class Analyzer:
         facts = dict(
             video=name,
             duration_s=round(duration, 3),
-            speech_s=round(stream.speech.speech_s, 3),
+            speech_s=round(min(stream.speech.speech_s, duration), 3),  # its last 32 ms slice may pass the end
             has_video=info.has_video,
             has_audio=info.has_audio,
             width=info.width,

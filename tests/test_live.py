@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES, model_args
+from media_corpus import clip
 
-from emocli.media import ffmpeg
+from emocli.media import MediaError, ffmpeg
 from emocli.media.stream import FrameBuffer, camera, parse_source
 from emocli.timeline import COLUMNS
 
@@ -271,7 +272,7 @@ def test_a_camera_that_cannot_be_opened_is_one_line_and_exit_1(models, tmp_path)
     assert not list((tmp_path / "out").glob("*.csv"))
 
 
-def test_sources_are_told_apart_and_a_password_never_shows(tmp_path):
+def test_sources_are_told_apart_and_a_password_never_shows(tmp_path, face_image):
     assert parse_source("-").kind == "stdin"
     url = parse_source("rtsp://user:secret@cam.local:554/stream")
     assert url.kind == "url" and url.label == "rtsp://cam.local:554/stream" and url.retry
@@ -280,9 +281,13 @@ def test_sources_are_told_apart_and_a_password_never_shows(tmp_path):
     with pytest.raises(Exception, match="video=NAME"):
         camera(0, "win32")
     assert parse_source("video=Integrated Camera", "win32").args[:2] == ("-f", "dshow")
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(b"")
-    assert parse_source(str(clip)).args[0] == "-re" and not parse_source(str(clip)).retry
+    video = clip(tmp_path / "clip.mp4", face_image, 1.0)
+    assert parse_source(str(video)).args[0] == "-re" and not parse_source(str(video)).retry
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(MediaError, match=r"empty\.mp4: empty file"):
+        parse_source(str(tmp_path / "empty.mp4"))
+    with pytest.raises(MediaError, match=r"gone\.mp4: no such file \(nor a camera index"):
+        parse_source(str(tmp_path / "gone.mp4"))
 
 
 def test_an_existing_output_is_never_overwritten(models, tmp_path):

@@ -152,6 +152,17 @@ def test_no_face_keeps_every_interval_and_fuses_voice(videos, models):
     assert (df["fused_emotion"] == df["voice_emotion"]).all()
 
 
+def test_the_library_names_a_file_it_cannot_read(models, tmp_path):
+    from emocli.media import MediaError
+
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        emocli.analyze(tmp_path / "gone.mp4", **models)
+    (tmp_path / "notes.mp4").write_text("not a video")
+    with pytest.raises(MediaError, match=r"notes\.mp4: not a readable media file"):
+        emocli.analyze(tmp_path / "notes.mp4", **models)
+    assert "analyze" in dir(emocli)
+
+
 @pytest.mark.parametrize("name", ["silent", "noaudio"])
 def test_no_speech_fuses_face_alone(videos, models, name):
     df = emocli.analyze(videos[name], **models)

@@ -74,6 +74,8 @@ def test_every_input_ends_ok_or_failed_as_expected(corpus, batch):
         if row["status"] != case.status or case.error.lower() not in row["error"].lower():
             wrong.append(f"{name}: {row['status']} {row['error']!r}, expected {case.status} {case.error!r}")
         if case.status == "ok":
+            if float(row["speech_s"]) > float(row["duration_s"]):
+                wrong.append(f"{name}: speech_s {row['speech_s']} > duration_s {row['duration_s']}")
             rel = case.path.relative_to(root)
             csv, png = out / rel.with_suffix(".csv"), out / rel.with_suffix(".png")
             if not (csv.is_file() and png.is_file() and len(pd.read_csv(csv)) == int(row["intervals"]) > 0):

@@ -369,6 +369,18 @@ print(r.output)
     assert not (tmp_path / "run").exists()
 
 
+def test_a_labels_csv_row_whose_file_is_gone_is_skipped_with_one_warning(tmp_path):
+    from conftest import tone, write_wav
+
+    from emocli.datasets import find_audio
+
+    write_wav(tmp_path / "here.wav", tone(1.0))
+    (tmp_path / "labels.csv").write_text("path,emotion,speaker\nhere.wav,angry,1\ngone.wav,sad,1\n")
+    with pytest.warns(UserWarning, match=r"gone\.wav: unreadable, skipped \(listed in labels\.csv, no such file\)"):
+        items = find_audio([tmp_path])
+    assert [i.path.name for i in items] == ["here.wav"]
+
+
 def test_evaluate_writes_its_picture_in_out_or_here_never_beside_the_model(face_onnx, tmp_path, monkeypatch):
     import cv2
     import numpy as np

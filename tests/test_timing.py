@@ -137,6 +137,25 @@ def test_the_default_audio_track_is_the_one_analysed(batch):
     assert all(by_interval(df, "voice_active"))
 
 
+def test_the_annotated_video_and_live_keep_the_default_audio_track(corpus, models, tmp_path):
+    """The annotated MP4 carries the sound that was analysed, and `emocli live` hears it too."""
+    from emocli.media import read_audio
+    from emocli.media.stream import parse_source
+
+    root, _ = corpus
+    source = root / "two_tracks.mp4"
+    result = CliRunner().invoke(
+        app, ["process", str(source), "-o", str(tmp_path), "--annotate", "--no-plot", "--quiet", *model_args(models)]
+    )
+    assert result.exit_code == 0, result.output
+    heard = read_audio(source, 16_000, probe(source).audio_stream)
+    kept = read_audio(tmp_path / "two_tracks.mp4", 16_000)
+    n = min(len(heard), len(kept))
+    assert n > 16_000 and np.corrcoef(heard[:n], kept[:n])[0, 1] > 0.95  # the speech, not the tone
+
+    assert parse_source(str(source)).maps == ("0:0", f"0:{probe(source).audio_stream}") == ("0:0", "0:2")
+
+
 def test_non_finite_samples_are_silence(batch):
     df = timeline(batch, "broken_float.mov")
     voiced = df[df["voice_active"]]

@@ -794,6 +794,7 @@ def test_models_lists_cards(exported):
     assert [c["task"] for c in cards] == ["face", "voice"]
     assert all(c["labels"] == list(LABELS) and c["size_bytes"] > 0 and "accuracy" in c["metrics"] for c in cards)
     assert "scaler yes" in cards[1]["preprocess_summary"]
+    assert cards[0]["preprocess"]["input_size"] == [48, 48] and len(cards[1]["preprocess"]["mean"]) > 0
     assert "voice:" in cli("models", exported["voice"]).output
 
 

@@ -42,6 +42,9 @@ class Source:
     args: tuple[str, ...]
     label: str
     kind: str
+    # ffmpeg's -map of the video and the audio read: a file's are the streams `emocli process`
+    # analyses (those marked default); of another source, the first of each, if any.
+    maps: tuple[str, str] = ("0:v:0?", "0:a:0?")
 
     @property
     def retry(self) -> bool:
@@ -70,8 +73,18 @@ def parse_source(text: str, platform: str = sys.platform) -> Source:
         return Source(("-i", text), _without_password(text), "url")
     path = Path(text)
     if not path.is_file():
-        raise MediaError(f"{text}: not a camera index, a stream URL (rtsp://, http://, udp://, ...), - or a media file")
-    return Source(("-re", "-i", str(path)), text, "file")
+        what = "no such file" if not path.exists() else "not a file"
+        raise MediaError(f"{text}: {what} (nor a camera index, a stream URL such as rtsp://, http://, udp://, or -)")
+    from .probing import probe
+
+    try:
+        info = probe(path)
+    except MediaError as e:
+        raise MediaError(f"{text}: {e}") from e
+    maps = tuple(
+        f"0:{i}" if i >= 0 else default for i, default in zip((info.video_stream, info.audio_stream), Source.maps)
+    )
+    return Source(("-re", "-i", str(path)), text, "file", maps)
 
 
 def camera(index: int, platform: str = sys.platform) -> Source:
@@ -269,9 +282,9 @@ class LiveSource:
             "1000000",
             *source.args,
             "-map",
-            "0:v:0?",
+            source.maps[0],
             "-map",
-            "0:a:0?",
+            source.maps[1],
             "-vf",
             video,
             "-c:v",
