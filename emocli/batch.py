@@ -28,6 +28,7 @@ from .job import (
     read_json,
     record_path,
     run_job,
+    same_file,
     source_id,
     writers,
 )
@@ -109,13 +110,13 @@ def _outputs_named_in(folder: Path, names: list[str]) -> set[str]:
             record = read_json(folder / name) or {}
             source = str(record.get("source") or "")
             for output in record.get("outputs", []):
-                if Path(output).suffix.lower() in VIDEO_EXTS and not _same_file(folder / output, Path(source)):
+                if Path(output).suffix.lower() in VIDEO_EXTS and not same_file(folder / output, Path(source)):
                     outputs.add(output)
     if "summary.csv" in names:
         for source in _summary_videos(folder / "summary.csv"):
             for output in {source.stem + ".mp4", source.name + ".mp4"} & set(names):
                 homes = [Path.cwd(), folder.absolute(), *folder.absolute().parents]
-                if any(_is_file(home / source) and not _same_file(home / source, folder / output) for home in homes):
+                if any(_is_file(home / source) and not same_file(home / source, folder / output) for home in homes):
                     outputs.add(output)
     return outputs
 
@@ -135,13 +136,6 @@ def _summary_videos(path: Path) -> list[Path]:
 def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
-    except OSError:
-        return False
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
     except OSError:
         return False
 

@@ -157,7 +157,7 @@ def _earlier_outputs(job: Job, batch: BatchOptions, record: dict, written: list[
         current = False
     kept = []
     for path in earlier:
-        if not path.is_file() or _is_source(path, job.source):
+        if not path.is_file() or same_file(path, job.source):
             continue
         if current:
             kept.append(path)
@@ -167,9 +167,10 @@ def _earlier_outputs(job: Job, batch: BatchOptions, record: dict, written: list[
     return kept
 
 
-def _is_source(path: Path, source: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (False when either is missing or unreadable)."""
     try:
-        return os.path.samefile(path, source)
+        return os.path.samefile(a, b)
     except OSError:
         return False
 
