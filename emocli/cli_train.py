@@ -24,7 +24,10 @@ class Precision(StrEnum):
     mixed_float16 = "mixed_float16"
 
 
-_RUN_FOLDER = "Run folder: checkpoints, history, curves, metrics. Rerun to resume."
+_RUN_FOLDER = (
+    "Run folder: checkpoints, history, curves, metrics. Rerun with the same options to resume; other options "
+    "are refused there."
+)
 
 
 @train_app.command("face", cls=_Command)

@@ -400,13 +400,35 @@ def test_train_voice_resumes_where_it_stopped(voice_run, data, tmp_path):
     run = tmp_path / "voice"
     shutil.copytree(voice_run, run)  # a one-epoch run, as if stopped there
     first = (run / "history.csv").read_text().splitlines()
-    train_voice_tiny(data, run, "ravdess:17", 2, "--keep", "last", "--missing-label-weight", 0.5)
+    config = (run / "config.json").read_text()
+    # Another loss is another run: refused before anything is written.
+    other = train_voice_tiny(data, run, "ravdess:17", 2, "--missing-label-weight", 0.5, ok=False)
+    assert other.exit_code == 1 and "missing_label_weight 0.3 (now 0.5)" in other.output
+    assert (run / "config.json").read_text() == config
+    train_voice_tiny(data, run, "ravdess:17", 2, "--keep", "last")  # more epochs, another kept epoch: resumed
     rows = (run / "history.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[:2] == first  # header, epoch 1 unchanged, epoch 2 added
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2 and state["best_epoch"] == 2  # --keep last: epoch 2, whatever it scored
     assert json.loads((run / "metrics.json").read_text())["keep"] == "last"
-    assert json.loads((run / "config.json").read_text())["missing_label_weight"] == 0.5
+
+
+def test_a_face_run_resumes_only_with_its_options_and_more_epochs_stretch_its_schedule(data, tmp_path):
+    import keras
+
+    run = tmp_path / "face"
+    train_face_tiny(data, run)
+    config = (run / "config.json").read_text()
+    wider = cli(
+        "train", "face", "--data", data / "fer", "--out", run, "--epochs", 1, "--width", 8, "--batch-size", 16, ok=False
+    )
+    assert wider.exit_code == 1 and "width 4 (now 8)" in wider.output and "--init" in wider.output
+    assert (run / "config.json").read_text() == config
+    train_face_tiny(data, run, "--epochs", 3)
+    assert json.loads((run / "state.json").read_text())["epoch"] == 3
+    schedule = keras.models.load_model(run / "checkpoint.keras").optimizer._learning_rate.get_config()
+    # The cosine runs to the end of epoch 3, not of epoch 1 (where its rate was already 0).
+    assert schedule["decay_steps"] == 2 * schedule["warmup_steps"]
 
 
 def test_train_voice_rejects_absent_holdout_speakers(data, tmp_path):

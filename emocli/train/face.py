@@ -18,6 +18,7 @@ from .run import (
     Checkpoint,
     RichProgress,
     RunDir,
+    check_resume,
     class_weights,
     classification_report,
     compile_for_training,
@@ -25,6 +26,7 @@ from .run import (
     plot_confusion,
     plot_curves,
     resolve_precision,
+    resume_schedule,
     set_seed,
 )
 
@@ -226,6 +228,7 @@ def train_face(config: FaceConfig, out: str | Path, quiet: bool = False) -> dict
 
 
 def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
+    check_resume(run, config, f" (--init {run / 'model.keras'} starts a new cycle from its weights)")
     set_seed(config.seed)
     train = training_faces(config.data)
     tr, va = validation_split(train.y, config)
@@ -253,6 +256,7 @@ def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
             # Loading recompiles before _compile_on_jax has marked the augmentation jittable.
             warnings.filterwarnings("ignore", "Model doesn't support `jit_compile", UserWarning)
             model = keras.models.load_model(run / "checkpoint.keras")
+        resume_schedule(model, config.lr, config.epochs, steps)
         core = model.get_layer("emocli_face")
     else:
         core = build_face_model(train.x.shape[1], config.width)

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import keras
@@ -47,6 +48,33 @@ class RunDir:
 
     def resumable(self) -> bool:
         return (self / "checkpoint.keras").is_file() and self.state["epoch"] > 0
+
+
+RESUMABLE_CHANGES = ("epochs", "keep")  # options a resumed run may change (resume_schedule)
+
+
+def check_resume(run: RunDir, config, hint: str = "") -> None:
+    """A rerun into a run folder resumes it, and only with the options it was started with
+    (but for RESUMABLE_CHANGES): its checkpoint holds that net, trained on that data with
+    that loss. Another option refuses the rerun before anything is written, naming each
+    difference."""
+    saved = run / "config.json"
+    if not run.resumable() or not saved.is_file():
+        return
+    old = json.loads(saved.read_text())
+    with contextlib.suppress(TypeError, ValueError):  # read as this emocli reads options (17 is ravdess:17)
+        names = {f.name for f in fields(config)}
+        old |= asdict(type(config)(**{k: v for k, v in old.items() if k in names}))
+    old = json.loads(json.dumps(old, default=str))
+    new = json.loads(json.dumps(asdict(config), default=str))
+    changed = [
+        f"{k} {old[k]} (now {v})" for k, v in new.items() if k in old and old[k] != v and k not in RESUMABLE_CHANGES
+    ]
+    if changed:
+        raise ValueError(
+            f"{run.path} holds a run started with other options: {'; '.join(changed)}. Rerun with its "
+            f"options to resume it, or train into another folder{hint}"
+        )
 
 
 KEEP = ("best", "last")  # which epoch a run's model.keras is
@@ -156,17 +184,28 @@ def plot_curves(run: RunDir) -> None:
     plt.close(fig)
 
 
+def cosine_schedule(lr: float, epochs: int, steps: int):
+    """From a tenth of ``lr`` up to it over the first epoch, then down to 0 at the last step."""
+    return keras.optimizers.schedules.CosineDecay(
+        lr * 0.1, decay_steps=max(1, steps * epochs - steps), warmup_target=lr, warmup_steps=steps
+    )
+
+
+def resume_schedule(model: keras.Model, lr: float, epochs: int, steps: int) -> None:
+    """A resumed checkpoint's schedule made for ``epochs``: a rerun with more epochs (the only
+    option ``check_resume`` lets change that shapes it) stretches the cosine to the new end
+    rather than carry on at its old end, a learning rate of 0."""
+    model.optimizer.learning_rate = cosine_schedule(lr, epochs, steps)
+
+
 def compile_for_training(
     model: keras.Model, lr: float, epochs: int, steps: int, label_smoothing: float, loss=None, metrics=None
 ) -> None:
     """AdamW on a cosine schedule with one warm-up epoch; the schedule lives in the optimizer,
     so a resumed checkpoint carries on where it stopped. ``loss`` defaults to cross-entropy
     with accuracy as its metric."""
-    schedule = keras.optimizers.schedules.CosineDecay(
-        lr * 0.1, decay_steps=max(1, steps * epochs - steps), warmup_target=lr, warmup_steps=steps
-    )
     model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+        optimizer=keras.optimizers.AdamW(cosine_schedule(lr, epochs, steps), weight_decay=1e-4),
         loss=loss or keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=metrics if loss else ["accuracy"],
     )

@@ -34,10 +34,12 @@ from .run import (
     Checkpoint,
     RichProgress,
     RunDir,
+    check_resume,
     classification_report,
     compile_for_training,
     plot_confusion,
     plot_curves,
+    resume_schedule,
     set_seed,
 )
 from .voice_batches import Augment, MelBatches, masked_crossentropy
@@ -123,6 +125,7 @@ class VoiceConfig:
             raise ValueError(f"corpus weights must be above 0, not {self.corpus_weights}")
         if not 0.0 <= self.holdout_fraction < 1.0:
             raise ValueError(f"holdout fraction must be within [0, 1), not {self.holdout_fraction}")
+        self.holdout_speakers = [speaker_id(s) for s in self.holdout_speakers]  # 17 is ravdess:17
 
 
 def speaker_id(name: str) -> str:
@@ -406,6 +409,8 @@ def _refuse_other_kind(out: Path, encoder: bool) -> None:
 def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> dict:
     """Train (or resume) a voice run in ``out``; returns its metrics."""
     _refuse_other_kind(Path(out), bool(config.speaker_encoder))
+    if Path(out).is_dir():
+        check_resume(RunDir(out), config)
     if config.speaker_encoder:
         from .voice_encoder import train_voice_encoder
 
@@ -443,6 +448,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     )
     if run.resumable():
         model = keras.models.load_model(run / "checkpoint.keras")
+        resume_schedule(model, config.lr, config.epochs, steps)
     else:
         model = build_voice_model(spec.n_features, config.width, config.dropout, pooling=config.pooling)
         compile_for_training(model, config.lr, config.epochs, steps, 0.0, loss=masked_crossentropy)
