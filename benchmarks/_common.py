@@ -17,6 +17,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+
+def require(*paths: Path, what: str) -> None:
+    """Stop with one line (status 2) when data a benchmark reads is not there: the datasets
+    are never in the repository, so each script says what it needs and where it looked."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        print(f"{', '.join(missing)}: not found; this needs {what}", file=sys.stderr)
+        sys.exit(2)
+
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("EMOCLI_BENCH_CACHE", ROOT / "benchmarks" / ".cache"))
 CLIPS = ROOT / "examples" / "crema-d"

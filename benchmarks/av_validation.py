@@ -1,6 +1,6 @@
 """Audio-visual validation: who speaks, and what fusion buys, on clips the models never saw.
 
-    .venv/bin/python benchmarks/av_validation.py [--speaker] [--faces] [--fusion] [--data /work/shared/data]
+    .venv/bin/python benchmarks/av_validation.py [--speaker] [--faces] [--fusion] [--data ../shared/data]
 
 --speaker  Side-by-side clips built from the CREMA-D examples (cached in benchmarks/.cache/av):
            a heard face beside a still one, beside one that talks unheard (its own sound
@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import CACHE, CLIPS, ffmpeg  # noqa: E402
+from _common import CACHE, CLIPS, ffmpeg, require  # noqa: E402
 
 from emocli.features import fit_window  # noqa: E402
 from emocli.labels import LABELS  # noqa: E402
@@ -548,10 +548,17 @@ def main() -> None:
         help="with --fusion: speech corpora the voice model never saw (folders of --data with a labels.csv)",
     )
     ap.add_argument("--limit", type=int, default=0, help="at most this many FER2013 validation faces (0: all)")
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     a = ap.parse_args()
     if not (a.speaker or a.faces or a.fusion):
         a.speaker = a.faces = a.fusion = True
+    if a.faces or a.fusion:
+        require(a.data / "fer2013", what="FER2013 under --data (for --faces and --fusion)")
+    if a.fusion:
+        corpora = [a.data / c for c in ("ravdess", *a.corpora)]
+        require(*corpora, what="RAVDESS and the --corpora under --data (for --fusion)")
+    if a.speaker and not a.live and not (a.data / "ravdess").is_dir():
+        print(f"note: no {a.data / 'ravdess'}: the off-screen voices are left out", file=sys.stderr)
     if a.speaker and a.live:
         live_speaker_check(a.interval, a.seeds, a.pairs)
     elif a.speaker:

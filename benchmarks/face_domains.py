@@ -33,6 +33,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _common import require
 
 from emocli.datasets import CREMA_NAME, stratified_split, training_faces
 from emocli.faces import FaceDetector, align_face
@@ -192,6 +193,12 @@ def main() -> None:
     ap.add_argument("--margin", type=float, help="crop with this margin instead of each model's own")
     ap.add_argument("--photographs", action="store_true", help="whole images against evaluate's detected crops")
     args = ap.parse_args()
+    require(
+        args.data / "fer2013",
+        args.data / "yalefaces",
+        args.media,
+        what="FER2013 and Yale faces under --data and the CREMA-D clips in --media",
+    )
     if args.photographs:
         photographs_check(args.models, args.data, args.media)
         return

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from _common import require
 
 from emocli.datasets import load_faces, stratified_split, training_faces
 from emocli.faces import LEFT_EYE, MOUTH, RIGHT_EYE, FaceDetector, crop_face
@@ -82,6 +83,10 @@ def main() -> None:
     ap.add_argument("--photographs", nargs=2, type=Path, metavar=("DATA", "MEDIA"), help="also the label-free check")
     args = ap.parse_args()
 
+    if not args.run:
+        require(Path(args.data), what="a held-out FER2013 split (--data) or a training run (--run)")
+    if args.photographs:
+        require(*args.photographs, what="the data and media folders --photographs names")
     if args.run:
         config = json.loads((Path(args.run) / "config.json").read_text())
         data = training_faces(config["data"])

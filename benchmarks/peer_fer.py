@@ -88,7 +88,8 @@ def fer_python(venv: Path) -> Path | None:
     print(f"installing fer 25.10 into {venv} (once) ...", file=sys.stderr, flush=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        # One retry: offline, pip's default five, with back-off, keep a user waiting for minutes.
+        pip = [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--retries", "1"]
         subprocess.run([*pip, "--no-deps", "fer==25.10.*"], check=True, timeout=1200)
         subprocess.run([*pip, *PACKAGES], check=True, timeout=1800)
         subprocess.run([py, "-c", "import fer.fer, fer.classes"], check=True)

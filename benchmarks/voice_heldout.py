@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from _common import require
 
 
 def main() -> None:
@@ -38,6 +39,7 @@ def main() -> None:
         help="fit each model's softmax temperature on all held-out windows (for `emocli export --temperature`)",
     )
     a = ap.parse_args()
+    require(*map(Path, a.data), what="the speech corpora --data names")
 
     from emocli.datasets import find_audio, load_waveforms
     from emocli.evaluate import clip_probabilities, clip_windows

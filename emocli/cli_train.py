@@ -133,7 +133,7 @@ def train_face(
     ] = 2.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Train the face CNN on 48x48 grayscale faces (FER2013 layout). Needs pip install 'emocli[train]'.
+    """Train the face CNN on 48x48 grayscale faces (FER2013 layout). Needs pip install 'emocli\\[train]'.
 
     Example: emocli train face --data fer2013/ -o runs/face --crowd-labels ferplus/labels.csv
     """
@@ -141,6 +141,7 @@ def train_face(
     if not temperature > 0:  # also NaN
         _fail(f"--temperature must be above 0, not {temperature}", 2)
     _require_training()
+    from .evaluate import one_line_warnings
     from .train.face import FaceConfig
     from .train.face import train_face as run
 
@@ -163,8 +164,11 @@ def train_face(
         temperature=temperature,
     )
     try:
-        metrics = run(config, out, quiet=quiet)
-    except (FileNotFoundError, ValueError) as e:
+        with one_line_warnings(lambda line: typer.echo(line, err=True)):
+            metrics = run(config, out, quiet=quiet)
+    except FileNotFoundError as e:  # a missing input: usage
+        _fail(str(e), 2)
+    except ValueError as e:
         _fail(str(e))
     v = metrics["validation"]
     typer.echo(f"validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}")
@@ -344,11 +348,12 @@ def train_voice(
 ) -> None:
     """Train the voice model on MFCC + log-mel windows of augmented speech, validated on held-out
     speakers and corpora (the best epoch is the best mean accuracy over them, unless --keep last).
-    Needs pip install 'emocli[train]'.
+    Needs pip install 'emocli\\[train]'.
 
     Example: emocli train voice --data ravdess/ tess/ nemo/ urdu/ -o runs/voice --holdout-corpus urdu
     """
     _require_training()
+    from .evaluate import one_line_warnings
     from .train.voice import DEFAULT_HOLDOUT, VoiceConfig
     from .train.voice import train_voice as run
     from .train.voice_batches import AUGMENT_PRESETS
@@ -388,8 +393,11 @@ def train_voice(
             seed=seed,
             speaker_encoder=str(speaker_encoder or ""),
         )
-        metrics = run(config, out, quiet=quiet)
-    except (FileNotFoundError, ValueError) as e:
+        with one_line_warnings(lambda line: typer.echo(line, err=True)):
+            metrics = run(config, out, quiet=quiet)
+    except FileNotFoundError as e:  # a missing input: usage
+        _fail(str(e), 2)
+    except ValueError as e:
         _fail(str(e))
     v = metrics["validation"]
     typer.echo(

@@ -176,7 +176,10 @@ def _read_fer_csv(path: Path, size: int) -> dict[str, ImageSet]:
     with open(path, newline="") as f:
         for n, row in enumerate(csv.DictReader(f), start=2):
             try:
-                label = FER_CODES[int(row["emotion"])]
+                code = int(row["emotion"])
+                if not 0 <= code < len(FER_CODES):
+                    raise ValueError(f"emotion {code} is not a FER2013 class (0 to {len(FER_CODES) - 1})")
+                label = FER_CODES[code]
                 img = np.asarray(row["pixels"].split(), dtype=np.uint8)
                 side = int(round(np.sqrt(img.size)))
                 img = img.reshape(side, side)
@@ -312,7 +315,8 @@ def audio_item(path: Path, calm: str | None = "neutral") -> AudioItem | None:
         source = SAVEE_CODES[m.group(2)]
         return AudioItem(path, canonical(source), f"savee:{speaker}", "savee", source)
     label = canonical(parent, calm=calm)
-    return label and AudioItem(path, label, f"{parent}:unknown", "folder", parent)
+    # Speakers unknown: one, so no class is held out as if it were a speaker.
+    return label and AudioItem(path, label, "folder:unknown", "folder", parent)
 
 
 LABELS_CSV = "labels.csv"
@@ -333,10 +337,11 @@ def labelled_audio(table: Path, calm: str | None = "neutral") -> list[AudioItem]
         if missing:
             raise ValueError(f"{table}: no {' or '.join(missing)} column (expected path,emotion,speaker,...,corpus)")
         rows = list(reader)
-    items, skipped = [], SkipCounter(f"clips listed in {table}")
+    items, skipped, dropped = [], SkipCounter(f"clips listed in {table}"), Counter()
     for row in rows:
         label = canonical(row["emotion"], calm=calm, warn=False)
         if label is None:
+            dropped[row["emotion"]] += calm is not None or row["emotion"].strip().lower() != "calm"
             continue
         path = root / row["path"]
         if not path.is_file():
@@ -346,6 +351,9 @@ def labelled_audio(table: Path, calm: str | None = "neutral") -> list[AudioItem]
         speaker = (row.get("speaker") or "unknown").strip()
         items.append(AudioItem(path, label, f"{corpus}:{speaker}", corpus, row["emotion"]))
     skipped.report()
+    if sum(dropped.values()):
+        named = ", ".join(f"{name} ({n})" for name, n in dropped.most_common() if n)
+        warnings.warn(f"{table}: clips of classes outside the seven labels left out: {named}", stacklevel=2)
     return items
 
 

@@ -45,7 +45,8 @@ FACE_CROP_MAX_PX = 64
 @contextlib.contextmanager
 def one_line_warnings(say: Callable[[str], None]) -> Iterator[None]:
     """Within the block, each warning reaches ``say`` as one line ("warning: ..."), without
-    the file, line and source text Python's default display adds."""
+    the file, line and source text Python's default display adds. Deprecation notices
+    between libraries (numpy's to TensorFlow, say) are not the user's to act on: left out."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         text = str(message).strip()
@@ -53,6 +54,7 @@ def one_line_warnings(say: Callable[[str], None]) -> Iterator[None]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        warnings.simplefilter("ignore", DeprecationWarning)
         warnings.showwarning = show
         yield
 

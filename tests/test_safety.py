@@ -369,16 +369,20 @@ print(r.output)
     assert not (tmp_path / "run").exists()
 
 
-def test_a_labels_csv_row_whose_file_is_gone_is_skipped_with_one_warning(tmp_path):
+def test_labels_csv_rows_whose_file_is_gone_or_class_unknown_are_left_out_with_a_warning(tmp_path):
     from conftest import tone, write_wav
 
     from emocli.datasets import find_audio
 
     write_wav(tmp_path / "here.wav", tone(1.0))
-    (tmp_path / "labels.csv").write_text("path,emotion,speaker\nhere.wav,angry,1\ngone.wav,sad,1\n")
-    with pytest.warns(UserWarning, match=r"gone\.wav: unreadable, skipped \(listed in labels\.csv, no such file\)"):
+    rows = ["here.wav,angry,1", "gone.wav,sad,1", "here.wav,joyful,2", "here.wav,grief,2", "here.wav,grief,3"]
+    (tmp_path / "labels.csv").write_text("path,emotion,speaker\n" + "\n".join(rows) + "\n")
+    with pytest.warns(UserWarning) as said:
         items = find_audio([tmp_path])
-    assert [i.path.name for i in items] == ["here.wav"]
+    assert [(i.path.name, i.label) for i in items] == [("here.wav", "angry"), ("here.wav", "happy")]
+    lines = [str(w.message) for w in said]
+    assert f"{tmp_path / 'gone.wav'}: unreadable, skipped (listed in labels.csv, no such file)" in lines
+    assert f"{tmp_path / 'labels.csv'}: clips of classes outside the seven labels left out: grief (2)" in lines
 
 
 def test_evaluate_writes_its_picture_in_out_or_here_never_beside_the_model(face_onnx, tmp_path, monkeypatch):

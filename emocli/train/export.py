@@ -327,7 +327,8 @@ def _quantize_in_place(path: Path, model, info, calibration, log) -> None:
     got = session.run(None, {session.get_inputs()[0].name: check})[0]
     same, diff = agreement(np.asarray(model(check, training=False)), got)
     log(
-        f"int8: top-1 agreement with keras {same:.1%} on {len(check)} training faces not used to calibrate; "
+        f"int8: top-1 agreement with keras {same:.1%} on {len(check)} faces of the calibration data not used to "
+        "calibrate; "
         f"max |p difference| {diff:.3f}"
     )
     if same < INT8_AGREEMENT:

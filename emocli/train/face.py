@@ -235,6 +235,13 @@ def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
     y_tr = train.y[tr]
     x_va, y_va = _prepare(train.x[va]), train.y[va]
     k = len(LABELS)
+    present = sorted(set(y_tr.tolist()))
+    if len(present) < 2:
+        which = f"one label only ({LABELS[present[0]]})" if present else "no label"
+        raise ValueError(f"{config.data}: training faces of {which}: nothing to tell apart")
+    if len(present) < k:
+        absent = ", ".join(LABELS[c] for c in range(k) if c not in present)
+        warnings.warn(f"{config.data}: no training faces of {absent}: the model will never say them", stacklevel=2)
     crowd = None
     if config.crowd_labels:
         crowd = crowd_labels(config.crowd_labels, config.data, train.names)[tr]
@@ -294,6 +301,7 @@ def _train(config: FaceConfig, run: RunDir, quiet: bool) -> dict:
     report = classification_report(y_va, best.predict(x_va, batch_size=256, verbose=0).argmax(1))
     metrics["validation"] = {
         "split": f"{config.val_fraction:.0%} of train, stratified, seed {config.split_seed}",
+        "views": 1,  # each face classified once, as `emocli process` does
         **report,
     }
     plot_confusion(
