@@ -30,6 +30,21 @@ _RUN_FOLDER = (
 )
 
 
+def _run_training(run, config, out: Path, quiet: bool) -> dict:
+    """``run(config, out)`` with its warnings as one line each and its failures as one line
+    (a missing input exits 2); a run folder it made and left empty is removed."""
+    from .evaluate import one_line_warnings
+
+    made = not out.exists()
+    try:
+        with one_line_warnings(lambda line: typer.echo(line, err=True)):
+            return run(config, out, quiet=quiet)
+    except (FileNotFoundError, ValueError) as e:
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        _fail(str(e), 2 if isinstance(e, FileNotFoundError) else 1)
+
+
 @train_app.command("face", cls=_Command)
 def train_face(
     data: Annotated[
@@ -141,7 +156,6 @@ def train_face(
     if not temperature > 0:  # also NaN
         _fail(f"--temperature must be above 0, not {temperature}", 2)
     _require_training()
-    from .evaluate import one_line_warnings
     from .train.face import FaceConfig
     from .train.face import train_face as run
 
@@ -163,13 +177,7 @@ def train_face(
         teacher_weight=teacher_weight,
         temperature=temperature,
     )
-    try:
-        with one_line_warnings(lambda line: typer.echo(line, err=True)):
-            metrics = run(config, out, quiet=quiet)
-    except FileNotFoundError as e:  # a missing input: usage
-        _fail(str(e), 2)
-    except ValueError as e:
-        _fail(str(e))
+    metrics = _run_training(run, config, out, quiet)
     v = metrics["validation"]
     typer.echo(f"validation accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}; model: {out / 'model.keras'}")
 
@@ -353,7 +361,6 @@ def train_voice(
     Example: emocli train voice --data ravdess/ tess/ nemo/ urdu/ -o runs/voice --holdout-corpus urdu
     """
     _require_training()
-    from .evaluate import one_line_warnings
     from .train.voice import DEFAULT_HOLDOUT, VoiceConfig
     from .train.voice import train_voice as run
     from .train.voice_batches import AUGMENT_PRESETS
@@ -393,12 +400,9 @@ def train_voice(
             seed=seed,
             speaker_encoder=str(speaker_encoder or ""),
         )
-        with one_line_warnings(lambda line: typer.echo(line, err=True)):
-            metrics = run(config, out, quiet=quiet)
-    except FileNotFoundError as e:  # a missing input: usage
-        _fail(str(e), 2)
     except ValueError as e:
         _fail(str(e))
+    metrics = _run_training(run, config, out, quiet)
     v = metrics["validation"]
     typer.echo(
         f"held out ({len(v['per_group'])} groups): mean clip accuracy {v['accuracy']:.4f}, "

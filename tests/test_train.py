@@ -285,6 +285,19 @@ def train_voice_tiny(data: Path, run: Path, holdout: str, epochs: int, *extra, o
     )
 
 
+def test_faces_of_one_label_are_refused_and_leave_no_run_folder(tmp_path):
+    import cv2
+
+    for i in range(8):
+        folder = tmp_path / "one" / "train" / "happy"
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{i}.png"), np.random.default_rng(i).integers(0, 255, (48, 48), np.uint8))
+    run = tmp_path / "run"
+    result = cli("train", "face", "--data", tmp_path / "one", "-o", run, "--epochs", 1, "--width", 4, ok=False)
+    assert result.exit_code == 1 and "of one label only (happy): nothing to tell apart" in result.output
+    assert not run.exists()
+
+
 def test_train_face_writes_a_complete_run(face_run):
     for name in (
         "model.keras",
