@@ -120,13 +120,19 @@ def default_model_path(task: str) -> Path | None:
     return None
 
 
+def _check_model_file(path: Path) -> None:
+    if path.is_dir():
+        raise ModelError(f"{path}: a folder, not a model file (emocli export turns a training run into a .onnx)")
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+
+
 def read_info(path: str | Path) -> ModelInfo:
     """A model's metadata, read by onnxruntime (the one ONNX library inference installs)."""
     import onnxruntime as ort
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
+    _check_model_file(path)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # metadata only: no need to optimise
@@ -145,8 +151,7 @@ class OnnxModel:
         import onnxruntime as ort
 
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
+        _check_model_file(path)
         options = ort.SessionOptions()
         # The models are small and see a few faces or one window at a time: one thread
         # (threads=0) is fastest, and threads that spin while idle only steal the cores

@@ -831,6 +831,8 @@ def test_models_lists_cards(exported):
     assert "scaler yes" in cards[1]["preprocess_summary"]
     assert cards[0]["preprocess"]["input_size"] == [48, 48] and len(cards[1]["preprocess"]["mean"]) > 0
     assert "voice:" in cli("models", exported["voice"]).output
+    folder = cli("models", exported["voice"].parent, ok=False)
+    assert folder.exit_code == 1 and "a folder, not a model file (emocli export turns" in folder.output
 
 
 def test_inference_side_never_imports_tensorflow():
