@@ -79,21 +79,28 @@ def _videos_in(folder: Path, out: Path | None = None) -> list[Path]:
     """Video files under ``folder``: regular files, broken symbolic links and special files
     with a video name (so they get reported), never emocli's own outputs.
 
-    The output folder ``out``, when it lies inside ``folder``, is not walked; where outputs
-    share a folder with inputs, the annotated videos that records (or an old summary.csv)
-    name as outputs are left out.
+    Linked folders are followed, each real folder walked once (a link back up ends there).
+    Hidden files and folders are not inputs: a Mac's ``._clip.mp4`` beside each video holds
+    no video. The output folder ``out``, when it lies inside ``folder``, is not walked; where
+    outputs share a folder with inputs, the annotated videos that records (or an old
+    summary.csv) name as outputs are left out.
     """
     found = []
     out_real = os.path.realpath(out) if out is not None else None
-    for dirpath, dirnames, filenames in os.walk(folder):
+    walked = {os.path.realpath(folder)}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames if not (here / d).is_symlink() and os.path.realpath(here / d) != out_real
-        )
+        keep = []
+        for d in sorted(dirnames):
+            real = os.path.realpath(here / d)
+            if not d.startswith(".") and real != out_real and real not in walked:
+                walked.add(real)
+                keep.append(d)
+        dirnames[:] = keep
         outputs = _outputs_named_in(here, filenames)
         for name in filenames:
             p = here / name
-            if p.suffix.lower() not in VIDEO_EXTS or name in outputs:
+            if p.suffix.lower() not in VIDEO_EXTS or name in outputs or name.startswith("."):
                 continue
             if p.is_file() or _special(p) or (p.is_symlink() and not p.exists()):
                 found.append(p)

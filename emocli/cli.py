@@ -6,7 +6,9 @@ imported inside the commands, so `emocli --help` answers at once.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -102,6 +104,18 @@ class Fusion(StrEnum):
 def _fail(message: str, code: int = 1) -> None:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _one_line_failures(*kinds: type[Exception]) -> Iterator[None]:
+    """Within the block, a missing input exits 2 (usage) and an exception of ``kinds`` exits
+    1, each as its one-line message."""
+    try:
+        yield
+    except FileNotFoundError as e:
+        _fail(str(e), 2)
+    except kinds as e:
+        _fail(str(e))
 
 
 def _require_training(export: bool = False) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .cli import _Command, _extra_args, _fail, _require_training, app
+from .cli import _Command, _extra_args, _fail, _one_line_failures, _require_training, app
 
 
 @app.command("export", cls=_Command)
@@ -114,7 +114,7 @@ def export(
     _require_training(export=True)
     from .train.export import ExportError, export_model
 
-    try:
+    with _one_line_failures(ExportError, FileExistsError, ValueError):
         export_model(
             sources,
             out,
@@ -125,10 +125,6 @@ def export(
             temperature=temperature,
             log=typer.echo,
         )
-    except FileNotFoundError as e:  # a missing input: usage
-        _fail(str(e), 2)
-    except (ExportError, FileExistsError, ValueError) as e:
-        _fail(str(e))
 
 
 def _average_exported(
@@ -147,7 +143,7 @@ def _average_exported(
     from .train.combine import combine_models
     from .train.export import ExportError
 
-    try:
+    with _one_line_failures(ExportError, FileExistsError, ValueError):
         combine_models(
             files,
             out,
@@ -158,10 +154,6 @@ def _average_exported(
             half=half,
             log=typer.echo,
         )
-    except FileNotFoundError as e:  # a missing input: usage
-        _fail(str(e), 2)
-    except (ExportError, FileExistsError, ValueError) as e:
-        _fail(str(e))
 
 
 def _views_a_face(views) -> str:
@@ -246,14 +238,13 @@ def evaluate(
     if out is not None and out.exists() and not out.is_dir():
         _fail(f"-o {out}: is a file, not a folder", 2)
     try:  # with --json, stdout carries the JSON object only (warnings go to stderr)
-        with one_line_warnings(lambda text: typer.secho(text, fg=typer.colors.YELLOW, err=True)):
+        with (
+            _one_line_failures(ModelError, ValueError),
+            one_line_warnings(lambda text: typer.secho(text, fg=typer.colors.YELLOW, err=True)),
+        ):
             report = run(
                 model, sources, split=split, out=out if as_json else (out or Path.cwd()), face_views=face_views
             )
-    except FileNotFoundError as e:  # a missing input: usage
-        _fail(str(e), 2)
-    except (ModelError, ValueError) as e:
-        _fail(str(e))
     except OSError as e:  # the picture could not be written
         _fail(f"cannot write {e.filename or out}: {e.strerror}")
     if as_json:

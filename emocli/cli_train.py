@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from .cli import _check_training, _Command, _extra_args, _fail, _require_training, train_app
+from .cli import _check_training, _Command, _extra_args, _fail, _one_line_failures, _require_training, train_app
 
 
 class CameraPreset(StrEnum):
@@ -36,13 +36,14 @@ def _run_training(run, config, out: Path, quiet: bool) -> dict:
     from .evaluate import one_line_warnings
 
     made = not out.exists()
-    try:
-        with one_line_warnings(lambda line: typer.echo(line, err=True)):
-            return run(config, out, quiet=quiet)
-    except (FileNotFoundError, ValueError) as e:
-        if made and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        _fail(str(e), 2 if isinstance(e, FileNotFoundError) else 1)
+    with _one_line_failures(ValueError):
+        try:
+            with one_line_warnings(lambda line: typer.echo(line, err=True)):
+                return run(config, out, quiet=quiet)
+        except (FileNotFoundError, ValueError):
+            if made and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+            raise
 
 
 @train_app.command("face", cls=_Command)

@@ -63,6 +63,14 @@ def test_discover_mirrors_layout_and_keeps_same_names_apart(tmp_path):
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         (src / name).write_bytes(b"")
     os.symlink(src / "nowhere.mp4", src / "dangling.mp4")  # reported, not silently dropped
+    for name in ("a/._clip.mp4", ".hidden/x.mp4", "a/.draft.mp4"):  # a Mac's metadata, hidden files: not inputs
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(b"\x00\x05\x16\x07")
+    linked = tmp_path / "elsewhere"  # a linked folder is followed; a link back up is walked once
+    (linked / "deep").mkdir(parents=True)
+    (linked / "deep" / "far.mp4").write_bytes(b"")
+    os.symlink(linked, src / "link")
+    os.symlink(src, src / "a" / "up")
     jobs = {
         str(j.source.relative_to(src)): j.stem.relative_to(tmp_path / "out") for j in discover([src], tmp_path / "out")
     }
@@ -72,6 +80,7 @@ def test_discover_mirrors_layout_and_keeps_same_names_apart(tmp_path):
         "c/CLIP.MP4": Path("c/CLIP"),
         "c/clip.mov": Path("c/clip"),
         "dangling.mp4": Path("dangling"),
+        "link/deep/far.mp4": Path("link/deep/far"),
         "x.mp4/inner.mkv": Path("x.mp4/inner"),  # a folder with a video's name is a folder
     }
     # Two inputs with the same stem in one folder keep both, by full name.

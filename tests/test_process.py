@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -484,6 +485,9 @@ def test_plot_shows_fused_probabilities_and_a_strip_per_person(tmp_path):
             rows.append(Row("v.mp4", float(i), i + 1.0, face, True, sad, verdict("angry")))
     out = PlotWriter().write(Timeline(rows, {"video": "v.mp4"}), tmp_path / "v")
     img = cv2.imread(str(out)).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a name in a script the font lacks: drawn, never a warning
+        PlotWriter().write(Timeline(rows, {"video": "访谈 😀.mp4"}), tmp_path / "named")
 
     def where(colour) -> tuple[np.ndarray, np.ndarray]:
         """Pixels of the colour in rows where it spans 30 px or more (not the legend's)."""
@@ -581,6 +585,26 @@ def test_annotated_boxes_follow_the_face_and_keep_their_slot(tmp_path):
     assert abs(left_edge_at(frames[5]) - 40) <= 3
     assert abs(left_edge_at(frames[10]) - 90) <= 4
     assert abs(left_edge_at(frames[15]) - 140) <= 3
+
+
+def test_a_tag_by_the_right_edge_stays_in_the_frame():
+    """A speaker's long tag on a face at the frame's right edge starts far enough left to end
+    inside it, in the interval's command and as the box moves."""
+    import re
+
+    from emocli.outputs import AnnotatedVideoWriter, _keyframes, _motion, _slots, _text_width
+
+    style = _TagStyle(320, 240)
+    face = FaceResult(0, (250, 60, 60, 60), 0.9, verdict("happy", 0.7), True)
+    rows = [Row("v.mp4", 0.0, 1.0, face, True, verdict("angry", 0.9), verdict("angry", 0.6))]
+    intervals = Timeline(rows).by_interval()
+    text = "#0 happy 70% - speaks - fused angry 60%"
+    right = 320 - _text_width(text, style.size) - style.pad
+    (tag,) = [c for c in AnnotatedVideoWriter._commands(rows, {0: 0}, 1, style) if "tag0 reinit" in c]
+    assert f"text={text}:x={right}:" in tag and right < 250
+    moves = [c for _, cs in _motion(intervals, _slots(intervals), _keyframes(intervals), 10, style) for c in cs]
+    xs = [int(m.group(1)) for c in moves if (m := re.fullmatch(r"drawtext@tag0 x (-?\d+)", c))]
+    assert xs and all(x == right for x in xs)
 
 
 def test_ids_stay_with_a_head_that_crosses_the_frame(models, tmp_path):

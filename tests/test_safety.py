@@ -402,6 +402,7 @@ def test_evaluate_writes_its_picture_in_out_or_here_never_beside_the_model(face_
     here = tmp_path / "here"
     here.mkdir()
     monkeypatch.chdir(here)
+    monkeypatch.setattr("emocli.labels._warned", set())  # an unknown class warns once a process
 
     table = CliRunner().invoke(app, ["evaluate", str(model), "--data", str(data)])
     assert table.exit_code == 0, table.output
