@@ -236,10 +236,12 @@ class PlotWriter(Writer):
                 linewidth=0,
             )
             bottom = top
-        ax.set(ylim=(0, 1), ylabel="fused probability", xlim=(0, float(t1.max()) if len(t1) else 1))
+        # With several people the band is their mean: said, so it is not read as one person's.
+        together = " (all faces)" if len(people) > 1 else ""
+        ax.set(ylim=(0, 1), ylabel=f"fused probability{together}", xlim=(0, float(t1.max()) if len(t1) else 1))
         name = Path(str(timeline.facts.get("video", ""))).name
         dom = timeline.dominant_emotion()
-        ax.set_title(f"{name}: mostly {dom}" if dom else f"{name}: no face or speech found", loc="left")
+        ax.set_title(f"{name}: mostly {dom}{together}" if dom else f"{name}: no face or speech found", loc="left")
         voice = per_interval(intervals, "voice")
         heard = ~np.isnan(voice).any(axis=1)
         strip.broken_barh(
