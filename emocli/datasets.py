@@ -341,7 +341,8 @@ def labelled_audio(table: Path, calm: str | None = "neutral") -> list[AudioItem]
     for row in rows:
         label = canonical(row["emotion"], calm=calm, warn=False)
         if label is None:
-            dropped[row["emotion"]] += calm is not None or row["emotion"].strip().lower() != "calm"
+            if calm is not None or row["emotion"].strip().lower() != "calm":  # calm dropped on request: no news
+                dropped[row["emotion"]] += 1
             continue
         path = root / row["path"]
         if not path.is_file():
@@ -351,8 +352,8 @@ def labelled_audio(table: Path, calm: str | None = "neutral") -> list[AudioItem]
         speaker = (row.get("speaker") or "unknown").strip()
         items.append(AudioItem(path, label, f"{corpus}:{speaker}", corpus, row["emotion"]))
     skipped.report()
-    if sum(dropped.values()):
-        named = ", ".join(f"{name} ({n})" for name, n in dropped.most_common() if n)
+    if dropped:
+        named = ", ".join(f"{name} ({n})" for name, n in dropped.most_common())
         warnings.warn(f"{table}: clips of classes outside the seven labels left out: {named}", stacklevel=2)
     return items
 
