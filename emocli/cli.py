@@ -428,7 +428,7 @@ def live(
         float,
         typer.Option(
             metavar="SECONDS",
-            help="Seconds without data after which the stream counts as dropped (0.1 or more).",
+            help="Seconds without data after which the stream counts as dropped (0.1 or more; 5 s more for the first data after opening).",
             min=0.1,
         ),
     ] = 10.0,

@@ -215,7 +215,8 @@ class FaceTracker:
     """Stable ids for faces across samples: greedy matching on IoU, then on centre distance.
 
     A track survives ``max_missed`` samples without a match (a turned head, a missed
-    detection) before its id is retired; ids are never reused.
+    detection) before its id is retired; ids are never reused. Faces first seen together
+    are numbered from left to right, so in a two-person shot face 0 is the one on the left.
     """
 
     def __init__(self, min_iou: float = 0.2, max_centre_shift: float = 0.6, max_missed: int = 5):
@@ -251,10 +252,11 @@ class FaceTracker:
                 continue
             ids[i] = tid
             used.add(tid)
-        for i, box in enumerate(boxes):
+        for i in sorted(range(len(boxes)), key=lambda i: boxes[i][0]):
             if ids[i] is None:
                 ids[i] = self._next_id
                 self._next_id += 1
+        for i, box in enumerate(boxes):
             self.tracks[ids[i]] = (box, 0)
         for tid in list(self.tracks):
             if tid not in ids:

@@ -141,8 +141,7 @@ class Analyzer:
         duration = info.duration
         if duration <= 0:
             raise MediaError("cannot tell the duration (no readable frames or samples)")
-        n = max(1, math.ceil(duration / o.interval - 1e-6))
-        spans = [(i * o.interval, min((i + 1) * o.interval, duration)) for i in range(n)]
+        spans = interval_spans(duration, o.interval)
         centres = [(a + b) / 2 for a, b in spans]
         grid = _frame_times(spans, o.interval, _per_interval(o, info.fps if info.has_video else 0.0))
         times = [t for ts in grid for t in ts]
@@ -316,6 +315,19 @@ class Analyzer:
             Emotion.of(voice_p) if voice_p is not None else None,
             Emotion.of(fused) if fused is not None else None,
         )
+
+
+# A remainder shorter than this share of an interval (streams a few milliseconds apart)
+# joins the last interval rather than making a row of its own.
+MIN_LAST_SHARE = 0.1
+
+
+def interval_spans(duration: float, interval: float) -> list[tuple[float, float]]:
+    """The ``(start, end)`` of each interval of media ``duration`` seconds long. The last one
+    ends at ``duration``: shorter than ``interval``, or longer by less than ``MIN_LAST_SHARE``
+    of it."""
+    n = max(1, math.ceil(duration / interval - MIN_LAST_SHARE))
+    return [(i * interval, (i + 1) * interval if i < n - 1 else duration) for i in range(n)]
 
 
 def _per_interval(o: AnalyzeOptions, fps: float) -> int:

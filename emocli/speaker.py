@@ -20,8 +20,9 @@ While speech is heard, the moving face with the highest synchrony speaks if that
 reaches ``MIN_SYNC`` and beats every other moving mouth's by ``MIN_LEAD``; otherwise nobody
 on screen does (an off-screen voice over still or talking faces; two mouths that move
 alike with the sound). Where the history holds too few samples for a synchrony (a stream's first
-moments, a frame source with no frames between its samples), a single moving mouth
-speaks; of several, none is named (motion alone cannot tell which one is heard). numpy and
+moments, a frame source with no frames between its samples, a video of a few frames a
+second), a single mouth that moves as a talking one does (``MIN_MOTION_ALONE``) speaks; of
+several moving mouths, none is named (motion alone cannot tell which one is heard). numpy and
 OpenCV only: about a tenth of a millisecond per face and frame.
 """
 
@@ -43,6 +44,9 @@ SMOOTH = 3  # samples averaged (moving mean) in both signals before they are cor
 # Measured by benchmarks/av_validation.py --speaker (see the module docstring).
 MIN_MOTION = 1.0  # grey levels per pixel between consecutive samples: above a still face's compression noise
 MIN_SAMPLES = 25  # fewer mouth samples with loudness in the history: no synchrony, motion decides
+# Where motion alone decides, it must be a talking mouth's: a still picture's sensor and
+# compression noise between frames seconds apart is several times MIN_MOTION.
+MIN_MOTION_ALONE = 5.0
 MIN_SYNC = 1.25  # z-score of the synchrony against shifted loudness: below it, the voice is nobody's on screen
 MIN_LEAD = 0.25  # z-score by which the best synchrony must beat the next moving mouth's: else they cannot be told apart
 MIN_SHIFT = 4  # samples: the shifted loudness starts this far from the true one (syllables apart)
@@ -272,6 +276,6 @@ class SpeakerDetector:
             best, *others = sorted(measured, key=lambda fid: -measured[fid][1])
             lead = measured[best][1] - max((measured[fid][1] for fid in others), default=-np.inf)
             speaker = best if measured[best][1] >= MIN_SYNC and lead >= MIN_LEAD else None
-        elif len(moving) == 1:
+        elif len(moving) == 1 and next(iter(moving.values()))[0] >= MIN_MOTION_ALONE:
             (speaker,) = moving
         return {fid: fid == speaker for fid in ids}

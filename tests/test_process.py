@@ -406,6 +406,18 @@ def test_a_final_short_interval_gets_the_last_frame(tmp_path, face_image):
     sampler.close()
 
 
+def test_a_remainder_of_a_few_milliseconds_joins_the_last_interval(tmp_path, face_image, models):
+    """3.04 s at 1 s intervals: three rows, the last to 3.04 (not a fourth of 40 ms); 3.3 s
+    keeps its last 0.3 s as a row of its own."""
+    for frames, ends in ((76, [1.0, 2.0, 3.04]), (33, [1.0, 2.0, 3.0, 3.3])):
+        video = make_video(
+            tmp_path / f"f{frames}.mp4", [scene(face_image, scale=0.5)] * frames, 25 if frames == 76 else 10
+        )
+        df = emocli.analyze(video, **models)
+        assert df["t_end"].tolist() == pytest.approx(ends, abs=0.005)
+        assert df["face_id"].notna().all()
+
+
 def test_annotated_video_keeps_the_sound(tmp_path):
     """Audio an MP4 holds (AAC, MP3) is copied packet for packet; other audio (PCM) becomes AAC."""
     from emocli.outputs import AnnotatedVideoWriter

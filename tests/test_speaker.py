@@ -7,6 +7,7 @@ import pytest
 from conftest import CLIPS, composite, make_video, scene
 
 import emocli
+from emocli.faces import FaceTracker
 from emocli.fusion import fuse
 from emocli.labels import LABELS
 from emocli.media.frames import Between
@@ -87,6 +88,14 @@ def talking(tmp_path_factory, face_image, mouth, speech):
     return make_video(d / "left.mp4", two_faces(face_image, mouth, env, np.roll(env, n // 3), n), FPS, audio)
 
 
+def test_faces_first_seen_together_are_numbered_left_to_right():
+    tracker = FaceTracker()
+    right, left, middle = (300, 40, 80, 80), (20, 50, 80, 80), (160, 45, 80, 80)
+    assert tracker.update([right, left]) == [1, 0]  # the detector's order is by score, not place
+    assert tracker.update([left, right]) == [0, 1]  # the same people keep their ids
+    assert tracker.update([right, middle, left]) == [1, 2, 0]  # a newcomer takes the next id
+
+
 def voiced_faces(df):
     return df[df["voice_active"] & df["face_id"].notna()]
 
@@ -97,6 +106,8 @@ def test_the_face_whose_mouth_moves_with_the_speech_speaks(clips, models, who):
     voiced = voiced_faces(df)
     assert voiced["t_start"].nunique() >= 5, "the fixture speech is heard"
     assert df.groupby("t_start").size().eq(2).all() and df["face_id"].nunique() == 2
+    # faces first seen together are numbered from left to right
+    assert (df["face_id"] == (df["face_x"] + df["face_w"] / 2 >= SIZE[1] / 2)).all()
     is_left = voiced["face_x"] + voiced["face_w"] / 2 < SIZE[1] / 2
     speaker = voiced[is_left == (who == "left")]
     silent = voiced[is_left != (who == "left")]
@@ -138,6 +149,25 @@ def test_crema_d_side_by_side(models, tmp_path):
     talking = voiced["face_x"] > 480  # the talking clip is on the right
     assert voiced[talking]["face_speaking"].mean() >= 0.8
     assert not voiced[~talking]["face_speaking"].any()
+
+
+def test_a_few_frames_a_second_name_a_talking_mouth_not_a_still_noisy_picture(face_image, speech, models, tmp_path):
+    """Too few frames for a synchrony: motion alone decides. A still face under heavy sensor
+    noise at one frame a second does not speak; a real talking clip at two frames a second does."""
+    import subprocess
+
+    from emocli.media import ffmpeg
+
+    rng = np.random.default_rng(0)
+    picture = scene(face_image, size=SIZE, at=((20, 120),), scale=1.0).astype(int)
+    noisy = [np.clip(picture + rng.integers(-8, 9, picture.shape), 0, 255).astype(np.uint8) for _ in range(4)]
+    still = voiced_faces(emocli.analyze(make_video(tmp_path / "still.mp4", noisy, 1, speech[: 4 * SR]), **models))
+    assert len(still) >= 3 and not still["face_speaking"].astype(bool).any()
+    slow = tmp_path / "slow.mp4"
+    cmd = [ffmpeg(), "-v", "error", "-i", str(CLIPS / "1001_DFA_ANG_XX.mp4"), "-r", "2", "-c:a", "copy", str(slow)]
+    subprocess.run(cmd, check=True)
+    talking = voiced_faces(emocli.analyze(slow, **models))
+    assert len(talking) >= 1 and talking["face_speaking"].astype(bool).mean() >= 0.8
 
 
 def test_of_two_talking_mouths_the_one_in_time_with_the_speech_speaks(talking, models):
