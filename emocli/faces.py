@@ -326,9 +326,10 @@ class FaceFollower:
         out = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return cv2.cvtColor(out, cv2.COLOR_BGR2GRAY) if out.ndim == 3 else out
 
-    def find(self, frame: np.ndarray, near: Face | None = None) -> Face:
+    def find(self, frame: np.ndarray, near: Face | None = None) -> Face | None:
         """The face in ``frame`` (another frame of the video), searched around ``near`` (where
-        it was last found; default: where it was detected), shifted to where it matches best."""
+        it was last found; default: where it was detected), shifted to where it matches best;
+        None where nothing there matches it (gone, covered, turned away, a cut to another shot)."""
         import cv2
 
         f, p, step = near or self.face, self.pad, 1.0 / self.scale
@@ -336,8 +337,8 @@ class FaceFollower:
         area = self._sample(frame, f.x - p * step, f.y - p * step, w + 2 * p, h + 2 * p)
         score = cv2.matchTemplate(area, self.template, cv2.TM_CCOEFF_NORMED)
         _, best, _, (bx, by) = cv2.minMaxLoc(score)
-        if not best >= 0.5:  # lost (occluded, turned away) or flat: stay where it was detected
-            return f
+        if not best >= 0.5:  # lost, or a flat picture (NaN): not there
+            return None
         dx = bx + _peak(score[by, bx - 1 : bx + 2]) - p
         dy = by + _peak(score[by - 1 : by + 2, bx]) - p
         return f.moved(dx * step, dy * step)

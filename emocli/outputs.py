@@ -401,9 +401,21 @@ def _keyframes(intervals: dict[float, list[Row]]) -> dict[int, list[tuple]]:
     return {fid: sorted(points) for fid, points in keys.items()}
 
 
+def _shown(row: Row) -> tuple[float, float]:
+    """When in its interval a face is on screen: from half a sampling step before the first
+    frame it was found in to half a step after the last (the whole interval where it was
+    found in every sampled frame, or where the row has no track)."""
+    points = sorted(p[0] for p in row.face.track)
+    if len(points) < 2:
+        return row.t_start, row.t_end
+    half = min(b - a for a, b in zip(points, points[1:])) / 2
+    return max(row.t_start, points[0] - half), min(row.t_end, points[-1] + half)
+
+
 def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
     """(time, commands) moving each slot's box and tag to its face's interpolated position,
-    at every frame where it moved by a pixel or more."""
+    at every frame where it moved by a pixel or more; hiding them in the frames of an
+    interval in which the face was not found (it came, went, or the shot changed)."""
     last: dict[int, tuple] = {}
     spans = [(start, rows[0].t_end) for start, rows in intervals.items()]
     for start, end in spans:
@@ -411,9 +423,18 @@ def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
         frames = np.arange(first, int(np.ceil(end * fps - 1e-6))) / fps
         at = slots[start]
         texts = {r.face.id: face_tag(r)[1] for r in intervals[start] if r.face}
+        extent = {r.face.id: _shown(r) for r in intervals[start] if r.face}
+        shown = dict.fromkeys(at.values(), True)  # _commands shows each face's slot at the start
         for t in frames:
             cmds = []
             for fid, k in at.items():
+                lo, hi = extent[fid]
+                visible = lo - 2e-3 <= t < hi + 2e-3  # track times are kept to the millisecond
+                if visible != shown[k]:
+                    cmds += [f"drawbox@box{k} enable {int(visible)}", f"drawtext@tag{k} enable {int(visible)}"]
+                    shown[k] = visible
+                if not visible:
+                    continue
                 points = np.array(keys[fid])
                 box = [int(round(np.interp(t, points[:, 0], points[:, i]))) for i in range(1, 5)]
                 if last.get(k) == (fid, *box):

@@ -245,7 +245,9 @@ class Analyzer:
     def _faces(self, shots: list, centre: float, tracker: FaceTracker, speakers: SpeakerDetector | None):
         """One interval's faces: detected in the sampled frame nearest its centre, tracked
         (ids), followed through its other sampled frames (their mouths go to ``speakers``),
-        and classified in ``face_frames`` of them, eyes levelled, probabilities averaged."""
+        and classified in ``face_frames`` of them, eyes levelled, probabilities averaged.
+        A frame where a face is not found (it came or went, a cut) is not its: no crop, no
+        mouth, no place on its track."""
         seen = [j for j, (_, frame) in enumerate(shots) if frame is not None]
         if not seen:
             return [], [], np.zeros((0, len(LABELS))), []
@@ -265,22 +267,22 @@ class Analyzer:
         for side in ([j for j in used if j > c], [j for j in reversed(used) if j < c]):
             before = faces
             for j in side:
-                before = where[j] = [fl.find(shots[j][1], near) for fl, near in zip(followers, before)]
+                where[j] = [fl.find(shots[j][1], near) for fl, near in zip(followers, before)]
+                before = [found or near for found, near in zip(where[j], before)]
         for j in used:
             t, frame = shots[j]
-            located = where[j]
-            for k, face in enumerate(located):
+            for k, face in enumerate(where[j]):
+                if face is None:
+                    continue
                 tracks[k].append((round(t, 3), *face.box))
-            if speakers is not None:
-                for face_id, face in zip(ids, located):
-                    speakers.add_mouth(face_id, t, mouth_patch(frame, face))
-            if j in classify:
-                for k, face in enumerate(located):
-                    crop = align_face(frame, face, self.face_model.crop_margin)
-                    crops[k].append(crop)
+                if speakers is not None:
+                    speakers.add_mouth(ids[k], t, mouth_patch(frame, face))
+                if j in classify:
+                    crops[k].append(align_face(frame, face, self.face_model.crop_margin))
         probs = self.face_model.predict([crop for per_face in crops for crop in per_face])
-        n = len(crops[0])  # predictions per face
-        pooled = np.stack([probs[k * n : (k + 1) * n].mean(axis=0) for k in range(len(faces))])
+        # Each face has its detection frame's crop at least (the centre is always classified).
+        ends = np.cumsum([len(per_face) for per_face in crops])
+        pooled = np.stack([probs[e - len(per_face) : e].mean(axis=0) for e, per_face in zip(ends, crops)])
         for face_id, track in zip(ids, tracks):
             if len(track) > 1:  # where the face is heading: the next detection is matched against it
                 (t0, x0, y0, *_), (t1, x1, y1, w, h) = track[0], track[-1]

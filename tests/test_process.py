@@ -559,6 +559,34 @@ def test_people_csv_one_row_per_person(tmp_path):
     assert people.loc[0, "share_angry"] == pytest.approx(0.6) and people.loc[0, "share_sad"] == pytest.approx(0.4)
 
 
+def test_a_face_that_comes_mid_interval_is_neither_classified_nor_drawn_before_it_comes(tmp_path, face_image, models):
+    """Grey until 1.4 s, then a still face: the interval 1-2 s pools the frames the face is
+    in alone (as the next interval, all of whose frames show it, does), and the annotated
+    video draws no box over the grey before it comes."""
+    import cv2
+
+    from emocli.outputs import AnnotatedVideoWriter
+    from emocli.pipeline import Analyzer
+
+    face = scene(face_image, size=(240, 320), at=((20, 80),), scale=0.9)
+    grey = np.full_like(face, int(face[0, 0, 0]))
+    src = make_video(tmp_path / "enters.mp4", [grey] * 35 + [face] * 40, 25, tone(3.0))
+    with Analyzer(**models) as analyzer:
+        timeline = analyzer.timeline(src)
+    rows = {r.t_start: r for r in timeline.rows}
+    assert rows[0.0].face is None and rows[1.0].face is not None and rows[2.0].face is not None
+    assert all(t >= 1.4 for t, *_ in rows[1.0].face.track)
+    assert np.allclose(rows[1.0].face.emotion.p, rows[2.0].face.emotion.p, atol=0.02)
+    out = AnnotatedVideoWriter(src).write(timeline, tmp_path / "annotated")
+    cap = cv2.VideoCapture(str(out))
+    frames = [cap.read()[1] for _ in range(75)]
+    x, y, w, h = rows[1.0].face.box
+    edge = (slice(y + h // 4, y + 3 * h // 4), slice(max(0, x - 2), x + 3))  # the box's left edge
+    assert np.abs(frames[30][edge].astype(int) - frames[10][edge].astype(int)).max() < 25  # 1.2 s: grey, as before
+    for k in (42, 50, 51):  # 1.7 s, and from the next interval's first frame on: drawn over the face
+        assert np.abs(frames[k][edge].astype(int) - face[edge].astype(int)).max() > 60, k
+
+
 def test_annotated_boxes_follow_the_face_and_keep_their_slot(tmp_path):
     """A box moves every frame between the positions the analysis sampled; a face keeps its
     slot (box) when another appears; the speaker's tag says it speaks and its fused emotion."""
