@@ -48,13 +48,9 @@ from .outputs import (
 from .pipeline import AnalyzeOptions, Analyzer
 from .resources import Plan
 from .timeline import Timeline
+from .usage import UsageError
 
 __all__ = ["BatchOptions", "Interrupted", "Job", "SummaryError", "UsageError", "discover", "run_batch"]
-
-
-class UsageError(ValueError):
-    """Bad usage found before any work (a missing input, an output that is a file or would
-    land on an input): one line, exit status 2."""
 
 
 class SummaryError(OSError):

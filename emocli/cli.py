@@ -16,6 +16,8 @@ from typing import Annotated
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from .usage import LIMITS, span
+
 
 class _Option(TyperOption):
     """An option as the help shows it: its value's name (``SECONDS``, ``FILE``), never a
@@ -108,11 +110,13 @@ def _fail(message: str, code: int = 1) -> None:
 
 @contextlib.contextmanager
 def _one_line_failures(*kinds: type[Exception]) -> Iterator[None]:
-    """Within the block, a missing input exits 2 (usage) and an exception of ``kinds`` exits
-    1, each as its one-line message."""
+    """Within the block, bad usage (a missing input, ``UsageError``) exits 2 and an exception
+    of ``kinds`` exits 1, each as its one-line message."""
+    from .usage import UsageError
+
     try:
         yield
-    except FileNotFoundError as e:
+    except (FileNotFoundError, UsageError) as e:
         _fail(str(e), 2)
     except kinds as e:
         _fail(str(e))
@@ -141,6 +145,15 @@ def _check_training(lr: float, val_fraction: float | None = None) -> None:
         _fail(f"--val-fraction must be between 0 and 1 (exclusive), not {val_fraction}", 2)
 
 
+def _check_run_paths(data: list, out: Path) -> None:
+    """A missing --data and an -o that is a file, said before TensorFlow loads (exit 2)."""
+    for path in data:
+        if not Path(path).exists():
+            _fail(f"{path}: no such file or folder", 2)
+    if out.exists() and not out.is_dir():
+        _fail(f"-o {out}: is a file, not a folder", 2)
+
+
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import version
@@ -163,9 +176,9 @@ IntervalOption = Annotated[
     float,
     typer.Option(
         metavar="SECONDS",
-        help="Seconds between samples, 0.05 to 3600: one timeline row per interval and face.",
-        min=0.05,
-        max=3600.0,
+        help=f"Seconds between samples, {span('interval')}: one timeline row per interval and face.",
+        min=LIMITS["interval"][0],
+        max=LIMITS["interval"][1],
     ),
 ]
 
@@ -185,12 +198,12 @@ FaceWeightOption = Annotated[
     float | None,
     typer.Option(
         metavar="W",
-        help="Fuse as a weighted mean with this weight (0 to 1) on the face, instead of the fitted product: the "
+        help=f"Fuse as a weighted mean with this weight ({span('face_weight')}) on the face, instead of the fitted product: the "
         "face's probabilities times the voice's raised to a power below 1 (fitted on audio-visual validation "
         "clips), so the more confident modality leads and the face counts more.",
         show_default="the fitted product",
-        min=0.0,
-        max=1.0,
+        min=LIMITS["face_weight"][0],
+        max=LIMITS["face_weight"][1],
     ),
 ]
 
@@ -198,22 +211,27 @@ FaceFramesOption = Annotated[
     int,
     typer.Option(
         metavar="N",
-        help="Frames per interval whose faces are classified and averaged (1 or more).",
-        min=1,
+        help=f"Frames per interval whose faces are classified and averaged ({span('face_frames')}).",
+        min=LIMITS["face_frames"][0],
     ),
 ]
 
 MaxFacesOption = Annotated[
-    int, typer.Option(metavar="N", help="At most this many faces per frame, largest first (1 or more).", min=1)
+    int,
+    typer.Option(
+        metavar="N",
+        help=f"At most this many faces per frame, largest first ({span('max_faces')}).",
+        min=LIMITS["max_faces"][0],
+    ),
 ]
 
 MinFaceOption = Annotated[
     float,
     typer.Option(
         metavar="FRACTION",
-        help="Ignore faces smaller than this fraction (0 to 1) of the frame's shorter side.",
-        min=0.0,
-        max=1.0,
+        help=f"Ignore faces smaller than this fraction ({span('min_face')}) of the frame's shorter side.",
+        min=LIMITS["min_face"][0],
+        max=LIMITS["min_face"][1],
     ),
 ]
 
@@ -221,10 +239,10 @@ MinFaceScoreOption = Annotated[
     float,
     typer.Option(
         metavar="SCORE",
-        help="Detector score (0.01 to 0.99) a face needs to count. Lower finds more faces (small, turned, "
-        "dim) and more false ones.",
-        min=0.01,
-        max=0.99,
+        help=f"Detector score ({span('min_face_score')}) a face needs to count. Lower finds more faces (small, "
+        "turned, dim) and more false ones.",
+        min=LIMITS["min_face_score"][0],
+        max=LIMITS["min_face_score"][1],
     ),
 ]
 
@@ -232,11 +250,11 @@ VadThresholdOption = Annotated[
     float,
     typer.Option(
         metavar="P",
-        help="Speech probability (0.01 to 0.99) at which the voice-activity detector counts 32 ms of audio as "
-        "speech; an interval is voiced when a fifth of its audio window is speech. Lower hears quieter speech, "
-        "higher rejects more noise.",
-        min=0.01,
-        max=0.99,
+        help=f"Speech probability ({span('vad_threshold')}) at which the voice-activity detector counts 32 ms "
+        "of audio as speech; an interval is voiced when a fifth of its audio window is speech. Lower hears "
+        "quieter speech, higher rejects more noise.",
+        min=LIMITS["vad_threshold"][0],
+        max=LIMITS["vad_threshold"][1],
     ),
 ]
 
@@ -273,9 +291,9 @@ def process(
         float,
         typer.Option(
             metavar="SECONDS",
-            help="Seconds of audio, centred on each interval, that the voice model hears (0.2 to 60).",
-            min=0.2,
-            max=60.0,
+            help=f"Seconds of audio, centred on each interval, that the voice model hears ({span('window')}).",
+            min=LIMITS["window"][0],
+            max=LIMITS["window"][1],
         ),
     ] = 2.0,
     annotate: Annotated[
@@ -317,9 +335,9 @@ def process(
         bool,
         typer.Option(
             "--face-views/--one-face-view",
-            help="Average the face model's views (zooms x mirror, from its metadata) of each of an interval's "
-            "--face-frames, or classify each crop once: six times less face-model time, for a little "
-            "less accuracy on FER2013 faces and none on faces through a camera.",
+            help="--face-views: classify each of an interval's --face-frames crops in every view the face model "
+            "names (zooms x mirror) and average them: six times the face-model time, for a little more accuracy "
+            "on FER2013 faces and none on faces through a camera. --one-face-view (the default): each crop once.",
         ),
     ] = False,
     overwrite: Annotated[
@@ -338,7 +356,7 @@ def process(
 
     # Each option is named as the field it sets.
     given = {**locals(), "fusion": fusion.value, "engine": engine.value, "formats": _formats(output_format)}
-    options = AnalyzeOptions(**_fields_of(AnalyzeOptions, given))
+    options = _analyze_options(AnalyzeOptions, given)
     batch = BatchOptions(**_fields_of(BatchOptions, given))
     try:
         summary = run_batch(inputs, output, options, batch)
@@ -380,10 +398,10 @@ def live(
         float,
         typer.Option(
             metavar="SECONDS",
-            help="Seconds of audio, centred on each interval, that the voice model hears (0.2 to 60); an interval's "
-            "rows wait for the half that lies after it.",
-            min=0.2,
-            max=60.0,
+            help=f"Seconds of audio, centred on each interval, that the voice model hears ({span('window')}); an "
+            "interval's rows wait for the half that lies after it.",
+            min=LIMITS["window"][0],
+            max=LIMITS["window"][1],
         ),
     ] = 2.0,
     duration: Annotated[
@@ -460,7 +478,7 @@ def live(
     from .pipeline import AnalyzeOptions
 
     given = {**locals(), "fusion": fusion.value}
-    options = AnalyzeOptions(**_fields_of(AnalyzeOptions, given))
+    options = _analyze_options(AnalyzeOptions, given)
     live_options = LiveOptions(**_fields_of(LiveOptions, given))
 
     def warn(text: str) -> None:
@@ -486,6 +504,17 @@ def live(
         )
     if summary["error"]:
         _fail(f"{source}: the stream dropped and could not be reopened: {summary['error']}")
+
+
+def _analyze_options(cls, given: dict):
+    """``cls`` (AnalyzeOptions) from the command's options; a combination that does not go
+    together is one line and exit 2."""
+    if given["face_weight"] is not None and given["fusion"] != "weighted":
+        _fail(f"--face-weight weighs the face against the voice: it does not go with --fusion {given['fusion']}", 2)
+    try:
+        return cls(**_fields_of(cls, given))
+    except (TypeError, ValueError) as e:
+        _fail(str(e), 2)
 
 
 def _fields_of(cls, values: dict) -> dict:

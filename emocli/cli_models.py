@@ -96,6 +96,9 @@ def export(
 
     Example: emocli export runs/face runs/face2 -o face.onnx --int8
     """
+    for source in sources:
+        if not source.exists():
+            _fail(f"{source}: no such file or folder", 2)
     out = _model_file(sources, output, name)
     onnx_files = [s for s in sources if s.suffix.lower() == ".onnx"]
     if onnx_files:
@@ -301,16 +304,22 @@ def models_cmd(
         paths = [p for p in found.values() if p is not None]
         if not paths:
             _fail("no models found: pass model files, or put face.onnx / voice.onnx in export/")
-    cards = []
+    cards, code = [], 0
     for path in paths:
         try:
-            info = read_info(path)
-        except ModelError as e:
-            _fail(str(e))
-        cards.append(_model_card(info))
+            cards.append(_model_card(read_info(path)))
+        except ModelError as e:  # said, and the other files' cards still shown
+            typer.secho(str(e), fg=typer.colors.RED, err=True)
+            code = max(code, 2 if isinstance(e, FileNotFoundError) else 1)
     if as_json:
         typer.echo(json.dumps(cards, indent=2))
-        return
+    else:
+        _print_cards(cards)
+    if code:
+        raise typer.Exit(code)
+
+
+def _print_cards(cards: list[dict]) -> None:
     for card in cards:
         m = card["metrics"]
         score = ", ".join(f"{k} {m[k]:.4f}" for k in ("accuracy", "macro_f1") if isinstance(m.get(k), (int, float)))
@@ -328,10 +337,11 @@ def models_cmd(
 
 
 def _model_card(info) -> dict:
-    from .models import face_views
+    from .models import DEFAULT_FACE_PREPROCESS, face_views
 
     p = info.preprocess
     if info.task == "face":
+        p = {**DEFAULT_FACE_PREPROCESS, **p}  # what inference uses where the file is silent
         size = "x".join(map(str, p.get("input_size", [])))
         zooms, mirrored = face_views(p)
         views = len(zooms) * (2 if mirrored else 1)

@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from .cli import _check_training, _Command, _extra_args, _fail, _one_line_failures, _require_training, train_app
+from .cli import (
+    _check_run_paths,
+    _check_training,
+    _Command,
+    _extra_args,
+    _fail,
+    _one_line_failures,
+    _require_training,
+    train_app,
+)
 
 
 class CameraPreset(StrEnum):
@@ -156,6 +165,7 @@ def train_face(
     _check_training(lr=lr, val_fraction=val_fraction)
     if not temperature > 0:  # also NaN
         _fail(f"--temperature must be above 0, not {temperature}", 2)
+    _check_run_paths([data], out)
     _require_training()
     from .train.face import FaceConfig
     from .train.face import train_face as run
@@ -361,14 +371,15 @@ def train_voice(
 
     Example: emocli train voice --data ravdess/ tess/ nemo/ urdu/ -o runs/voice --holdout-corpus urdu
     """
+    extra = _extra_args(ctx)
+    speakers = [a for a in extra if holdout_speakers and _looks_like_speaker(a)]
+    sources = [str(p) for p in data] + [a for a in extra if a not in speakers]
+    _check_run_paths(sources, out)
     _require_training()
     from .train.voice import DEFAULT_HOLDOUT, VoiceConfig
     from .train.voice import train_voice as run
     from .train.voice_batches import AUGMENT_PRESETS
 
-    extra = _extra_args(ctx)
-    speakers = [a for a in extra if holdout_speakers and _looks_like_speaker(a)]
-    sources = [str(p) for p in data] + [a for a in extra if a not in speakers]
     holdout = list(holdout_speakers or DEFAULT_HOLDOUT) + speakers
     corpora = [name.strip() for value in holdout_corpus or [] for name in value.split(",") if name.strip()]
     weights = {}

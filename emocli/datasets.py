@@ -215,9 +215,11 @@ def _read_image_folders(root: Path, files: list[Path], size: int) -> dict[str, I
     names: dict[str, list] = {}
     sides: dict[str, list] = {}
     skipped = SkipCounter("images")
+    elsewhere: Counter = Counter()  # images in folders not named after an emotion, per folder
     for path in sorted(files):
-        label = canonical(path.parent.name)
+        label = canonical(path.parent.name, warn=False)
         if label is None:
+            elsewhere[path.parent.relative_to(root).as_posix()] += 1
             continue
         img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
         if img is None:
@@ -231,6 +233,9 @@ def _read_image_folders(root: Path, files: list[Path], size: int) -> dict[str, I
         xs.setdefault(split, []).append(img)
         ys.setdefault(split, []).append(LABELS.index(label))
         names.setdefault(split, []).append(rel.as_posix())
+    for folder, n in sorted(elsewhere.items()):
+        images = f"{n} image{'s' if n != 1 else ''}"
+        warnings.warn(f"{root / folder}: {images} in a folder not named after an emotion: skipped", stacklevel=2)
     skipped.report()
     if not xs:
         raise ValueError(f"{root}: no image in a folder named after an emotion")

@@ -17,6 +17,7 @@ import numpy as np
 from .features import FeatureSpec, audio_features, fit_window, normalize
 from .labels import LABELS
 from .metrics import classification_report, plot_confusion
+from .usage import UsageError
 
 EVALUATE_MAX_S = 60.0  # of a longer clip, its middle minute is scored
 
@@ -118,11 +119,11 @@ def evaluate(
     info = read_info(model_path)
     if info.task == "face":
         if len(sources) != 1:
-            raise ValueError("a face model is evaluated on one dataset (fer2013.csv or an image folder)")
+            raise UsageError("a face model is evaluated on one dataset (fer2013.csv or an image folder)")
         report = _evaluate_faces(model_path, sources[0], split, face_views)
     else:
         if split is not None:
-            raise ValueError("--split applies to face datasets; for voice, pass the folders to score")
+            raise UsageError("--split applies to face datasets; for voice, pass the folders to score")
         report = _evaluate_voice(model_path, sources)
     report = {**report, "model": str(model_path), "task": info.task, "data": [str(s) for s in sources]}
     if out is not None:
@@ -135,13 +136,19 @@ def evaluate(
 
 
 def _evaluate_faces(model_path: Path, source: Path, split: str | None, face_views: bool) -> dict:
-    from .datasets import load_faces
+    from .datasets import ImageSet, load_faces
     from .models import FaceModel
 
     splits = load_faces(source)
     name = split or ("test" if "test" in splits else next(iter(splits)) if len(splits) == 1 else "all")
+    if name == "all" and name not in splits:  # every split together
+        parts = list(splits.values())
+        fields = ("x", "y") if parts[0].names is None else ("x", "y", "names", "sides")
+        splits[name] = ImageSet(*(np.concatenate([getattr(p, k) for p in parts]) for k in fields))
     if name not in splits:
-        raise ValueError(f"{source}: no split {name!r} (it has: {', '.join(sorted(splits))}); pick one with --split")
+        raise UsageError(
+            f"{source}: no split {name!r} (it has: {', '.join(sorted(splits))}, all); pick one with --split"
+        )
     images = splits[name]
     model = FaceModel(model_path, views=face_views)
     inputs, photo, detected = list(images.x), np.zeros(len(images), bool), np.zeros(len(images), bool)

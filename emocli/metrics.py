@@ -14,7 +14,8 @@ from .outputs import atomic_path
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels=LABELS) -> dict:
-    """Accuracy, macro-F1 over the classes present, and the confusion matrix (rows: truth)."""
+    """Accuracy, macro-F1 over the classes the truth has (a class only predicted costs the
+    others' recall; it is not averaged in as an F1 of 0), and the confusion matrix (rows: truth)."""
     k = len(labels)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (y_true, y_pred), 1)

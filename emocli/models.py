@@ -58,6 +58,11 @@ class ModelError(ValueError):
     """A model file that is missing, unreadable or not an emocli model."""
 
 
+class MissingModelError(ModelError, FileNotFoundError):
+    """No file at a model's path: a model error, and a missing input (exit 2 where the
+    commands say so)."""
+
+
 @dataclass
 class ModelInfo:
     path: Path
@@ -96,6 +101,10 @@ class ModelInfo:
             raise ModelError(f"{path}: broken emocli metadata ({e})") from e
         if info.task not in TASKS:
             raise ModelError(f"{path}: emocli.task is {info.task!r}, expected one of {TASKS}")
+        if not isinstance(info.labels, list) or not all(isinstance(label, str) for label in info.labels):
+            raise ModelError(f"{path}: emocli.labels must be a JSON list of label names, not {info.labels!r}")
+        if not isinstance(info.preprocess, dict) or not isinstance(info.metrics, dict):
+            raise ModelError(f"{path}: emocli.preprocess and emocli.metrics must be JSON objects")
         unknown = [label for label in info.labels if label not in LABELS]
         if unknown:
             raise ModelError(f"{path}: labels {unknown} are not canonical labels {list(LABELS)}")
@@ -124,7 +133,7 @@ def _check_model_file(path: Path) -> None:
     if path.is_dir():
         raise ModelError(f"{path}: a folder, not a model file (emocli export turns a training run into a .onnx)")
     if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
+        raise MissingModelError(f"{path}: no such model file")
 
 
 def read_info(path: str | Path) -> ModelInfo:
@@ -141,7 +150,17 @@ def read_info(path: str | Path) -> ModelInfo:
     except Exception as e:  # onnxruntime raises several unrelated types for a bad file
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: not a readable ONNX file ({reason})") from e
-    return ModelInfo.from_metadata(path, session.get_modelmeta().custom_metadata_map)
+    info = ModelInfo.from_metadata(path, session.get_modelmeta().custom_metadata_map)
+    _check_output(info, session)
+    return info
+
+
+def _check_output(info: ModelInfo, session) -> None:
+    """A model must give one value per label it names."""
+    shape = session.get_outputs()[0].shape
+    width = shape[-1] if shape else None
+    if isinstance(width, int) and width != len(info.labels):
+        raise ModelError(f"{info.path}: its output has {width} values but its emocli.labels name {len(info.labels)}")
 
 
 class OnnxModel:
@@ -166,7 +185,11 @@ class OnnxModel:
             raise ModelError(f"{path}: onnxruntime cannot load it ({e})") from e
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_metadata(path, meta)
-        self.input_name = self.session.get_inputs()[0].name
+        _check_output(self.info, self.session)
+        given = self.session.get_inputs()[0]
+        self.input_name = given.name
+        # A graph exported for one input at a time is run one at a time.
+        self._one_at_a_time = bool(given.shape) and given.shape[0] == 1
         self._columns = np.array([LABELS.index(label) for label in self.info.labels])
 
     @property
@@ -181,7 +204,11 @@ class OnnxModel:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities over the canonical LABELS, shape (n, len(LABELS))."""
-        out = self.session.run(None, {self.input_name: batch.astype(np.float32)})[0]
+        batch = batch.astype(np.float32)
+        if self._one_at_a_time and len(batch) != 1:
+            out = np.concatenate([self.session.run(None, {self.input_name: x[None]})[0] for x in batch] or [[]])
+        else:
+            out = self.session.run(None, {self.input_name: batch})[0]
         out = np.asarray(out, dtype=np.float64).reshape(len(batch), -1)
         if self.info.preprocess.get("output", "probabilities") == "logits":
             out = np.exp((out - out.max(axis=1, keepdims=True)) / self.temperature)

@@ -28,6 +28,7 @@ from .models import FaceModel, ModelError, VoiceModel, default_model_path
 from .resources import Plan
 from .speaker import SpeakerDetector, loudness, mouth_patch
 from .timeline import Emotion, FaceResult, Row, Timeline
+from .usage import LIMITS, check
 from .vad import DEFAULT_THRESHOLD, SpeechDetector, SpeechTrack
 from .vad import SAMPLE_RATE as VAD_RATE
 
@@ -57,14 +58,13 @@ class AnalyzeOptions:
     decode_threads: int = 0  # ffmpeg threads decoding the frames; 0: resources.Plan.local()'s
 
     def __post_init__(self):
-        if not (0 < self.interval < math.inf and 0 < self.window < math.inf):  # NaN fails too
-            raise ValueError("interval and window must be positive and finite")
+        for name in LIMITS:
+            if name != "face_weight" or self.face_weight is not None:
+                check(name, getattr(self, name))
         if self.fusion not in MODES:
             raise ValueError(f"fusion must be one of {MODES}, not {self.fusion!r}")
-        if self.face_weight is not None and not 0.0 <= self.face_weight <= 1.0:
-            raise ValueError("face_weight must be within [0, 1]")
-        if self.frame_rate <= 0 or self.face_frames < 1:
-            raise ValueError("frame_rate must be positive and face_frames at least 1")
+        if self.face_weight is not None and self.fusion != "weighted":
+            raise ValueError(f"face_weight weighs face against voice: it does not go with fusion={self.fusion!r}")
 
 
 @dataclass
@@ -91,19 +91,21 @@ class Analyzer:
     """Models and detector loaded once, then any number of videos analysed with them."""
 
     def __init__(self, options: AnalyzeOptions | None = None, **kwargs):
-        self.options = options or AnalyzeOptions(**kwargs)
+        """``options``, or the keyword arguments of ``AnalyzeOptions`` (given with ``options``,
+        they replace its values)."""
+        self.options = replace(options, **kwargs) if options is not None else AnalyzeOptions(**kwargs)
         o = self.options
         self.face_model = FaceModel(_model_path(o.face_model, "face"), o.threads, views=o.face_views)
         self.voice_model = VoiceModel(_model_path(o.voice_model, "voice"), o.threads)
-        # None: fusion.py's fitted rule, which weighs each interval's two confidences.
-        self.face_weight = o.face_weight
-        self.detector = FaceDetector(o.min_face_score, o.max_faces, o.min_face)
-        self.speech = SpeechDetector(o.vad_threshold)
         if self.voice_model.sample_rate != VAD_RATE:
             raise ModelError(
                 f"{self.voice_model.info.path}: the voice-activity detector hears {VAD_RATE} Hz audio; "
                 f"this model was trained at {self.voice_model.sample_rate} Hz"
             )
+        # None: fusion.py's fitted rule, which weighs each interval's two confidences.
+        self.face_weight = o.face_weight
+        self.speech = SpeechDetector(o.vad_threshold)
+        self.detector = FaceDetector(o.min_face_score, o.max_faces, o.min_face)  # last: it holds native resources
 
     def close(self) -> None:
         self.detector.close()
@@ -373,10 +375,14 @@ def _spread(seen: list[int], centre: int, n: int) -> list[int]:
 def analyze(path: str | Path, **options):
     """The emotion timeline of one video as a DataFrame (columns: ``timeline.COLUMNS``).
 
-    Options are ``AnalyzeOptions`` fields: interval, window, face_model, voice_model,
-    fusion, face_weight, max_faces, min_face, face_views. Video-level facts (duration, speech
-    seconds, distinct faces) are in ``DataFrame.attrs``. For many videos, build one
-    ``Analyzer`` and call its ``analyze`` so the models load once.
+    Options are ``AnalyzeOptions`` fields, the command line's options of the same names:
+    interval, window, face_model, voice_model, fusion, face_weight, max_faces, min_face,
+    min_face_score, vad_threshold, face_frames, face_views (and frame_rate, threads,
+    decode_threads); a value out of range raises ValueError, one of the wrong type
+    TypeError. Video-level facts (duration, speech seconds, distinct faces) are in
+    ``DataFrame.attrs``. A missing file raises FileNotFoundError, one that cannot be read as
+    media ``emocli.MediaError``, a model that cannot be used ``emocli.ModelError``. For many
+    videos, build one ``emocli.Analyzer`` and call its ``analyze`` so the models load once.
     """
     unknown = set(options) - {f.name for f in fields(AnalyzeOptions)}
     if unknown:

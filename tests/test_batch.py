@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import model_args
@@ -21,7 +22,7 @@ from emocli.batch import UsageError, discover, remove_stale_parts
 from emocli.cli import app
 from emocli.job import BatchOptions, Job
 from emocli.media import probe
-from emocli.pipeline import AnalyzeOptions
+from emocli.pipeline import AnalyzeOptions, Analyzer
 from emocli.resources import Plan
 
 SECONDS = 3.0  # each batch video: three intervals of one face and a tone
@@ -299,9 +300,41 @@ def test_without_a_terminal_a_line_per_video_and_closing_lines(batch_dir, models
         ["--interval", "inf"],
         ["--window", "inf"],
         ["--no-such-option"],
+        ["--fusion", "face", "--face-weight", "0.3"],
     ],
 )
 def test_bad_usage_exits_2(batch_dir, tmp_path, extra):
     result = CliRunner().invoke(app, ["process", str(batch_dir), "-o", str(tmp_path), *extra])
     assert result.exit_code == 2
     assert not (tmp_path / "summary.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "option, value, error",
+    [
+        ("max_faces", 0, ValueError),
+        ("max_faces", 2.5, TypeError),
+        ("min_face", 2.0, ValueError),
+        ("min_face_score", -1, ValueError),
+        ("vad_threshold", 1.5, ValueError),
+        ("interval", 0.001, ValueError),
+        ("interval", "1", TypeError),
+        ("window", float("nan"), ValueError),
+    ],
+)
+def test_the_library_refuses_what_the_command_line_refuses(option, value, error):
+    """One set of ranges (emocli.usage): the same values fail from Python, naming the option."""
+    with pytest.raises(error, match=option):
+        AnalyzeOptions(**{option: value})
+    flag = "--" + option.replace("_", "-")
+    if not isinstance(value, str):  # the command line reads its text as a number
+        result = CliRunner().invoke(app, ["process", ".", "-o", "out", flag, str(value)])
+        assert result.exit_code == 2, result.output
+    with pytest.raises(ValueError, match="fusion"):
+        AnalyzeOptions(fusion="face", face_weight=0.3)
+    assert AnalyzeOptions(max_faces=np.int64(2), min_face=np.float32(0.1)).max_faces == 2
+
+
+def test_an_analyzer_takes_options_and_keywords_that_replace_them(models):
+    with Analyzer(AnalyzeOptions(interval=0.5, **models), interval=2.0) as analyzer:
+        assert analyzer.options.interval == 2.0 and analyzer.options.face_model == models["face_model"]

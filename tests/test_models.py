@@ -168,3 +168,57 @@ def test_exported_voice_models_average_in_one_file_each_reading_features_with_it
     longer = with_preprocess(second, tmp_path / "c.onnx", window_s=3.0)
     differ = CliRunner().invoke(app, ["export", str(first), str(longer), "-o", str(tmp_path / "x.onnx")])
     assert differ.exit_code == 1 and "window_s" in differ.output and not (tmp_path / "x.onnx").exists()
+
+
+def _bright_is_happy(k: int = len(LABELS)) -> tuple[np.ndarray, np.ndarray]:
+    w, b = np.zeros((1, k)), np.zeros(k)
+    w[0, 3 % k], b[3 % k] = 20.0, -10.0
+    return w, b
+
+
+def test_a_model_exported_for_one_face_at_a_time_classifies_many(face_onnx, tmp_path):
+    """A graph whose input takes a batch of one (many exports have it) is run face by face."""
+    from conftest import build_onnx
+
+    preprocess = {"input_size": [48, 48], "grayscale": True, "scale": 1 / 255, "crop_margin": 0.1}
+    w, b = _bright_is_happy()
+    one = build_onnx(tmp_path / "one.onnx", "face", preprocess, "image", [1, 48, 48, 1], [1, 2, 3], w, b)
+    any_ = build_onnx(tmp_path / "any.onnx", "face", preprocess, "image", ["N", 48, 48, 1], [1, 2, 3], w, b)
+    crops = [np.full((60, 60, 3), level, np.uint8) for level in (20, 128, 240)]
+    got = FaceModel(one, views=False).predict(crops)
+    assert got.shape == (3, len(LABELS)) and np.allclose(got, FaceModel(any_, views=False).predict(crops))
+
+
+def test_a_model_whose_output_does_not_match_its_labels_is_refused_on_sight(tmp_path):
+    from conftest import build_onnx
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+    from emocli.models import read_info
+
+    w, b = _bright_is_happy(5)
+    five = build_onnx(tmp_path / "five.onnx", "face", {}, "image", ["N", 48, 48, 1], [1, 2, 3], w, b)
+    for load in (read_info, FaceModel):
+        with pytest.raises(ModelError, match="its output has 5 values but its emocli.labels name 7"):
+            load(five)
+    r = CliRunner().invoke(app, ["models", str(five)])
+    assert r.exit_code == 1 and "output has 5 values" in r.output
+
+
+def test_models_shows_every_card_it_can_and_a_missing_file_is_bad_usage(face_onnx, tmp_path):
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+
+    r = CliRunner().invoke(app, ["models", str(face_onnx), str(tmp_path / "gone.onnx")])
+    assert r.exit_code == 2
+    assert f"face: {face_onnx}" in r.output and f"{tmp_path / 'gone.onnx'}: no such model file" in r.output
+    for args in (
+        ["evaluate", str(tmp_path / "gone.onnx"), "--data", str(tmp_path)],
+        ["export", str(face_onnx), str(tmp_path / "gone.onnx"), "-o", str(tmp_path / "avg.onnx")],
+        ["export", str(face_onnx), str(face_onnx), "-o", str(tmp_path / "avg.onnx"), "--weights", "1,2,3"],
+        ["export", str(face_onnx), str(face_onnx), "-o", str(tmp_path / "avg.onnx"), "--temperature", "0.5"],
+    ):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, (args, r.output)
+    assert not (tmp_path / "avg.onnx").exists()

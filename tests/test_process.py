@@ -161,7 +161,8 @@ def test_the_library_names_a_file_it_cannot_read(models, tmp_path):
     (tmp_path / "notes.mp4").write_text("not a video")
     with pytest.raises(MediaError, match=r"notes\.mp4: not a readable media file"):
         emocli.analyze(tmp_path / "notes.mp4", **models)
-    assert "analyze" in dir(emocli)
+    assert {"analyze", "Analyzer", "AnalyzeOptions", "MediaError", "ModelError"} <= set(dir(emocli))
+    assert emocli.MediaError is MediaError
 
 
 @pytest.mark.parametrize("name", ["silent", "noaudio"])

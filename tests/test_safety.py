@@ -394,7 +394,7 @@ def test_evaluate_writes_its_picture_in_out_or_here_never_beside_the_model(face_
         (data / label).mkdir(parents=True)
         for i in range(3):
             cv2.imwrite(str(data / label / f"{i}.png"), np.full((48, 48), level, np.uint8))
-    (data / "contempt").mkdir()  # a class emocli does not know: one warning line
+    (data / "contempt").mkdir()  # a class emocli does not know: one warning line, with its count
     cv2.imwrite(str(data / "contempt" / "0.png"), np.full((48, 48), 99, np.uint8))
     model = tmp_path / "models" / "face.onnx"
     model.parent.mkdir()
@@ -408,7 +408,7 @@ def test_evaluate_writes_its_picture_in_out_or_here_never_beside_the_model(face_
     assert table.exit_code == 0, table.output
     assert (here / "face-confusion.png").is_file() and not (model.parent / "face-confusion.png").exists()
     warnings = [line for line in table.output.splitlines() if "warning" in line]
-    assert warnings == ["warning: unknown emotion class 'contempt': skipped"]
+    assert warnings == [f"warning: {data / 'contempt'}: 1 image in a folder not named after an emotion: skipped"]
 
     out = tmp_path / "pictures"
     as_json = CliRunner().invoke(app, ["evaluate", str(model), "--data", str(data), "--json", "--out", str(out)])

@@ -835,6 +835,29 @@ def test_models_lists_cards(exported):
     assert folder.exit_code == 1 and "a folder, not a model file (emocli export turns" in folder.output
 
 
+def test_a_missing_dataset_or_an_output_that_is_a_file_is_said_before_tensorflow_loads(tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    (tmp_path / "faces").mkdir()
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom emocli.cli import app\n"
+        "r = CliRunner().invoke(app, sys.argv[1:])\n"
+        "print(r.exit_code, r.output.strip(), 'tensorflow' in sys.modules, sep='|')\n"
+    )
+    for args, said in (
+        (["face", "--data", tmp_path / "gone", "-o", tmp_path / "run"], f"{tmp_path / 'gone'}: no such file or folder"),
+        (
+            ["voice", "--data", tmp_path / "gone", "-o", tmp_path / "run"],
+            f"{tmp_path / 'gone'}: no such file or folder",
+        ),
+        (["face", "--data", tmp_path / "faces", "-o", tmp_path / "taken"], f"-o {tmp_path / 'taken'}: is a file"),
+    ):
+        cmd = [sys.executable, "-c", code, "train", *map(str, args)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+        code_, text, tf = out.split("|")
+        assert code_ == "2" and said in text and "Traceback" not in text and tf == "False", out
+    assert not (tmp_path / "run").exists()
+
+
 def test_inference_side_never_imports_tensorflow():
     code = (
         "import sys, emocli.evaluate, emocli.metrics, emocli.models, emocli.datasets\n"

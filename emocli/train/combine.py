@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..usage import UsageError
 from .export import SCALER, ExportError, _card_metrics, _comparable, _scaler_map, _set_metadata
 
 PARITY_TOLERANCE = 1e-5  # the same graphs, run together: only float summation order differs
@@ -60,10 +61,14 @@ def combine_models(
     if any(i.labels != infos[0].labels for i in infos):
         raise ExportError("cannot average models with different labels")
     if weights is not None and (len(weights) != len(files) or not all(w > 0 for w in weights)):
-        raise ExportError(f"--weights takes one positive number per model ({len(files)}), not {weights}")
+        raise UsageError(
+            f"--weights takes one positive number per model ({len(files)}), not {','.join(f'{w:g}' for w in weights)}"
+        )
     shares = np.full(len(files), 1 / len(files)) if weights is None else np.asarray(weights) / np.sum(weights)
-    if temperature is not None and (task != "voice" or not temperature > 0):
-        raise ExportError("--temperature is a voice model's softmax temperature: a positive number")
+    if temperature is not None and task != "voice":
+        raise UsageError("--temperature applies to voice models only (their softmax temperature)")
+    if temperature is not None and not temperature > 0:  # also NaN
+        raise UsageError(f"--temperature must be above 0, not {temperature}")
     own = [_comparable(i.preprocess) for i in infos]
     free = set(SCALER) if task == "voice" else set()
     differ = sorted({k for p in own for k in set(p) | set(own[0]) if p.get(k) != own[0].get(k)} - free)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..usage import UsageError
+
 # tf2onnx converts through TensorFlow: Keras must run on the TF backend in this process.
 # A .keras file saved under torch or jax loads fine here; only the runtime backend matters.
 os.environ["KERAS_BACKEND"] = "tensorflow"
@@ -249,8 +251,10 @@ def export_model(
     if preprocess is None:
         preprocess = _default_preprocess(task)
     if temperature is not None:
-        if task != "voice" or not temperature > 0:
-            raise ExportError("--temperature is a voice model's softmax temperature: a positive number")
+        if task != "voice":
+            raise UsageError("--temperature applies to voice models only (their softmax temperature)")
+        if not temperature > 0:  # also NaN
+            raise UsageError(f"--temperature must be above 0, not {temperature}")
         preprocess = {**preprocess, "temperature": float(temperature)}
     elif task == "voice" and len(sources) > 1:
         log("note: no --temperature, so the ensemble's probabilities are not calibrated")
