@@ -296,9 +296,28 @@ def _changes(old: dict, new: dict) -> str:
             parts.append(f"another {name.removesuffix('_model')} model")
         elif name == "emocli":
             parts.append(f"emocli {old.get(name)}")
+        elif isinstance(old.get(name), bool) or isinstance(new.get(name), bool):
+            parts.append(f"{_flag(name, old.get(name))} (now {_flag(name, new.get(name))})")
         else:
-            parts.append(f"--{name.replace('_', '-')} {old.get(name, 'unset')} (now {new.get(name, 'unset')})")
+            before, now = (_typed(key.get(name)) for key in (old, new))
+            parts.append(f"--{name.replace('_', '-')} {before} (now {now})")
     return ", ".join(parts)
+
+
+# Switches whose "off" form is not --no-<name>.
+_OFF_FLAGS = {"face_views": "--one-face-view"}
+
+
+def _flag(name: str, value) -> str:
+    """A switch as typed: ``--face-views`` or ``--one-face-view``."""
+    if value:
+        return f"--{name.replace('_', '-')}"
+    return _OFF_FLAGS.get(name, f"--no-{name.replace('_', '-')}")
+
+
+def _typed(value) -> str:
+    """An option's value as typed; one left to its default says so."""
+    return "not given" if value is None else str(value)
 
 
 def why_redo(job: Job, batch: BatchOptions) -> str | None:
@@ -320,7 +339,7 @@ def why_redo(job: Job, batch: BatchOptions) -> str | None:
         return f"its outputs were made with {_changes(record.get('key') or {}, batch.key)}{going}"
     try:
         if record.get("source_id") != source_id(job.source):
-            return f"the video changed after its outputs were made{going}"
+            return f"the video file changed (its size or modification time) after its outputs were made{going}"
     except OSError:
         return ""  # gone or unreadable now: the analysis says how, in one line
     stale = []

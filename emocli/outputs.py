@@ -239,9 +239,7 @@ class PlotWriter(Writer):
         # With several people the band is their mean: said, so it is not read as one person's.
         together = " (all faces)" if len(people) > 1 else ""
         ax.set(ylim=(0, 1), ylabel=f"fused probability{together}", xlim=(0, float(t1.max()) if len(t1) else 1))
-        name = Path(str(timeline.facts.get("video", ""))).name
-        dom = timeline.dominant_emotion()
-        ax.set_title(f"{name}: mostly {dom}{together}" if dom else f"{name}: no face or speech found", loc="left")
+        ax.set_title(plot_title(timeline, together), loc="left")
         voice = per_interval(intervals, "voice")
         heard = ~np.isnan(voice).any(axis=1)
         strip.broken_barh(
@@ -290,6 +288,17 @@ class PlotWriter(Writer):
             warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
             fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
+
+
+def plot_title(timeline: Timeline, together: str = "") -> str:
+    """The plot's title: the video and its dominant fused emotion, or why it has none."""
+    name = Path(str(timeline.facts.get("video", ""))).name
+    if dom := timeline.dominant_emotion():
+        return f"{name}: mostly {dom}{together}"
+    if any(r.face or r.voice_active for r in timeline.rows):  # --fusion face or voice, and that one missing
+        mode = timeline.facts.get("fusion")
+        return f"{name}: no fused emotion (--fusion {mode}: {'no face seen' if mode == 'face' else 'no one seen speaking'})"
+    return f"{name}: no face or speech found"
 
 
 class AnnotatedVideoWriter(Writer):

@@ -238,7 +238,7 @@ class Analyzer:
         rows = []
         if not faces:
             rows.append(self._row(name, span, None, active, voice))
-        for face, face_id, p, track in zip(faces, ids, probs, tracks):
+        for face, face_id, p, track in sorted(zip(faces, ids, probs, tracks), key=lambda f: f[1]):  # by id
             score = round(face.score, 4)
             seen = FaceResult(int(face_id), face.box, score, Emotion.of(p), speaking.get(face_id), tuple(track))
             rows.append(self._row(name, span, seen, active, voice))
@@ -307,8 +307,9 @@ class Analyzer:
 
     def _row(self, name: str, span: tuple, face: FaceResult | None, active: bool, voice_p) -> Row:
         # The voice is the speaker's: fused into the face that speaks (or, with no face on
-        # screen, standing alone), never into a face that only listens.
-        heard = voice_p if face is None or face.speaking or self.options.fusion != "weighted" else None
+        # screen, standing alone), never into a face that only listens, whatever the mode:
+        # with --fusion voice a listener has no fused emotion rather than the speaker's.
+        heard = voice_p if face is None or face.speaking else None
         fused = fuse(face.emotion.p if face else None, heard, self.options.fusion, self.face_weight)
         return Row(
             name,

@@ -259,8 +259,17 @@ class Timeline:
 
         frame = pd.DataFrame([row.values() for row in self.rows], columns=COLUMNS)
         # face_speaking is empty where there is no face or no speech: nullable, like the ids.
+        # The same types whatever the data (a video with no voice has float NaN, not None).
+        labels = [c for c in COLUMNS if c.endswith("_emotion")]
+        numbers = [c for c in COLUMNS if c in ROUNDED or c in ("t_start", "t_end")]
         frame = frame.astype(
-            {**dict.fromkeys(sorted(INT_COLUMNS), "Int64"), "voice_active": bool, "face_speaking": "boolean"}
+            {
+                **dict.fromkeys(sorted(INT_COLUMNS), "Int64"),
+                **dict.fromkeys(numbers, "float64"),
+                **dict.fromkeys(labels, "str"),  # pandas' text type: missing is NaN
+                "voice_active": bool,
+                "face_speaking": "boolean",
+            }
         )
         frame.attrs.update(self.facts, intervals=self.intervals, faces=self.faces, speech_s=self.speech_s)
         frame.attrs.setdefault("duration_s", self.duration_s)

@@ -51,3 +51,17 @@ def test_face_weight_modes_and_a_missing_modality():
     assert fuse(face, None, "voice") is None
     with pytest.raises(ValueError, match="fusion must be one of"):
         fuse(face, voice, "loud")
+
+
+def test_the_plot_says_why_a_video_has_no_fused_emotion():
+    from emocli.outputs import plot_title
+    from emocli.timeline import Emotion, FaceResult, Row, Timeline
+
+    face = FaceResult(0, (0, 0, 9, 9), 0.9, Emotion.of([0.1, 0, 0, 0.9, 0, 0, 0]), False)
+    facts = {"video": "talk/a.mp4", "fusion": "voice"}
+    assert plot_title(Timeline([Row("a.mp4", 0.0, 1.0, face, False)], facts)) == (
+        "a.mp4: no fused emotion (--fusion voice: no one seen speaking)"
+    )
+    assert plot_title(Timeline([Row("a.mp4", 0.0, 1.0)], facts)) == "a.mp4: no face or speech found"
+    fused = Row("a.mp4", 0.0, 1.0, face, False, None, face.emotion)
+    assert plot_title(Timeline([fused], facts)) == "a.mp4: mostly happy"

@@ -165,6 +165,15 @@ def test_the_library_names_a_file_it_cannot_read(models, tmp_path):
     assert emocli.MediaError is MediaError
 
 
+def test_the_dataframe_has_the_same_column_types_whatever_the_video(videos, models):
+    """A video with no voice has NaN voice columns of the same types as one with a voice:
+    frames of many videos concatenate and compute alike."""
+    silent, talking = (emocli.analyze(videos[name], **models) for name in ("silent", "talking"))
+    assert not silent["voice_active"].any() and talking["voice_active"].any()
+    assert silent.dtypes.astype(str).tolist() == talking.dtypes.astype(str).tolist()
+    assert silent["voice_confidence"].dtype == "float64" and silent["voice_emotion"].isna().all()
+
+
 @pytest.mark.parametrize("name", ["silent", "noaudio"])
 def test_no_speech_fuses_face_alone(videos, models, name):
     df = emocli.analyze(videos[name], **models)
@@ -185,8 +194,9 @@ def test_models_are_really_used(videos, models):
 def test_fusion_modes(videos, models):
     face_only = emocli.analyze(videos["talking"], fusion="face", **models)
     assert np.allclose(face_only[P["fused"]].to_numpy(), face_only[P["face"]].to_numpy())
+    # --fusion voice: the voice is no one's on screen (a still photo), so no face has a fused emotion
     voice_only = emocli.analyze(videos["talking"], fusion="voice", **models)
-    assert np.allclose(voice_only[P["fused"]].to_numpy(), voice_only[P["voice"]].to_numpy())
+    assert voice_only["voice_active"].any() and voice_only["fused_emotion"].isna().all()
     # a still photo with a voice: the face does not speak, so the voice is fused into no face
     # (weighted with the fitted rule or with --face-weight alike); the voice columns carry it
     for options in ({}, {"face_weight": 0.25}):

@@ -106,8 +106,9 @@ def test_the_face_whose_mouth_moves_with_the_speech_speaks(clips, models, who):
     voiced = voiced_faces(df)
     assert voiced["t_start"].nunique() >= 5, "the fixture speech is heard"
     assert df.groupby("t_start").size().eq(2).all() and df["face_id"].nunique() == 2
-    # faces first seen together are numbered from left to right
+    # faces first seen together are numbered from left to right; an interval's rows go by id
     assert (df["face_id"] == (df["face_x"] + df["face_w"] / 2 >= SIZE[1] / 2)).all()
+    assert df.groupby("t_start")["face_id"].apply(lambda ids: ids.is_monotonic_increasing).all()
     is_left = voiced["face_x"] + voiced["face_w"] / 2 < SIZE[1] / 2
     speaker = voiced[is_left == (who == "left")]
     silent = voiced[is_left != (who == "left")]
@@ -127,6 +128,11 @@ def test_the_face_whose_mouth_moves_with_the_speech_speaks(clips, models, who):
     # empty where nobody speaks
     unvoiced = df[~df["voice_active"]]
     assert unvoiced["face_speaking"].isna().all()
+    # --fusion voice: the speaker's fused emotion is the voice; a listener has none (not the speaker's)
+    alone = voiced_faces(emocli.analyze(clips[f"{who} speaks"], interval=0.5, fusion="voice", **models))
+    spoke = alone[alone["face_speaking"].astype(bool)]
+    assert len(spoke) and np.allclose(spoke[P["fused"]].to_numpy(), spoke[P["voice"]].to_numpy())
+    assert alone[~alone["face_speaking"].astype(bool)]["fused_emotion"].isna().all()
 
 
 def test_an_off_screen_voice_leaves_every_face_its_own_emotion(clips, models):
