@@ -30,6 +30,7 @@ from .speaker import SpeakerDetector, loudness, mouth_patch
 from .timeline import Emotion, FaceResult, Row, Timeline
 from .usage import LIMITS, check
 from .vad import DEFAULT_THRESHOLD, SpeechDetector, SpeechTrack
+from .vad import FRAME as VAD_FRAME
 from .vad import SAMPLE_RATE as VAD_RATE
 
 
@@ -167,15 +168,26 @@ class Analyzer:
             if waiting:  # no later decision starts before the oldest waiting one's seconds
                 stream.speakers.forget(stream.speakers.centred(waiting[0][0], duration)[0])
 
+        def hear_gap(until: int) -> None:
+            """Audio between windows (an interval longer than the window) goes to the detector
+            alone, in whole frames, so speech_s counts all the speech whatever the interval."""
+            start, end = stream.speech.heard_until, math.ceil(until / VAD_FRAME) * VAD_FRAME
+            if end > start:
+                stream.speech.window(audio.samples(start, end - start), start)
+
         try:
             sampled = frames.frames_at(times) if frames is not None else ((t, None) for t in times)
             for span, centre, ts in zip(spans, centres, grid):
                 shots = [next(sampled) for _ in ts]  # (time, frame or None) of the interval's sampled frames
                 heard = None
                 if audio is not None:
-                    heard = (audio.window(centre, o.window), audio.window_start(centre, o.window))
+                    begin = audio.window_start(centre, o.window)
+                    hear_gap(begin)
+                    heard = (audio.window(centre, o.window), begin)
                 waiting.append((centre, self.step(stream, name, span, shots, heard, who_speaks=False)))
                 settle(ts[-1])
+            if audio is not None:
+                hear_gap(int(math.ceil(duration * audio.sample_rate)))
             settle(math.inf)
         finally:
             if frames is not None:

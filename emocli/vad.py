@@ -108,3 +108,8 @@ class SpeechTrack:
     @property
     def speech_s(self) -> float:
         return self.speech_frames * FRAME_S
+
+    @property
+    def heard_until(self) -> int:
+        """The stream sample up to which frames have been scored."""
+        return self._next * FRAME

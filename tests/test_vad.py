@@ -115,3 +115,19 @@ def test_noise_soundtrack_gives_no_voice_and_no_speech_seconds(tmp_path, models,
     assert len(timeline.rows) >= 3
     assert not any(r.voice_active or r.voice for r in timeline.rows)
     assert timeline.speech_s == 0.0
+
+
+def test_speech_seconds_count_all_the_speech_whatever_the_interval(tmp_path, models, speech):
+    """Intervals longer than the audio window leave audio between windows: the detector hears
+    it too, so speech_s is the same at 0.5 s and at 5 s intervals (and is the whole track's)."""
+    from emocli.pipeline import Analyzer
+
+    sound = np.concatenate([np.zeros(SR), speech, np.zeros(SR), speech])[: 12 * SR]
+    video = make_video(tmp_path / "talk.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 120, 10.0, sound)
+    whole = SpeechDetector().track().window(read_audio(video), 0)
+    seconds = []
+    for interval in (0.5, 5.0, 12.0):
+        with Analyzer(interval=interval, **models) as analyzer:
+            seconds.append(analyzer.timeline(video).speech_s)
+    assert seconds[0] > 4.0 and max(seconds) - min(seconds) < 0.05, seconds
+    assert seconds[1] == pytest.approx(np.sum(whole >= 0.5) * FRAME / SR, abs=0.1)

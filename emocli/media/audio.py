@@ -90,8 +90,11 @@ class AudioStream:
 
     def window(self, center: float, seconds: float) -> np.ndarray:
         """Samples of [center - seconds/2, center + seconds/2], zero-padded past the ends."""
-        n = int(round(seconds * self.sample_rate))
-        begin = self.window_start(center, seconds)
+        return self.samples(self.window_start(center, seconds), int(round(seconds * self.sample_rate)))
+
+    def samples(self, begin: int, n: int) -> np.ndarray:
+        """``n`` samples from stream sample ``begin`` on, zero-padded past the ends. Calls
+        must not move ``begin`` backwards."""
         end = begin + n
         self._fill(end)
         out = np.zeros(n, np.float32)
