@@ -99,6 +99,8 @@ def export(
     for source in sources:
         if not source.exists():
             _fail(f"{source}: no such file or folder", 2)
+    if metrics_json is not None:
+        _check_metrics_json(metrics_json)
     out = _model_file(sources, output, name)
     onnx_files = [s for s in sources if s.suffix.lower() == ".onnx"]
     if onnx_files:
@@ -157,6 +159,20 @@ def _average_exported(
             half=half,
             log=typer.echo,
         )
+
+
+def _check_metrics_json(path: Path) -> None:
+    """--metrics-json must be a JSON object (a run's metrics.json, `evaluate --json`'s output)."""
+    import json
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        _fail(f"--metrics-json {path}: no such file", 2)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        _fail(f"--metrics-json {path}: not readable as JSON ({e})", 2)
+    if not isinstance(value, dict):
+        _fail(f"--metrics-json {path}: expected a JSON object (evaluate --json writes one)", 2)
 
 
 def _views_a_face(views) -> str:

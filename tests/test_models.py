@@ -218,7 +218,23 @@ def test_models_shows_every_card_it_can_and_a_missing_file_is_bad_usage(face_onn
         ["export", str(face_onnx), str(tmp_path / "gone.onnx"), "-o", str(tmp_path / "avg.onnx")],
         ["export", str(face_onnx), str(face_onnx), "-o", str(tmp_path / "avg.onnx"), "--weights", "1,2,3"],
         ["export", str(face_onnx), str(face_onnx), "-o", str(tmp_path / "avg.onnx"), "--temperature", "0.5"],
+        ["export", str(face_onnx), str(face_onnx), "-o", str(tmp_path / "avg.onnx"), "--metrics-json", "gone.json"],
+        ["export", str(face_onnx), str(face_onnx), "-o", str(tmp_path / "avg.onnx"), "--metrics-json", str(face_onnx)],
     ):
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, (args, r.output)
     assert not (tmp_path / "avg.onnx").exists()
+
+
+def test_float16_storage_is_named_once_however_often_it_was_asked_for(face_onnx, tmp_path):
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+    from emocli.models import read_info
+
+    half = tmp_path / "half.onnx"
+    r = CliRunner().invoke(app, ["export", str(face_onnx), str(face_onnx), "-o", str(half), "--half"])
+    assert r.exit_code == 0 and "averaging it with itself" in r.output, r.output
+    again = tmp_path / "again.onnx"
+    assert CliRunner().invoke(app, ["export", str(half), str(face_onnx), "-o", str(again), "--half"]).exit_code == 0
+    assert read_info(half).precision == read_info(again).precision == "float32, float16 storage"

@@ -69,6 +69,8 @@ def combine_models(
         raise UsageError("--temperature applies to voice models only (their softmax temperature)")
     if temperature is not None and not temperature > 0:  # also NaN
         raise UsageError(f"--temperature must be above 0, not {temperature}")
+    if len({f.resolve() for f in files}) < len(files):
+        log("note: a file is named more than once: averaging it with itself only weighs it more")
     own = [_comparable(i.preprocess) for i in infos]
     free = set(SCALER) if task == "voice" else set()
     differ = sorted({k for p in own for k in set(p) | set(own[0]) if p.get(k) != own[0].get(k)} - free)
@@ -132,9 +134,12 @@ def combine_models(
             preprocess["temperature"] = float(temperature)
         else:
             log("note: no --temperature, so the average's probabilities are not calibrated")
-    precisions = list(dict.fromkeys(i.precision for i in infos))
+    # Members' precisions once each; "float16 storage" (a member's, or this file's) said once, at the end.
+    storage = ", float16 storage"
+    precisions = list(dict.fromkeys(i.precision.removesuffix(storage) for i in infos))
+    stored_half = half or any(i.precision.endswith(storage) for i in infos)
     info = ModelInfo(out, task, infos[0].labels, preprocess, _card_metrics(metrics), __version__)
-    info.precision = " + ".join(precisions) + (", float16 storage" if half else "")
+    info.precision = " + ".join(precisions) + (storage if stored_half else "")
     _set_metadata(proto, info)
 
     # Random inputs in the file's own scale; each member is fed them in its own.
