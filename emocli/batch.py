@@ -23,6 +23,7 @@ from .job import (
     BatchOptions,
     Interrupted,
     Job,
+    complete_job,
     error_line,
     planned,
     read_json,
@@ -352,6 +353,27 @@ def why_redo(job: Job, batch: BatchOptions) -> str | None:
     return ", ".join(stale) if stale else None
 
 
+def later_outputs(job: Job, batch: BatchOptions) -> list | None:
+    """The writers of the outputs asked for now that a current analysis lacks (a plot, the
+    JSON or people table asked for later), when all can be written from its CSV and record
+    without analysing the video again; else None. The annotated video cannot: its boxes
+    follow the faces' tracks, which the CSV does not keep."""
+    record = read_json(record_path(job.stem))
+    if not record or record.get("pending") or "facts" not in record or batch.key is None:
+        return None
+    try:
+        if record.get("key") != batch.key or record.get("source_id") != source_id(job.source):
+            return None
+    except OSError:
+        return None
+    recorded = set(record.get("outputs", []))
+    needed = writers(job, batch, bool(record.get("has_video", True)))
+    late = [w for w in needed if not w.path(job.stem).is_file() or w.path(job.stem).name not in recorded]
+    if not late or any(isinstance(w, AnnotatedVideoWriter | CsvWriter) for w in late):
+        return None
+    return late
+
+
 def remove_stale_parts(stem: Path) -> None:
     """Delete temporaries (``.<stem>.part-<pid><suffix>``) that a killed run left for this stem.
 
@@ -465,9 +487,20 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
         raise SummaryError(f"cannot create the output folder {out}: {e.strerror}") from e
     _check_writable(out)
     rows: dict[Job, dict] = {}
-    todo, reasons = [], {}
+    todo, reasons, completed = [], {}, {}
     for job in jobs:
         why = None if batch.overwrite else why_redo(job, batch)
+        late = later_outputs(job, batch) if why and not batch.overwrite else None
+        if late:
+            try:
+                remove_stale_parts(job.stem)
+                rows[job] = complete_job(job, late)
+                completed[job] = (
+                    f"its {', '.join(w.what for w in late)} written from its timeline (its analysis is current)"
+                )
+                continue
+            except Exception:  # an unreadable earlier CSV, an output that cannot be written: analyse again
+                pass
         if why is None and not batch.overwrite:
             try:
                 rows[job] = skipped_row(job)
@@ -495,7 +528,10 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
     with stop_on_signals(), _engine(todo, options, batch) as run:
         with BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:
             for job, row in rows.items():
-                progress.skipped(job, row)
+                if job in completed:
+                    progress.print(f"{job.name}: {completed[job]}")
+                else:
+                    progress.skipped(job, row)
             for job, why in reasons.items():
                 progress.print(f"{job.name}: redone: {why}")
             results = run(progress)

@@ -136,9 +136,28 @@ def _write_record(job: Job, batch: BatchOptions, outputs: list[Path], timeline: 
         "note": note,
         # The detector's seconds of speech are not in the CSV: a skipped row reports them from here.
         "speech_s": timeline.speech_s,
+        # The video's facts too: an output asked for later is written from the CSV and these.
+        "facts": {k: v for k, v in timeline.facts.items() if isinstance(v, str | int | float | bool | None)},
     }
-    with atomic_path(record_path(job.stem)) as tmp:
+    _save_record(job.stem, record)
+
+
+def _save_record(stem: Path, record: dict) -> None:
+    with atomic_path(record_path(stem)) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def complete_job(job: Job, writers_: list) -> dict:
+    """Write ``writers_``' outputs (asked for now, missing) from the timeline on record,
+    without analysing the video again: its analysis is current (``batch.later_outputs``).
+    The summary row is the skipped one's."""
+    record = read_json(record_path(job.stem)) or {}
+    timeline = Timeline.read_csv(CsvWriter().path(job.stem))
+    timeline.facts.update(record["facts"])
+    written = write_all(timeline, job.stem, writers_, lambda: _mark_pending(job.stem))
+    record["outputs"] = list(dict.fromkeys([*record.get("outputs", []), *(p.name for p in written)]))
+    _save_record(job.stem, record)
+    return summary_row(job.name, "skipped", timeline, error=str(record.get("note") or ""))
 
 
 def _earlier_outputs(job: Job, batch: BatchOptions, record: dict, written: list[Path]) -> list[Path]:

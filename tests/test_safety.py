@@ -299,8 +299,15 @@ def test_rerun_with_other_options_or_a_changed_video_redoes_it_and_says_why(sour
 
     os.utime(folder / "a.mp4", ns=(1, 1))  # the video was replaced since
     changed = runner.invoke(app, [*base, "--interval", "0.5"])
-    assert "redone: the video changed after its outputs were made" in changed.output
+    assert "redone: the video file changed (its size or modification time) after its outputs were made" in (
+        changed.output
+    )
     assert summary(out)["status"].tolist() == ["ok"]
+
+    # switches and defaults as typed, not as Python writes them
+    views = runner.invoke(app, [*base, "--interval", "0.5", "--face-views", "--face-weight", "0.3"])
+    assert "--one-face-view (now --face-views)" in views.output
+    assert "--face-weight not given (now 0.3)" in views.output
 
     record_path(out / "a").unlink()  # outputs of an emocli that kept no record
     legacy = runner.invoke(app, [*base, "--interval", "0.5"])
@@ -319,9 +326,10 @@ def test_a_redo_removes_the_outputs_of_the_earlier_analysis_and_a_skip_needs_cur
     finer = runner.invoke(app, [*base, "--interval", "0.5", "--no-plot"])
     assert "--interval 1.0 (now 0.5); its a.png, a.json from then will be removed" in finer.output
     assert not (out / "a.png").exists() and not (out / "a.json").exists()
+    # The plot asked for again: drawn from the current timeline, the video not analysed again.
     again = runner.invoke(app, [*base, "--interval", "0.5"])
-    assert f"redone: its plot {out / 'a.png'} is missing" in again.output
-    assert summary(out)["status"].tolist() == ["ok"] and (out / "a.png").is_file()
+    assert f"{folder / 'a.mp4'}: its plot written from its timeline (its analysis is current)" in again.output
+    assert summary(out)["status"].tolist() == ["skipped"] and (out / "a.png").is_file()
 
     # The same analysis with fewer outputs asked for: the plot is still its own, and kept.
     plot = (out / "a.png").read_bytes()
@@ -330,13 +338,43 @@ def test_a_redo_removes_the_outputs_of_the_earlier_analysis_and_a_skip_needs_cur
     runner.invoke(app, [*base, "--interval", "0.5"])
     assert summary(out)["status"].tolist() == ["skipped"]
 
-    # A plot the record does not name (left by a run that did not finish writing it) is not trusted.
+    # A plot the record does not name (left by a run that did not finish writing it) is not
+    # trusted: drawn again from the timeline.
     record = json.loads(record_path(out / "a").read_text())
     record["outputs"].remove("a.png")
     record_path(out / "a").write_text(json.dumps(record))
+    (out / "a.png").write_bytes(b"not this analysis's")
     stale = runner.invoke(app, [*base, "--interval", "0.5"])
-    assert f"redone: its plot {out / 'a.png'} is not from this analysis" in stale.output
+    assert "its plot written from its timeline" in stale.output and (out / "a.png").read_bytes() == plot
+
+    # A record without the video's facts (an older emocli's): the plot needs the analysis again.
+    record = json.loads(record_path(out / "a").read_text())
+    del record["facts"]
+    record_path(out / "a").write_text(json.dumps(record))
+    (out / "a.png").unlink()
+    older = runner.invoke(app, [*base, "--interval", "0.5"])
+    assert f"redone: its plot {out / 'a.png'} is missing" in older.output
     assert summary(out)["status"].tolist() == ["ok"]
+
+
+def test_outputs_asked_for_later_come_from_the_timeline_but_an_annotated_video_from_the_video(source, models, tmp_path):
+    """JSON asked for on a rerun is the one a fresh run writes; an annotated video needs the
+    faces' tracks, which only the analysis has."""
+    folder = inputs(tmp_path, source, "a.mp4")
+    runner = CliRunner()
+    base = ["process", str(folder), *models_args(models), "--workers", "1", "--no-plot"]
+    assert runner.invoke(app, [*base, "-o", str(tmp_path / "fresh"), "--output-format", "json"]).exit_code == 0
+    out = tmp_path / "out"
+    assert runner.invoke(app, [*base, "-o", str(out)]).exit_code == 0
+    later = runner.invoke(app, [*base, "-o", str(out), "--output-format", "json"])
+    assert "its JSON timeline written from its timeline" in later.output
+    assert json.loads((out / "a.json").read_text()) == json.loads((tmp_path / "fresh" / "a.json").read_text())
+    assert json.loads(record_path(out / "a").read_text())["outputs"] == ["a.people.csv", "a.csv", "a.json"]
+    skip = runner.invoke(app, [*base, "-o", str(out), "--output-format", "json"])
+    assert "skipped" in skip.output and summary(out)["status"].tolist() == ["skipped"]
+    annotated = runner.invoke(app, [*base, "-o", str(out), "--output-format", "json", "--annotate"])
+    assert f"redone: its annotated video {out / 'a.mp4'} is missing" in annotated.output
+    assert summary(out)["status"].tolist() == ["ok"] and (out / "a.mp4").is_file()
 
 
 # ---------------------------------------------------------------- 8. training and evaluation inputs
