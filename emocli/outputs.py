@@ -421,6 +421,18 @@ def _shown(row: Row) -> tuple[float, float]:
     return max(row.t_start, points[0] - half), min(row.t_end, points[-1] + half)
 
 
+def _position(t: float, points: np.ndarray) -> np.ndarray:
+    """(x, y, w, h) at ``t`` from sampled ``points`` (t, x, y, w, h), interpolated; before the
+    first and after the last, carried on at the speed of the two nearest (a box is shown at
+    most half a sampling step beyond them: ``_shown``)."""
+    times = points[:, 0]
+    if len(points) >= 2 and (t < times[0] or t > times[-1]):
+        a, b = (points[0], points[1]) if t < times[0] else (points[-2], points[-1])
+        if b[0] > a[0]:
+            return a[1:] + (b[1:] - a[1:]) * (t - a[0]) / (b[0] - a[0])
+    return np.array([np.interp(t, times, points[:, i]) for i in range(1, 5)])
+
+
 def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
     """(time, commands) moving each slot's box and tag to its face's interpolated position,
     at every frame where it moved by a pixel or more; hiding them in the frames of an
@@ -444,8 +456,7 @@ def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
                     shown[k] = visible
                 if not visible:
                     continue
-                points = np.array(keys[fid])
-                box = [int(round(np.interp(t, points[:, 0], points[:, i]))) for i in range(1, 5)]
+                box = [int(round(v)) for v in _position(t, np.array(keys[fid]))]
                 if last.get(k) == (fid, *box):
                     continue
                 x, y, w, h = box

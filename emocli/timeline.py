@@ -203,13 +203,14 @@ class Timeline:
         return round(sum(r.t_end - r.t_start for r in self._spans().values() if r.voice_active), 3)
 
     def dominant_emotion(self) -> str:
-        """The label with the most fused probability over the whole timeline ('' if none)."""
-        mass = [0.0] * len(LABELS)
+        """The label that was the fused emotion for the most seconds, each row counting its
+        interval's length (a person's seconds, as ``people()`` counts them; with several people
+        on screen, each counts); '' if there is no fused emotion."""
+        seconds: dict[str, float] = {}
         for row in self.rows:
-            for k, p in enumerate(row.fused.p if row.fused else ()):
-                if p is not None and p == p:  # not empty, not NaN
-                    mass[k] += p
-        return LABELS[max(range(len(LABELS)), key=mass.__getitem__)] if sum(mass) > 0 else ""
+            if row.fused:
+                seconds[row.fused.label] = seconds.get(row.fused.label, 0.0) + row.t_end - row.t_start
+        return _most(seconds)
 
     def people(self) -> list[dict]:
         """One row per face id (PEOPLE_COLUMNS): seconds the face was seen and seconds it spoke,

@@ -65,3 +65,21 @@ def test_the_plot_says_why_a_video_has_no_fused_emotion():
     assert plot_title(Timeline([Row("a.mp4", 0.0, 1.0)], facts)) == "a.mp4: no face or speech found"
     fused = Row("a.mp4", 0.0, 1.0, face, False, None, face.emotion)
     assert plot_title(Timeline([fused], facts)) == "a.mp4: mostly happy"
+
+
+def test_the_dominant_emotion_is_the_one_fused_for_the_most_seconds():
+    """Not the most probability mass: a label second everywhere does not win; a short last
+    interval counts for its length; it agrees with the people table's."""
+    from emocli.labels import LABELS
+    from emocli.timeline import Emotion, FaceResult, Row, Timeline
+
+    def p(**shares):
+        rest = (1 - sum(shares.values())) / (len(LABELS) - len(shares))
+        return Emotion.of([shares.get(label, rest) for label in LABELS])
+
+    face = FaceResult(0, (0, 0, 9, 9), 0.9, p(neutral=0.5))
+    close = p(neutral=0.4, angry=0.35)  # neutral, with angry a close second
+    rows = [Row("v", float(t), t + 1.0, face, False, None, close) for t in range(3)]
+    rows += [Row("v", 3.0, 4.0, face, False, None, p(angry=0.9)), Row("v", 4.0, 4.5, face, False, None, p(angry=0.9))]
+    timeline = Timeline(rows)
+    assert timeline.dominant_emotion() == "neutral" == timeline.people()[0]["dominant_fused_emotion"]

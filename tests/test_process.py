@@ -598,6 +598,14 @@ def test_a_face_that_comes_mid_interval_is_neither_classified_nor_drawn_before_i
         assert np.abs(frames[k][edge].astype(int) - face[edge].astype(int)).max() > 60, k
 
 
+def test_a_box_keeps_moving_before_its_first_and_after_its_last_sampled_place():
+    from emocli.outputs import _position
+
+    points = np.array([(0.5, 40, 60, 50, 50), (1.5, 140, 60, 50, 50)], float)
+    assert [round(_position(t, points)[0]) for t in (0.3, 1.0, 1.7)] == [20, 90, 160]
+    assert _position(0.2, points[:1]).tolist() == [40, 60, 50, 50]  # one place: it stays
+
+
 def test_annotated_boxes_follow_the_face_and_keep_their_slot(tmp_path):
     """A box moves every frame between the positions the analysis sampled; a face keeps its
     slot (box) when another appears; the speaker's tag says it speaks and its fused emotion."""

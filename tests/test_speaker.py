@@ -188,6 +188,26 @@ def test_of_two_talking_mouths_the_one_in_time_with_the_speech_speaks(talking, m
     assert np.allclose(kept[P["fused"]].to_numpy(), kept[P["face"]].to_numpy())
 
 
+def test_an_odd_sized_video_is_judged_as_an_even_one(talking, models, tmp_path):
+    """Odd sizes are read with OpenCV: its frames bring the grey frames between samples too,
+    so of two talking mouths the one in time with the speech still speaks."""
+    import subprocess
+
+    from emocli.media import ffmpeg, frame_sampler, probe
+
+    odd = tmp_path / "odd.mp4"
+    crop = ["-vf", "format=yuv444p,crop=479:239:0:0", "-c:v", "libx264", "-c:a", "copy"]
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(talking), *crop, str(odd)], check=True)
+    info = probe(odd)
+    with frame_sampler(info, [0.5, 1.0, 1.5], reach=0.25) as reader:
+        frames = [f for _, f in reader.frames_at([0.5, 1.0, 1.5])]
+    assert type(reader).__name__ == "FrameReader" and all(len(f.recent) >= 5 for f in frames[1:])
+    voiced = voiced_faces(emocli.analyze(odd, interval=0.5, **models))
+    is_left = voiced["face_x"] + voiced["face_w"] / 2 < 479 / 2
+    assert voiced[is_left]["face_speaking"].astype(bool).mean() >= 0.8
+    assert (~voiced[~is_left]["face_speaking"].astype(bool)).mean() >= 0.9
+
+
 def test_two_talking_crema_d_faces_side_by_side(models, tmp_path):
     """Real talking faces on both sides (other sentences, started 0.6 s apart), the sound of the left one."""
     out = tmp_path / "two.mp4"

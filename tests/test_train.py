@@ -581,7 +581,7 @@ def test_export_face_run_and_bare_keras_file(face_run, voice_run, tmp_path):
         warnings.simplefilter("ignore")
         cli("export", bare, "-o", tmp_path / "bare.onnx")
     assert read_info(tmp_path / "bare.onnx").task == "voice"  # inferred from the 3-D input
-    assert cli("export", tmp_path / "nothing.keras", "-o", tmp_path / "x.onnx", ok=False).exit_code == 1
+    assert cli("export", tmp_path / "nothing.keras", "-o", tmp_path / "x.onnx", ok=False).exit_code == 2  # missing
 
 
 def test_export_face_int8_is_measured_before_it_is_written(face_run, data, tmp_path, monkeypatch):
@@ -800,7 +800,7 @@ def test_evaluate_face_csv_defaults_to_the_test_split(exported, data, tmp_path):
     table = cli("evaluate", exported["face"], "--data", data / "fer", "--out", tmp_path)
     assert "macro-F1" in table.output and (tmp_path / "face-confusion.png").is_file()
     wrong = cli("evaluate", exported["face"], "--data", data / "fer", "--split", "nope", ok=False)
-    assert wrong.exit_code == 1 and "no split" in wrong.output
+    assert wrong.exit_code == 2 and "no split" in wrong.output
 
 
 def test_an_evaluation_exported_onto_the_card_names_its_dataset_and_split(face_run, data, tmp_path):
@@ -898,7 +898,7 @@ def test_a_voice_ensemble_is_calibrated_by_its_own_temperature(face_run, voice_r
     raw = VoiceModel(tmp_path / "plain.onnx").predict(windows)
     assert np.allclose(calibrated.predict(windows), raw**2 / (raw**2).sum(1, keepdims=True), atol=1e-6)
     refused = cli("export", face_run, "-o", tmp_path / "face.onnx", "--temperature", 2, ok=False)
-    assert refused.exit_code == 1 and "voice model's softmax temperature" in refused.output
+    assert refused.exit_code == 2 and "--temperature applies to voice models only" in refused.output
     # A run trained before a feature field existed (its preprocess.json without it) joins an
     # ensemble with one that records the field's default; a real difference is named.
     older = tmp_path / "older"

@@ -1,7 +1,7 @@
 """Decoded frames (BGR, rotation applied) at requested times: decoded once, in order, and only
 the sampled ones kept, by ffmpeg (an even grid of times) or OpenCV (seeking across long gaps).
 
-ffmpeg's frames are ``Frame`` arrays: each knows its presentation time and carries the small
+Both hand over ``Frame`` arrays: each knows its presentation time and carries the small
 grey frames decoded since the one handed over before it (``recent``), for who speaks
 (speaker.py), which needs mouths many times a second where the analysis needs a few frames."""
 
@@ -107,22 +107,35 @@ def _tolerance(fps: float, reach: float) -> tuple[float, float]:
     return min(0.5 * period, reach) if reach > 0 else 0.5 * period, period
 
 
+# Grey frames between the samples a second, at most, for who speaks (FrameSampler.BETWEEN_RATE).
+BETWEEN_RATE = 15.0
+
+
 class FrameReader:
     """Decoded frames (BGR, rotation applied) at requested times, in one forward pass, with OpenCV.
 
     ``offset`` is where the video's first frame lies on the timeline (a video that starts
-    after the audio); ``reach`` is half the analysis interval (see ``_pick``).
+    after the audio); ``reach`` is half the analysis interval (see ``_pick``). Its frames are
+    ``Frame``s, as FrameSampler's: each with its time and, but for ``between=0``, the grey
+    frames decoded since the one before (up to ``between`` a second), for who speaks.
     """
 
     # Past this gap, seeking to the next sample beats decoding everything in between.
     SEEK_GAP_S = 5.0
 
-    def __init__(self, path: str | Path, offset: float = 0.0, reach: float = 0.0, end: float = math.inf):
+    def __init__(
+        self,
+        path: str | Path,
+        offset: float = 0.0,
+        reach: float = 0.0,
+        end: float = math.inf,
+        between: float = BETWEEN_RATE,
+    ):
         import cv2
 
         _quiet_opencv(cv2)
         self._cv2 = cv2
-        self.offset, self.reach, self.end = offset, reach, end
+        self.offset, self.reach, self.end, self.between = offset, reach, end, between
         self.cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not self.cap.isOpened():
             raise MediaError("no decodable video stream")
@@ -135,10 +148,15 @@ class FrameReader:
         yield from _pick(times, self._candidates(times, tol), tol, self.reach, period, end=self.end)
 
     def _candidates(self, times: list[float], tol: float) -> Iterator[tuple[float, np.ndarray]]:
-        """Per time, the first frame at or after it (less ``tol``), once; only those are converted."""
+        """Per time, the first frame at or after it (less ``tol``), once; only those, and the
+        grey frames between them, are converted."""
         cv2 = self._cv2
         k, last_ts = 0, -1.0
-        tail = self.end - (FrameSampler.SKIP_GAP + 1) * (1.0 / self.fps if self.fps > 0 else 0.04)
+        period = 1.0 / self.fps if self.fps > 0 else 0.04
+        tail = self.end - (FrameSampler.SKIP_GAP + 1) * period
+        gap = max(0.0, 1.0 / self.between - 0.5 * period) if self.between > 0 else math.inf
+        greys: list[Between] = []
+        grey_at = -math.inf
         while k < len(times):
             if last_ts >= 0 and times[k] - last_ts > self.SEEK_GAP_S:
                 self.cap.set(cv2.CAP_PROP_POS_MSEC, max(0.0, times[k] - self.offset - 1.0) * 1000.0)
@@ -146,13 +164,33 @@ class FrameReader:
                 return
             ts = self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0 + self.offset
             last_ts = ts
-            if ts < times[k] - tol and not (ts >= tail and times[-1] >= tail):
-                continue  # neither the first frame for a time nor one of the last (as FrameSampler's)
+            wanted = ts >= times[k] - tol or (ts >= tail and times[-1] >= tail)
+            if not wanted and ts - grey_at < gap:
+                continue  # neither the first frame for a time nor one of the last (as FrameSampler's), nor a grey one
             ok, frame = self.cap.retrieve()
+            if not ok:
+                continue
+            if ts - grey_at >= gap:
+                greys.append(self._grey(frame, ts))
+                grey_at = ts
+            if not wanted:
+                continue
             while k < len(times) and times[k] <= ts + tol:
                 k += 1  # the times this frame is the first one for
-            if ok:
-                yield ts, frame
+            frame = frame.view(Frame)
+            frame.pts = ts
+            frame.recent, greys = (tuple(greys) if self.between > 0 else None), []
+            yield ts, frame
+
+    def _grey(self, frame: np.ndarray, ts: float) -> Between:
+        """``frame`` grey and at most FrameSampler.BETWEEN_SIDE pixels on its shorter side."""
+        cv2 = self._cv2
+        h, w = frame.shape[:2]
+        gw, gh = shrunk_size(w, h, FrameSampler.BETWEEN_SIDE)
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        if (gw, gh) != (w, h):
+            grey = cv2.resize(grey, (gw, gh), interpolation=cv2.INTER_AREA)
+        return Between(ts, grey, w / gw)
 
     def close(self) -> None:
         self.cap.release()
@@ -213,7 +251,7 @@ class FrameSampler:
     # 15 a second) is what telling two talking mouths apart needs (benchmarks/av_validation.py
     # --speaker); 360 pixels keep a mouth a dozen pixels wide or more in any face the
     # detector finds, and cost a quarter of a 720p frame (benchmarks/floor.py).
-    BETWEEN_RATE = 15.0
+    BETWEEN_RATE = BETWEEN_RATE
     BETWEEN_SIDE = 360
     # Sampled frames the face detector would shrink (FaceDetector.DOWNSCALE_ABOVE) come
     # shrunk to its size by ffmpeg's scaler: a 720p frame converted and piped at a quarter of
@@ -357,7 +395,7 @@ class FrameSampler:
         first = self._get()
         if first is None and self._proc.wait() != 0:
             # ffmpeg could not decode what OpenCV opened: let OpenCV do it all.
-            with FrameReader(self.path, self.info.video_offset, self.reach, self.info.duration) as reader:
+            with FrameReader(self.path, self.info.video_offset, self.reach, self.info.duration, self.between) as reader:
                 yield from reader.frames_at(times)
             return
 
