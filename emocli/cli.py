@@ -251,8 +251,8 @@ VadThresholdOption = Annotated[
     typer.Option(
         metavar="P",
         help=f"Speech probability ({span('vad_threshold')}) at which the voice-activity detector counts 32 ms "
-        "of audio as speech; an interval is voiced when a fifth of its audio window is speech. Lower hears "
-        "quieter speech, higher rejects more noise.",
+        "of audio as speech; an interval is voiced when a fifth of its audio window (within the media) is speech. "
+        "Lower hears quieter speech, higher rejects more noise.",
         min=LIMITS["vad_threshold"][0],
         max=LIMITS["vad_threshold"][1],
     ),

@@ -184,7 +184,8 @@ class Analyzer:
                     begin = audio.window_start(centre, o.window)
                     hear_gap(begin)
                     heard = (audio.window(centre, o.window), begin)
-                waiting.append((centre, self.step(stream, name, span, shots, heard, who_speaks=False)))
+                end = math.ceil(duration * VAD_RATE)
+                waiting.append((centre, self.step(stream, name, span, shots, heard, False, end)))
                 settle(ts[-1])
             if audio is not None:
                 hear_gap(int(math.ceil(duration * audio.sample_rate)))
@@ -221,10 +222,13 @@ class Analyzer:
         shots: list[tuple[float, np.ndarray | None]],
         audio: tuple[np.ndarray, int] | None = None,
         who_speaks: bool = True,
+        audio_end: int | None = None,
     ) -> list[Row]:
         """One interval's timeline rows: ``shots`` are its sampled frames ((time, frame or
         None), in time order), ``audio`` the ``window`` seconds of audio centred on its
-        middle and the stream sample that window begins at (None: the stream has no sound).
+        middle and the stream sample that window begins at (None: the stream has no sound),
+        ``audio_end`` the stream sample where the media ends, if known: the part of the
+        window past it is padding, which does not count against its share of speech.
         Intervals come in time order; ``stream`` carries what one needs from the one before.
         Who speaks is decided over the seconds up to the interval's last frame; with
         ``who_speaks`` False it is left to ``_speaker_decided`` (every face's own emotion
@@ -237,7 +241,8 @@ class Analyzer:
         if audio is not None:
             window, begin = audio
             rate = self.voice_model.sample_rate
-            active = self.speech.is_voiced(stream.speech.window(window, begin))
+            inside = len(window) if audio_end is None else max(1, min(len(window), audio_end - begin))
+            active = self.speech.is_voiced(stream.speech.window(window[:inside], begin))
             if active:
                 voice = self.voice_model.predict([window])[0]
             for t, level in zip(ts, loudness(window, begin / rate, ts, rate)):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import CLIPS, make_video, tone
 
+import emocli
 from emocli.media import read_audio
 from emocli.vad import FRAME, SpeechDetector
 
@@ -131,3 +132,12 @@ def test_speech_seconds_count_all_the_speech_whatever_the_interval(tmp_path, mod
             seconds.append(analyzer.timeline(video).speech_s)
     assert seconds[0] > 4.0 and max(seconds) - min(seconds) < 0.05, seconds
     assert seconds[1] == pytest.approx(np.sum(whole >= 0.5) * FRAME / SR, abs=0.1)
+
+
+def test_a_window_past_the_media_counts_only_its_part_within(tmp_path, models, speech):
+    """A 10 s window on a 2 s clip half of which is speech: the 8 s past the media are not
+    silence, so the intervals are voiced (a fifth of what the window holds is speech)."""
+    sound = np.concatenate([speech[:SR], np.zeros(SR)])
+    video = make_video(tmp_path / "short.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 20, 10.0, sound)
+    df = emocli.analyze(video, window=10.0, **models)
+    assert len(df) == 2 and df["voice_active"].all()
