@@ -32,6 +32,7 @@ from .job import (
     same_file,
     source_id,
     writers,
+    written_here,
 )
 from .media import VIDEO_EXTS
 from .outputs import (
@@ -114,7 +115,8 @@ def _outputs_named_in(folder: Path, names: list[str]) -> set[str]:
             record = read_json(folder / name) or {}
             source = str(record.get("source") or "")
             for output in record.get("outputs", []):
-                if Path(output).suffix.lower() in VIDEO_EXTS and not same_file(folder / output, Path(source)):
+                video = Path(output).suffix.lower() in VIDEO_EXTS
+                if video and not same_file(folder / output, Path(source)) and written_here(record, folder / output):
                     outputs.add(output)
     if "summary.csv" in names:
         for source in _summary_videos(folder / "summary.csv"):
@@ -213,9 +215,11 @@ def check_outputs(jobs: list[Job], batch: BatchOptions, out: Path) -> None:
         if hit is not None:
             raise UsageError(f"-o {out}: {target} would overwrite the input {hit.name}; choose another folder")
     for job in jobs:
-        foreign = [t for t, j in targets if j is job and os.path.lexists(t)]
-        if foreign and not _ours(job.stem):
-            raise UsageError(f"-o {out}: {foreign[0]} exists and emocli did not write it; choose another folder")
+        foreign = [t for t, j in targets if j is job and os.path.lexists(t) and not _ours(job.stem, t)]
+        if foreign:
+            raise UsageError(
+                f"-o {out}: {foreign[0]} exists and is not the file emocli wrote there; move it or choose another folder"
+            )
 
 
 def _check_writable(out: Path) -> None:
@@ -230,11 +234,14 @@ def _check_writable(out: Path) -> None:
         raise UsageError(f"-o {out}: cannot write there ({e.strerror})") from e
 
 
-def _ours(stem: Path) -> bool:
-    """Whether the files already at ``stem``'s output names are emocli's: a record names
-    them, or (an emocli that kept no record) its timeline CSV is one."""
-    if record_path(stem).is_file():
+def _ours(stem: Path, path: Path) -> bool:
+    """Whether the file at ``path``, one of ``stem``'s output names, is emocli's: its record
+    names it as written (``written_here``), or (an emocli that kept no record) its timeline
+    CSV is one."""
+    if path == record_path(stem):
         return True
+    if record_path(stem).is_file():
+        return written_here(read_json(record_path(stem)) or {"pending": True}, path)
     try:
         with open(CsvWriter().path(stem), newline="", encoding="utf-8") as f:
             header = next(csv.reader(f), [])
@@ -334,7 +341,11 @@ def why_redo(job: Job, batch: BatchOptions) -> str | None:
     needed = writers(job, batch, bool(record.get("has_video", True)))
     recorded = [n for n in record.get("outputs", []) if isinstance(n, str)]
     # Outputs of the earlier analysis not asked for now go when the video is redone (job.py).
-    leaving = [n for n in recorded if n not in {w.path(job.stem).name for w in needed}]
+    leaving = [
+        n
+        for n in recorded
+        if n not in {w.path(job.stem).name for w in needed} and written_here(record, job.stem.with_name(n))
+    ]
     going = f"; its {', '.join(leaving)} from then will be removed" if leaving else ""
     if batch.key is not None and record.get("key") != batch.key:
         return f"its outputs were made with {_changes(record.get('key') or {}, batch.key)}{going}"

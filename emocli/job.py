@@ -126,12 +126,33 @@ def _mark_pending(stem: Path) -> None:
         tmp.write_text('{"pending": true}\n', encoding="utf-8")
 
 
+def written_here(record: dict | None, path: Path) -> bool:
+    """Whether ``path`` (an output name beside ``record``) is the file emocli wrote there: the
+    record names it with its size. A record from before sizes were kept, or one marked
+    pending (a run stopped while renaming its outputs into place), vouches for every name."""
+    if record is None:
+        return False
+    if record.get("pending") or "sizes" not in record:
+        return True
+    try:
+        return not path.is_symlink() and record["sizes"].get(path.name) == path.stat().st_size
+    except (OSError, AttributeError):
+        return False
+
+
+def _sizes(paths: list[Path]) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in paths}
+
+
 def _write_record(job: Job, batch: BatchOptions, outputs: list[Path], timeline: Timeline, note: str) -> None:
     record = {
         "key": batch.key,
         "source": str(job.source),
         "source_id": source_id(job.source),
         "outputs": [p.name for p in outputs],
+        # Each output's size as written: a file put there since under the same name is not
+        # emocli's to overwrite, delete or report as current.
+        "sizes": _sizes(outputs),
         "has_video": bool(timeline.facts.get("has_video", True)),
         "note": note,
         # The detector's seconds of speech are not in the CSV: a skipped row reports them from here.
@@ -156,6 +177,7 @@ def complete_job(job: Job, writers_: list) -> dict:
     timeline.facts.update(record["facts"])
     written = write_all(timeline, job.stem, writers_, lambda: _mark_pending(job.stem))
     record["outputs"] = list(dict.fromkeys([*record.get("outputs", []), *(p.name for p in written)]))
+    record["sizes"] = {**record.get("sizes", {}), **_sizes(written)}
     _save_record(job.stem, record)
     return summary_row(job.name, "skipped", timeline, error=str(record.get("note") or ""))
 
@@ -176,8 +198,8 @@ def _earlier_outputs(job: Job, batch: BatchOptions, record: dict, written: list[
         current = False
     kept = []
     for path in earlier:
-        if not path.is_file() or same_file(path, job.source):
-            continue
+        if not path.is_file() or same_file(path, job.source) or not written_here(record, path):
+            continue  # gone, the input itself, or a file put there since: not emocli's to touch
         if current:
             kept.append(path)
         else:

@@ -343,7 +343,6 @@ def test_a_redo_removes_the_outputs_of_the_earlier_analysis_and_a_skip_needs_cur
     record = json.loads(record_path(out / "a").read_text())
     record["outputs"].remove("a.png")
     record_path(out / "a").write_text(json.dumps(record))
-    (out / "a.png").write_bytes(b"not this analysis's")
     stale = runner.invoke(app, [*base, "--interval", "0.5"])
     assert "its plot written from its timeline" in stale.output and (out / "a.png").read_bytes() == plot
 
@@ -355,6 +354,39 @@ def test_a_redo_removes_the_outputs_of_the_earlier_analysis_and_a_skip_needs_cur
     older = runner.invoke(app, [*base, "--interval", "0.5"])
     assert f"redone: its plot {out / 'a.png'} is missing" in older.output
     assert summary(out)["status"].tolist() == ["ok"]
+
+
+def test_a_file_put_where_emocli_wrote_an_output_is_never_overwritten_deleted_or_taken_as_current(
+    source, models, tmp_path
+):
+    """Outputs are emocli's by name and size, as its record wrote them: the user's own file
+    under an output's name (a JSON, a replaced annotated video, a CSV cut short) is refused
+    before any work, or left alone when this run does not write that name."""
+    folder = inputs(tmp_path, source, "a.mp4")
+    out = tmp_path / "out"
+    runner = CliRunner()
+    base = ["process", str(folder), "-o", str(out), *models_args(models), "--workers", "1", "--no-plot"]
+    assert runner.invoke(app, [*base, "--annotate"]).exit_code == 0
+
+    mine = b"the user's own notes"
+    (out / "a.json").write_bytes(mine)  # a name this run would write: refused, untouched
+    refused = runner.invoke(app, [*base, "--output-format", "json"])
+    assert (
+        refused.exit_code == 2 and f"{out / 'a.json'} exists and is not the file emocli wrote there" in refused.output
+    )
+    assert (out / "a.json").read_bytes() == mine
+    (out / "a.json").unlink()
+
+    (out / "a.mp4").write_bytes(mine)  # the annotated video replaced; not asked for, analysis changed
+    redo = runner.invoke(app, [*base, "--interval", "0.5"])
+    assert redo.exit_code == 0 and "a.mp4 from then will be removed" not in redo.output
+    assert (out / "a.mp4").read_bytes() == mine
+    assert "a.mp4" not in json.loads(record_path(out / "a").read_text())["outputs"]
+
+    csv_file = out / "a.csv"
+    csv_file.write_text(csv_file.read_text().splitlines()[0] + "\n")  # cut to its header
+    cut = runner.invoke(app, [*base, "--interval", "0.5"])
+    assert cut.exit_code == 2 and f"{csv_file} exists and is not the file emocli wrote there" in cut.output
 
 
 def test_outputs_asked_for_later_come_from_the_timeline_but_an_annotated_video_from_the_video(source, models, tmp_path):
