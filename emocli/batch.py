@@ -215,7 +215,10 @@ def check_outputs(jobs: list[Job], batch: BatchOptions, out: Path) -> None:
         if hit is not None:
             raise UsageError(f"-o {out}: {target} would overwrite the input {hit.name}; choose another folder")
     for job in jobs:
-        foreign = [t for t, j in targets if j is job and os.path.lexists(t) and not _ours(job.stem, t)]
+        # A folder in an output's place cannot be written over: that video fails alone, later.
+        foreign = [
+            t for t, j in targets if j is job and os.path.lexists(t) and not t.is_dir() and not _ours(job.stem, t)
+        ]
         if foreign:
             raise UsageError(
                 f"-o {out}: {foreign[0]} exists and is not the file emocli wrote there; move it or choose another folder"

@@ -80,7 +80,7 @@ def test_a_file_of_the_users_at_an_output_name_is_never_written_over(source, mod
     folder = inputs(tmp_path, source, "notes.mp4")
     (folder / "notes.csv").write_text("my own notes\n")
     result = cli("process", folder, "-o", folder, models=models)
-    assert result.exit_code == 2 and "notes.csv exists and emocli did not write it" in result.output
+    assert result.exit_code == 2 and "notes.csv exists and is not the file emocli wrote there" in result.output
     assert (folder / "notes.csv").read_text() == "my own notes\n"
 
 
