@@ -482,8 +482,6 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
     the batch) when summary.csv could not be written, and Interrupted on a signal, after
     the summary of what finished is written.
     """
-    from .progress import BatchProgress
-
     if batch.engine not in ("local", "ray"):
         raise ValueError(f"engine must be local or ray, not {batch.engine!r}")
     if batch.engine == "ray":
@@ -500,33 +498,34 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
     except OSError as e:
         raise SummaryError(f"cannot create the output folder {out}: {e.strerror}") from e
     _check_writable(out)
+    with _only_run_in(out):
+        return _run(jobs, out, options, batch)
+
+
+@contextlib.contextmanager
+def _only_run_in(out: Path) -> Iterator[None]:
+    """One batch at a time in ``out``: two at once would each take the other's outputs for
+    current. A lock on the folder itself (released when the process ends, however it ends)."""
+    import fcntl
+
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise UsageError(
+                f"-o {out}: another emocli run is writing there; wait for it or choose another folder"
+            ) from e
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run(jobs: list[Job], out: Path, options: AnalyzeOptions, batch: BatchOptions) -> list[dict]:
+    """``run_batch`` once its inputs and outputs are checked and ``out`` is its own."""
+    from .progress import BatchProgress
+
     rows: dict[Job, dict] = {}
-    todo, reasons, completed = [], {}, {}
-    for job in jobs:
-        why = None if batch.overwrite else why_redo(job, batch)
-        late = later_outputs(job, batch) if why and not batch.overwrite else None
-        if late:
-            try:
-                remove_stale_parts(job.stem)
-                rows[job] = complete_job(job, late)
-                completed[job] = (
-                    f"its {', '.join(w.what for w in late)} written from its timeline (its analysis is current)"
-                )
-                continue
-            except Exception:  # an unreadable earlier CSV, an output that cannot be written: analyse again
-                pass
-        if why is None and not batch.overwrite:
-            try:
-                rows[job] = skipped_row(job)
-                continue
-            except Exception:  # an unreadable earlier CSV: do the video again
-                why = "its timeline could not be read back"
-        if why:
-            reasons[job] = why
-        todo.append(job)
-    for job in todo:
-        remove_stale_parts(job.stem)
-    remove_stale_parts(out / "summary")
     saved_at, summary_error = 0.0, ""
 
     def save(force: bool = False) -> None:
@@ -536,8 +535,41 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
             try:
                 write_summary([rows[j] for j in jobs if j in rows], out / "summary.csv")
                 summary_error = ""
-            except OSError as e:  # the videos' outputs may still be writable: go on, say it at the end
+            except OSError as e:  # the videos' own outputs may still be writable: go on, say it at the end
                 summary_error = f"summary not written: {error_line(e)}"
+
+    todo, reasons, completed = [], {}, {}
+    remove_stale_parts(out / "summary")
+    # Outputs asked for later are written here, before the engine starts: a signal meanwhile
+    # unwinds as during the analysis, with the summary of what is done.
+    with stop_on_signals():
+        try:
+            for job in jobs:
+                why = None if batch.overwrite else why_redo(job, batch)
+                late = later_outputs(job, batch) if why and not batch.overwrite else None
+                if late:
+                    remove_stale_parts(job.stem)
+                    what = ", ".join(w.what for w in late)
+                    try:
+                        rows[job] = complete_job(job, late)
+                        completed[job] = f"its {what} written from its timeline (its analysis is current)"
+                        continue
+                    except Exception as e:  # an unreadable CSV, an output that cannot be written: analyse again
+                        why = f"its {what} could not be written from its timeline ({error_line(e)})"
+                if why is None and not batch.overwrite:
+                    try:
+                        rows[job] = skipped_row(job)
+                        continue
+                    except Exception:  # an unreadable earlier CSV: do the video again
+                        why = "its timeline could not be read back"
+                if why:
+                    reasons[job] = why
+                todo.append(job)
+        finally:
+            if completed:
+                save(force=True)
+    for job in todo:
+        remove_stale_parts(job.stem)
 
     with stop_on_signals(), _engine(todo, options, batch) as run:
         with BatchProgress(len(jobs), done=len(rows), quiet=batch.quiet) as progress:

@@ -389,6 +389,51 @@ def test_a_file_put_where_emocli_wrote_an_output_is_never_overwritten_deleted_or
     assert cut.exit_code == 2 and f"{csv_file} exists and is not the file emocli wrote there" in cut.output
 
 
+def test_a_signal_while_outputs_asked_for_later_are_written_unwinds_with_the_summary(
+    source, models, tmp_path, monkeypatch
+):
+    import signal
+
+    import emocli.batch
+
+    folder = inputs(tmp_path, source, "a.mp4", "b.mp4")
+    out = tmp_path / "out"
+    assert cli("process", folder, "-o", out, models=models).exit_code == 0
+    before = (out / "summary.csv").read_text()
+    complete = emocli.batch.complete_job
+
+    def stopped_at_b(job, late):
+        if job.name.endswith("b.mp4"):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return complete(job, late)
+
+    monkeypatch.setattr(emocli.batch, "complete_job", stopped_at_b)
+    result = cli("process", folder, "-o", out, "--output-format", "json", models=models)
+    assert result.exit_code == 143 and "interrupted" in result.output
+    assert (out / "a.json").is_file() and not (out / "b.json").exists()
+    assert (out / "summary.csv").read_text() != before and summary(out)["status"].tolist() == ["skipped"]
+    assert not [p for p in out.iterdir() if ".part-" in p.name]
+
+
+def test_a_second_run_into_the_same_folder_waits_its_turn(source, models, tmp_path):
+    """Two runs at once in one OUT would take each other's outputs for current: the second
+    is refused (exit 2) while the first holds the folder."""
+    import fcntl
+
+    folder = inputs(tmp_path, source, "a.mp4")
+    out = tmp_path / "out"
+    out.mkdir()
+    held = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a first run does
+        second = cli("process", folder, "-o", out, models=models)
+        assert second.exit_code == 2 and "another emocli run is writing there" in second.output
+        assert not (out / "a.csv").exists()
+    finally:
+        os.close(held)
+    assert cli("process", folder, "-o", out, models=models).exit_code == 0  # its turn
+
+
 def test_outputs_asked_for_later_come_from_the_timeline_but_an_annotated_video_from_the_video(source, models, tmp_path):
     """JSON asked for on a rerun is the one a fresh run writes; an annotated video needs the
     faces' tracks, which only the analysis has."""
