@@ -334,13 +334,16 @@ def _typed(value) -> str:
 def why_redo(job: Job, batch: BatchOptions) -> str | None:
     """None when ``job``'s outputs are complete and current (skip it); else why it is
     redone: "" when it simply has no outputs yet (or a run was cut short)."""
-    if not CsvWriter().path(job.stem).is_file():
-        return ""
-    record = read_json(record_path(job.stem))
+    csv_path, kept = CsvWriter().path(job.stem), record_path(job.stem)
+    record = read_json(kept)
+    if not csv_path.is_file():
+        return f"its timeline {csv_path} is missing" if record and not record.get("pending") else ""
     if record is None:
+        if kept.exists():
+            return f"its record {kept} could not be read"
         return "its outputs carry no record of the options that made them"
     if record.get("pending"):
-        return ""  # a run stopped while writing them: redo, as if never done
+        return "a run was stopped while writing its outputs"
     needed = writers(job, batch, bool(record.get("has_video", True)))
     recorded = [n for n in record.get("outputs", []) if isinstance(n, str)]
     # Outputs of the earlier analysis not asked for now go when the video is redone (job.py).

@@ -498,7 +498,8 @@ def live(
     how = {2: "stopped by Ctrl-C", 15: "stopped by SIGTERM"}.get(summary["signal"], "")
     if not quiet or summary["error"]:
         typer.echo(
-            f"{how + ': ' if how else ''}{summary['intervals']} intervals{skipped}, {summary['faces']} "
+            f"{how + ': ' if how else ''}{summary['intervals']} interval{'s' * (summary['intervals'] != 1)}{skipped}, "
+            f"{summary['faces']} "
             f"face{'s' * (summary['faces'] != 1)}{mostly}{lag} → "
             + (summary["csv"] if Path(summary["csv"]).exists() else "nothing written (no data came)")
         )

@@ -116,6 +116,9 @@ def evaluate(
     if model_path.is_dir():
         raise ModelError(f"{model_path}: is a folder, not a model file")
     sources = [Path(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
+    for source in sources:
+        if not source.exists():
+            raise FileNotFoundError(f"{source}: no such file or folder")
     info = read_info(model_path)
     if info.task == "face":
         if len(sources) != 1:
@@ -124,6 +127,8 @@ def evaluate(
     else:
         if split is not None:
             raise UsageError("--split applies to face datasets; for voice, pass the folders to score")
+        if face_views:
+            raise UsageError("--face-views applies to face models")
         report = _evaluate_voice(model_path, sources)
     report = {**report, "model": str(model_path), "task": info.task, "data": [str(s) for s in sources]}
     if out is not None:
@@ -147,7 +152,7 @@ def _evaluate_faces(model_path: Path, source: Path, split: str | None, face_view
         splits[name] = ImageSet(*(np.concatenate([getattr(p, k) for p in parts]) for k in fields))
     if name not in splits:
         raise UsageError(
-            f"{source}: no split {name!r} (it has: {', '.join(sorted(splits))}, all); pick one with --split"
+            f"{source}: no split {name!r} (it has: {', '.join(sorted({*splits, 'all'}))}); pick one with --split"
         )
     images = splits[name]
     model = FaceModel(model_path, views=face_views)

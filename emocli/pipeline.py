@@ -28,7 +28,7 @@ from .models import FaceModel, ModelError, VoiceModel, default_model_path
 from .resources import Plan
 from .speaker import SpeakerDetector, loudness, mouth_patch
 from .timeline import Emotion, FaceResult, Row, Timeline
-from .usage import LIMITS, check
+from .usage import LIMITS, check, check_count
 from .vad import DEFAULT_THRESHOLD, SpeechDetector, SpeechTrack
 from .vad import FRAME as VAD_FRAME
 from .vad import SAMPLE_RATE as VAD_RATE
@@ -61,7 +61,14 @@ class AnalyzeOptions:
     def __post_init__(self):
         for name in LIMITS:
             if name != "face_weight" or self.face_weight is not None:
-                check(name, getattr(self, name))
+                setattr(self, name, check(name, getattr(self, name)))
+        if not isinstance(self.face_views, bool):
+            raise TypeError(f"face_views must be True or False, not {self.face_views!r}")
+        for name in ("threads", "decode_threads"):
+            setattr(self, name, check_count(name, getattr(self, name)))
+        for name in ("face_model", "voice_model"):
+            if not isinstance(getattr(self, name), str | Path | None):
+                raise TypeError(f"{name} must be a path to a .onnx file, not {getattr(self, name)!r}")
         if self.fusion not in MODES:
             raise ValueError(f"fusion must be one of {MODES}, not {self.fusion!r}")
         if self.face_weight is not None and self.fusion != "weighted":

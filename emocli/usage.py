@@ -27,8 +27,9 @@ def span(name: str) -> str:
     return f"{lo:g} or more" if hi == math.inf else f"{lo:g} to {hi:g}"
 
 
-def check(name: str, value) -> None:
-    """Refuse ``value`` for option ``name`` with an error that names both."""
+def check(name: str, value) -> float | int:
+    """``value`` for option ``name`` as a plain Python number (numpy's too), or an error that
+    names both."""
     kind_of = numbers.Integral if name in INTEGERS else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind_of):
         kind = "a whole number" if name in INTEGERS else "a number"
@@ -36,6 +37,16 @@ def check(name: str, value) -> None:
     lo, hi = LIMITS[name]
     if not lo <= value <= hi:  # NaN fails too
         raise ValueError(f"{name} must be {span(name)}, not {value!r}")
+    return int(value) if name in INTEGERS else float(value)
+
+
+def check_count(name: str, value) -> int:
+    """A count of threads: a whole number, 0 (the default choice) or more."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number, not {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more, not {value!r}")
+    return int(value)
 
 
 class UsageError(ValueError):

@@ -332,7 +332,13 @@ def test_the_library_refuses_what_the_command_line_refuses(option, value, error)
         assert result.exit_code == 2, result.output
     with pytest.raises(ValueError, match="fusion"):
         AnalyzeOptions(fusion="face", face_weight=0.3)
-    assert AnalyzeOptions(max_faces=np.int64(2), min_face=np.float32(0.1)).max_faces == 2
+    numpy = AnalyzeOptions(max_faces=np.int64(2), interval=np.float32(0.3))
+    assert type(numpy.max_faces) is int and type(numpy.interval) is float  # plain numbers: 3-decimal times
+    for wrong in ({"face_views": "no"}, {"threads": 1.5}, {"face_model": 123}):
+        with pytest.raises(TypeError, match=next(iter(wrong))):
+            AnalyzeOptions(**wrong)
+    with pytest.raises(ValueError, match="decode_threads"):
+        AnalyzeOptions(decode_threads=-2)
 
 
 def test_an_analyzer_takes_options_and_keywords_that_replace_them(models):

@@ -205,7 +205,7 @@ def test_a_model_whose_output_does_not_match_its_labels_is_refused_on_sight(tmp_
     assert r.exit_code == 1 and "output has 5 values" in r.output
 
 
-def test_models_shows_every_card_it_can_and_a_missing_file_is_bad_usage(face_onnx, tmp_path):
+def test_models_shows_every_card_it_can_and_a_missing_file_is_bad_usage(face_onnx, voice_onnx, tmp_path):
     from typer.testing import CliRunner
 
     from emocli.cli import app
@@ -215,6 +215,8 @@ def test_models_shows_every_card_it_can_and_a_missing_file_is_bad_usage(face_onn
     assert f"face: {face_onnx}" in r.output and f"{tmp_path / 'gone.onnx'}: no such model file" in r.output
     for args in (
         ["evaluate", str(tmp_path / "gone.onnx"), "--data", str(tmp_path)],
+        ["evaluate", str(face_onnx), "--data", str(tmp_path / "gone")],
+        ["evaluate", str(voice_onnx), "--data", str(tmp_path), "--face-views"],
         ["export", str(face_onnx), str(tmp_path / "gone.onnx"), "-o", str(tmp_path / "avg.onnx")],
         ["export", str(face_onnx), str(face_onnx), "-o", str(tmp_path / "avg.onnx"), "--weights", "1,2,3"],
         ["export", str(face_onnx), str(face_onnx), "-o", str(tmp_path / "avg.onnx"), "--temperature", "0.5"],

@@ -313,6 +313,13 @@ def test_rerun_with_other_options_or_a_changed_video_redoes_it_and_says_why(sour
     legacy = runner.invoke(app, [*base, "--interval", "0.5"])
     assert "redone: its outputs carry no record" in legacy.output and summary(out)["status"].tolist() == ["ok"]
 
+    record_path(out / "a").write_text("{not json")  # a record that cannot be read
+    unreadable = runner.invoke(app, [*base, "--interval", "0.5"])
+    assert f"redone: its record {record_path(out / 'a')} could not be read" in unreadable.output
+    (out / "a.csv").unlink()  # the timeline gone, its record still there
+    gone = runner.invoke(app, [*base, "--interval", "0.5"])
+    assert f"redone: its timeline {out / 'a.csv'} is missing" in gone.output
+
 
 def test_a_redo_removes_the_outputs_of_the_earlier_analysis_and_a_skip_needs_current_ones(source, models, tmp_path):
     folder = inputs(tmp_path, source, "a.mp4")
