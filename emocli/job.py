@@ -118,12 +118,19 @@ def source_id(source: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _mark_pending(stem: Path) -> None:
+def _mark_pending(stem: Path, names: list[str]) -> None:
     """Replace ``stem``'s record by a pending one before its outputs are renamed into place:
     until the new record is written, a rerun redoes the video rather than trust outputs
-    half old, half new (and knows a run was cut short, not that an older emocli made them)."""
+    half old, half new (and knows a run was cut short, not that an older emocli made them).
+    It still names the outputs, old and new: an annotated video beside its source is never
+    taken for an input."""
     with atomic_path(record_path(stem)) as tmp:
-        tmp.write_text('{"pending": true}\n', encoding="utf-8")
+        tmp.write_text(json.dumps({"pending": True, "outputs": names}) + "\n", encoding="utf-8")
+
+
+def _pending_names(stem: Path, writers_: list) -> list[str]:
+    earlier = (read_json(record_path(stem)) or {}).get("outputs", [])
+    return list(dict.fromkeys([*earlier, *(w.path(stem).name for w in writers_)]))
 
 
 def written_here(record: dict | None, path: Path) -> bool:
@@ -175,7 +182,8 @@ def complete_job(job: Job, writers_: list) -> dict:
     record = read_json(record_path(job.stem)) or {}
     timeline = Timeline.read_csv(CsvWriter().path(job.stem))
     timeline.facts.update(record["facts"])
-    written = write_all(timeline, job.stem, writers_, lambda: _mark_pending(job.stem))
+    names = _pending_names(job.stem, writers_)
+    written = write_all(timeline, job.stem, writers_, lambda: _mark_pending(job.stem, names))
     record["outputs"] = list(dict.fromkeys([*record.get("outputs", []), *(p.name for p in written)]))
     record["sizes"] = {**record.get("sizes", {}), **_sizes(written)}
     _save_record(job.stem, record)
@@ -254,7 +262,9 @@ def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
         earlier = read_json(record_path(job.stem)) or {}
         # Until the new record is written, a rerun redoes the video rather than trust
         # outputs half renamed.
-        written = write_all(timeline, job.stem, writers(job, batch, has_video), lambda: _mark_pending(job.stem))
+        needed = writers(job, batch, has_video)
+        names = _pending_names(job.stem, needed)
+        written = write_all(timeline, job.stem, needed, lambda: _mark_pending(job.stem, names))
         if batch.key is not None:
             written += _earlier_outputs(job, batch, earlier, written)
             _write_record(job, batch, written, timeline, note)

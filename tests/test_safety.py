@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import EXAMPLES
 from media_corpus import clip
 from typer.testing import CliRunner
 
@@ -420,6 +421,24 @@ def test_a_signal_while_outputs_asked_for_later_are_written_unwinds_with_the_sum
     assert (out / "a.json").is_file() and not (out / "b.json").exists()
     assert (out / "summary.csv").read_text() != before and summary(out)["status"].tolist() == ["skipped"]
     assert not [p for p in out.iterdir() if ".part-" in p.name]
+
+
+def test_a_run_killed_while_renaming_in_place_still_knows_its_annotated_video(models, tmp_path):
+    """Outputs beside their source (a.flv, annotated as a.mp4): a run killed between its
+    renames leaves a pending record; with summary.csv lost too, a.mp4 is still an output,
+    not a new input that would overwrite itself."""
+    from emocli.job import _mark_pending
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "crema-d" / "1001_DFA_HAP_XX.flv", folder / "a.flv")
+    assert cli("process", folder, "-o", folder, "--annotate", models=models).exit_code == 0
+    assert (folder / "a.mp4").is_file()
+    _mark_pending(folder / "a", json.loads(record_path(folder / "a").read_text())["outputs"])
+    (folder / "summary.csv").unlink()
+    again = cli("process", folder, "-o", folder, "--annotate", models=models)
+    assert again.exit_code == 0, again.output
+    assert summary(folder)["video"].tolist() == [str(folder / "a.flv")]
 
 
 def test_a_second_run_into_the_same_folder_waits_its_turn(source, models, tmp_path):
