@@ -350,9 +350,10 @@ def process(
 
     Example: emocli process examples/demo.mp4 -o out/ --annotate
     """
-    from .batch import BatchOptions, Interrupted, SummaryError, UsageError, run_batch
-    from .models import ModelError
-    from .pipeline import AnalyzeOptions
+    with _ctrl_c_after_imports():
+        from .batch import BatchOptions, Interrupted, SummaryError, UsageError, run_batch
+        from .models import ModelError
+        from .pipeline import AnalyzeOptions
 
     # Each option is named as the field it sets.
     given = {**locals(), "fusion": fusion.value, "engine": engine.value, "formats": _formats(output_format)}
@@ -472,10 +473,17 @@ def live(
 
     Example: emocli live rtsp://camera.local/stream -o out/ --duration 600
     """
-    from .batch import UsageError
-    from .live import LiveError, LiveOptions, run_live
-    from .models import ModelError
-    from .pipeline import AnalyzeOptions
+    try:
+        with _ctrl_c_after_imports():
+            import onnxruntime  # noqa: F401  (here, not at the first model: see _ctrl_c_after_imports)
+
+            from .batch import UsageError
+            from .live import LiveError, LiveOptions, run_live
+            from .models import ModelError
+            from .pipeline import AnalyzeOptions
+    except KeyboardInterrupt:
+        typer.echo("stopped by Ctrl-C before the stream opened: nothing written")
+        return
 
     given = {**locals(), "fusion": fusion.value}
     options = _analyze_options(AnalyzeOptions, given)
@@ -492,6 +500,9 @@ def live(
         if debug:
             raise
         _fail(str(e))
+    except KeyboardInterrupt:  # Ctrl-C while the models load: a stop like any other, nothing to write
+        typer.echo("stopped by Ctrl-C before the stream opened: nothing written")
+        return
     skipped = f" ({summary['skipped']} skipped to stay live)" if summary["skipped"] else ""
     lag = f", lag mean {summary['lag_mean_s']:.2f} s, max {summary['lag_max_s']:.2f} s" if summary["lag_max_s"] else ""
     mostly = f", mostly {summary['dominant_emotion']}" if summary["dominant_emotion"] else ""
@@ -516,6 +527,26 @@ def _analyze_options(cls, given: dict):
         return cls(**_fields_of(cls, given))
     except (TypeError, ValueError) as e:
         _fail(str(e), 2)
+
+
+@contextlib.contextmanager
+def _ctrl_c_after_imports() -> Iterator[None]:
+    """A Ctrl-C while the heavy libraries import is held until they are in, then raised:
+    onnxruntime's extension turns one that lands inside it into an ImportError traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked = []
+    previous = signal.signal(signal.SIGINT, lambda *_: asked.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if asked:
+        raise KeyboardInterrupt
 
 
 def _fields_of(cls, values: dict) -> dict:

@@ -155,13 +155,23 @@ IMAGE_SET_ARRAYS = ("x", "y", "names", "sides")  # what a face dataset's cache h
 
 
 def _cached(source: Path, files: list[Path], size: int, reader) -> dict[str, ImageSet]:
+    """``reader(source, size)``, kept in the cache with the warnings it gave (what it skipped
+    and why), which a read from the cache gives again."""
     cache = cache_dir() / f"faces-{source.name}-{_fingerprint(files, f'{source.resolve()}|{size}|names|sides')}.npz"
     if cache.is_file():
         with np.load(cache) as z:
-            splits = sorted({k.rsplit("_", 1)[0] for k in z.files})
+            for text in z["warnings"] if "warnings" in z.files else ():
+                warnings.warn(str(text), stacklevel=3)
+            splits = sorted({k.rsplit("_", 1)[0] for k in z.files if k != "warnings"})
             return {s: ImageSet(*(z[f"{s}_{k}"] for k in IMAGE_SET_ARRAYS)) for s in splits}
-    splits = reader(source, size)
-    _save_npz(cache, **{f"{s}_{k}": getattr(d, k) for s, d in splits.items() for k in IMAGE_SET_ARRAYS})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        splits = reader(source, size)
+    said = [str(w.message) for w in caught]
+    for text in said:
+        warnings.warn(text, stacklevel=3)
+    arrays = {f"{s}_{k}": getattr(d, k) for s, d in splits.items() for k in IMAGE_SET_ARRAYS}
+    _save_npz(cache, warnings=np.asarray(said, dtype=str), **arrays)
     return splits
 
 

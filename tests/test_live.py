@@ -433,3 +433,30 @@ def test_the_live_picture_tags_a_face_as_process_does_its_own_emotion_and_the_sp
         x, y, w, h = face.box
         assert tuple(out[y + h // 2, x]) == tuple(reversed(COLOURS[label]))  # the box's left edge, BGR
         assert tuple(out[y - 2, x + 1]) == tuple(reversed(COLOURS[label]))  # the tag's patch above it
+
+
+def test_ctrl_c_before_the_stream_opens_is_a_stop_not_a_traceback(monkeypatch, tmp_path):
+    """A Ctrl-C while the heavy libraries import is held until they are in (onnxruntime's
+    extension would turn it into an ImportError), and one while the models load stops live
+    as any Ctrl-C does: exit 0, one line, nothing written."""
+    from typer.testing import CliRunner
+
+    import emocli.live
+    from emocli.cli import _ctrl_c_after_imports, app
+
+    went_on = []
+    with pytest.raises(KeyboardInterrupt):
+        with _ctrl_c_after_imports():
+            os.kill(os.getpid(), signal.SIGINT)
+            went_on.append(True)  # the imports finish first
+    assert went_on == [True]
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(emocli.live, "run_live", interrupted)
+    result = CliRunner().invoke(app, ["live", "0", "-o", str(tmp_path / "out")])
+    assert (
+        result.exit_code == 0 and result.output.strip() == "stopped by Ctrl-C before the stream opened: nothing written"
+    )
+    assert not (tmp_path / "out").exists()

@@ -550,6 +550,8 @@ def test_evaluate_writes_its_picture_in_out_or_here_never_beside_the_model(face_
     assert (here / "face-confusion.png").is_file() and not (model.parent / "face-confusion.png").exists()
     warnings = [line for line in table.output.splitlines() if "warning" in line]
     assert warnings == [f"warning: {data / 'contempt'}: 1 image in a folder not named after an emotion: skipped"]
+    again = CliRunner().invoke(app, ["evaluate", str(model), "--data", str(data)])  # from the dataset cache
+    assert [line for line in again.output.splitlines() if "warning" in line] == warnings
 
     out = tmp_path / "pictures"
     as_json = CliRunner().invoke(app, ["evaluate", str(model), "--data", str(data), "--json", "--out", str(out)])
