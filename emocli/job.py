@@ -128,9 +128,9 @@ def _mark_pending(stem: Path, names: list[str]) -> None:
         tmp.write_text(json.dumps({"pending": True, "outputs": names}) + "\n", encoding="utf-8")
 
 
-def _pending_names(stem: Path, writers_: list) -> list[str]:
-    earlier = (read_json(record_path(stem)) or {}).get("outputs", [])
-    return list(dict.fromkeys([*earlier, *(w.path(stem).name for w in writers_)]))
+def _pending_names(stem: Path, writers_: list, record: dict) -> list[str]:
+    """The outputs ``record`` names and those ``writers_`` are about to write."""
+    return list(dict.fromkeys([*record.get("outputs", []), *(w.path(stem).name for w in writers_)]))
 
 
 def written_here(record: dict | None, path: Path) -> bool:
@@ -182,7 +182,7 @@ def complete_job(job: Job, writers_: list) -> dict:
     record = read_json(record_path(job.stem)) or {}
     timeline = Timeline.read_csv(CsvWriter().path(job.stem))
     timeline.facts.update(record["facts"])
-    names = _pending_names(job.stem, writers_)
+    names = _pending_names(job.stem, writers_, record)
     written = write_all(timeline, job.stem, writers_, lambda: _mark_pending(job.stem, names))
     record["outputs"] = list(dict.fromkeys([*record.get("outputs", []), *(p.name for p in written)]))
     record["sizes"] = {**record.get("sizes", {}), **_sizes(written)}
@@ -263,7 +263,7 @@ def run_job(analyzer: Analyzer, job: Job, batch: BatchOptions) -> dict:
         # Until the new record is written, a rerun redoes the video rather than trust
         # outputs half renamed.
         needed = writers(job, batch, has_video)
-        names = _pending_names(job.stem, needed)
+        names = _pending_names(job.stem, needed, earlier)
         written = write_all(timeline, job.stem, needed, lambda: _mark_pending(job.stem, names))
         if batch.key is not None:
             written += _earlier_outputs(job, batch, earlier, written)

@@ -205,8 +205,8 @@ class OnnxModel:
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities over the canonical LABELS, shape (n, len(LABELS))."""
         batch = batch.astype(np.float32)
-        if self._one_at_a_time and len(batch) != 1:
-            out = np.concatenate([self.session.run(None, {self.input_name: x[None]})[0] for x in batch] or [[]])
+        if self._one_at_a_time and len(batch) > 1:
+            out = np.concatenate([self.session.run(None, {self.input_name: x[None]})[0] for x in batch])
         else:
             out = self.session.run(None, {self.input_name: batch})[0]
         out = np.asarray(out, dtype=np.float64).reshape(len(batch), -1)
