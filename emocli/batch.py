@@ -360,14 +360,18 @@ def why_redo(job: Job, batch: BatchOptions) -> str | None:
             return f"the video file changed (its size or modification time) after its outputs were made{going}"
     except OSError:
         return ""  # gone or unreadable now: the analysis says how, in one line
-    stale = []
-    for w in needed:
-        path = w.path(job.stem)
-        if not path.is_file():
-            stale.append(f"its {w.what} {path} is missing")
-        elif path.name not in recorded:  # left by an analysis made with other options
-            stale.append(f"its {w.what} {path} is not from this analysis")
+    stale = [
+        f"its {w.what} {w.path(job.stem)} is {'missing' if not w.path(job.stem).is_file() else 'not from this analysis'}"
+        for w in _lacking(job, needed, record)
+    ]
     return ", ".join(stale) if stale else None
+
+
+def _lacking(job: Job, needed: list, record: dict) -> list:
+    """The writers in ``needed`` whose output is missing, or not one ``record`` names (left by
+    an analysis made with other options)."""
+    recorded = set(record.get("outputs", []))
+    return [w for w in needed if not w.path(job.stem).is_file() or w.path(job.stem).name not in recorded]
 
 
 def later_outputs(job: Job, batch: BatchOptions) -> list | None:
@@ -383,9 +387,7 @@ def later_outputs(job: Job, batch: BatchOptions) -> list | None:
             return None
     except OSError:
         return None
-    recorded = set(record.get("outputs", []))
-    needed = writers(job, batch, bool(record.get("has_video", True)))
-    late = [w for w in needed if not w.path(job.stem).is_file() or w.path(job.stem).name not in recorded]
+    late = _lacking(job, writers(job, batch, bool(record.get("has_video", True))), record)
     if not late or any(isinstance(w, AnnotatedVideoWriter | CsvWriter) for w in late):
         return None
     return late

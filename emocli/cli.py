@@ -145,11 +145,16 @@ def _check_training(lr: float, val_fraction: float | None = None) -> None:
         _fail(f"--val-fraction must be between 0 and 1 (exclusive), not {val_fraction}", 2)
 
 
-def _check_run_paths(data: list, out: Path) -> None:
-    """A missing --data and an -o that is a file, said before TensorFlow loads (exit 2)."""
-    for path in data:
+def _check_exist(paths: list) -> None:
+    """A missing input path, said before any heavy import (exit 2)."""
+    for path in paths:
         if not Path(path).exists():
             _fail(f"{path}: no such file or folder", 2)
+
+
+def _check_run_paths(data: list, out: Path) -> None:
+    """A missing --data and an -o that is a file, said before TensorFlow loads (exit 2)."""
+    _check_exist(data)
     if out.exists() and not out.is_dir():
         _fail(f"-o {out}: is a file, not a folder", 2)
 

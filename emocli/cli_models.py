@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .cli import _Command, _extra_args, _fail, _one_line_failures, _require_training, app
+from .cli import _check_exist, _Command, _extra_args, _fail, _one_line_failures, _require_training, app
 
 
 @app.command("export", cls=_Command)
@@ -96,9 +96,7 @@ def export(
 
     Example: emocli export runs/face runs/face2 -o face.onnx --int8
     """
-    for source in sources:
-        if not source.exists():
-            _fail(f"{source}: no such file or folder", 2)
+    _check_exist(sources)
     if metrics_json is not None:
         _check_metrics_json(metrics_json)
     out = _model_file(sources, output, name)

@@ -182,6 +182,7 @@ class Analyzer:
             if end > start:
                 stream.speech.window(audio.samples(start, end - start), start)
 
+        audio_end = math.ceil(duration * VAD_RATE)  # the stream sample where the media ends
         try:
             sampled = frames.frames_at(times) if frames is not None else ((t, None) for t in times)
             for span, centre, ts in zip(spans, centres, grid):
@@ -191,11 +192,10 @@ class Analyzer:
                     begin = audio.window_start(centre, o.window)
                     hear_gap(begin)
                     heard = (audio.window(centre, o.window), begin)
-                end = math.ceil(duration * VAD_RATE)
-                waiting.append((centre, self.step(stream, name, span, shots, heard, False, end)))
+                waiting.append((centre, self.step(stream, name, span, shots, heard, False, audio_end)))
                 settle(ts[-1])
             if audio is not None:
-                hear_gap(int(math.ceil(duration * audio.sample_rate)))
+                hear_gap(audio_end)
             settle(math.inf)
         finally:
             if frames is not None:
