@@ -458,6 +458,9 @@ class FrameSampler:
                         self._recent.append(Between(t, np.frombuffer(buf, np.uint8).reshape(h, w), scale))
                     self._grey_at = max(self._grey_at, t)
                     self._cond.notify_all()
+        except (OSError, ValueError):
+            if not self._stop.is_set():
+                raise  # a pipe closed under a reader that close() stopped ends it quietly
         finally:
             self._end_between()
 
@@ -488,6 +491,9 @@ class FrameSampler:
                 frame.pts, frame.scale = t, self.info.width / w
                 if not self._put((t, frame)):
                     return
+        except (OSError, ValueError):
+            if not self._stop.is_set():
+                raise  # a pipe closed under a reader that close() stopped ends it quietly
         finally:
             self._put(None)
 
