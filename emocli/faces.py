@@ -239,6 +239,18 @@ class FaceTracker:
         if track_id in self.tracks:
             self.tracks[track_id] = (box, self.tracks[track_id][1])
 
+    def affinity(self, track_id: int, box: tuple) -> float:
+        """How well ``box`` continues the track (0: not at all)."""
+        return self._affinity(self.tracks[track_id][0], box)
+
+    def lost(self) -> list[int]:
+        """Tracks seen at the sample before the last update but not at it."""
+        return [tid for tid, (_, missed) in self.tracks.items() if missed == 1]
+
+    def found(self, track_id: int, box: tuple) -> None:
+        """A track missed at the last update found after all (near that sample's time)."""
+        self.tracks[track_id] = (box, 0)
+
     def update(self, boxes: list[tuple]) -> list[int]:
         """Ids for ``boxes`` (same order); unmatched boxes start new tracks."""
         pairs = sorted(

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .faces import FaceDetector, FaceFollower, FaceTracker, align_face
+from .faces import FaceDetector, FaceFollower, FaceTracker, align_face, iou
 from .fusion import MODES, fuse
 from .labels import LABELS
 from .media import AudioStream, MediaError, frame_sampler, probe
@@ -280,33 +280,39 @@ class Analyzer:
         c = min(seen, key=lambda j: abs(shots[j][0] - centre))
         faces = self.detector.detect(shots[c][1])
         ids = tracker.update([f.box for f in faces])
+        origins = [c] * len(faces)  # the frame each face was detected in
+        for j, face, face_id in self._missed_at_centre(shots, seen, c, faces, tracker):
+            faces.append(face)
+            ids.append(face_id)
+            origins.append(j)
         if not faces:
             return faces, ids, np.zeros((0, len(LABELS))), []
-        classify = _spread(seen, c, self.options.face_frames)
-        followers = [FaceFollower(shots[c][1], f) for f in faces] if len(seen) > 1 else []
         crops: list[list] = [[] for _ in faces]
         tracks: list[list] = [[] for _ in faces]  # (t, x, y, w, h) where each face was followed
-        used = [j for j in seen if j in classify or speakers is not None]
-        where = {c: faces}
-        # Outwards from the detection, each frame searched around the face's place in the
-        # one before: a moving head is followed in steps, not one long jump.
-        for side in ([j for j in used if j > c], [j for j in reversed(used) if j < c]):
-            before = faces
-            for j in side:
-                where[j] = [fl.find(shots[j][1], near) for fl, near in zip(followers, before)]
-                before = [found or near for found, near in zip(where[j], before)]
-        for j in used:
-            t, frame = shots[j]
-            for k, face in enumerate(where[j]):
-                if face is None:
+        for k, (face, o) in enumerate(zip(faces, origins)):
+            classify = _spread(seen, o, self.options.face_frames)
+            used = [j for j in seen if j in classify or speakers is not None]
+            where = {o: face}
+            if len(seen) > 1:
+                follower = FaceFollower(shots[o][1], face)
+                # Outwards from the detection, each frame searched around the face's place in
+                # the one before: a moving head is followed in steps, not one long jump.
+                for side in ([j for j in used if j > o], [j for j in reversed(used) if j < o]):
+                    before = face
+                    for j in side:
+                        where[j] = follower.find(shots[j][1], before)
+                        before = where[j] or before
+            for j in used:
+                t, frame = shots[j]
+                if where.get(j) is None:
                     continue
-                tracks[k].append((round(t, 3), *face.box))
+                tracks[k].append((round(t, 3), *where[j].box))
                 if speakers is not None:
-                    speakers.add_mouth(ids[k], t, mouth_patch(frame, face))
+                    speakers.add_mouth(ids[k], t, mouth_patch(frame, where[j]))
                 if j in classify:
-                    crops[k].append(align_face(frame, face, self.face_model.crop_margin))
+                    crops[k].append(align_face(frame, where[j], self.face_model.crop_margin))
         probs = self.face_model.predict([crop for per_face in crops for crop in per_face])
-        # Each face has its detection frame's crop at least (the centre is always classified).
+        # Each face has its detection frame's crop at least (its origin is always classified).
         ends = np.cumsum([len(per_face) for per_face in crops])
         pooled = np.stack([probs[e - len(per_face) : e].mean(axis=0) for e, per_face in zip(ends, crops)])
         for face_id, track in zip(ids, tracks):
@@ -315,6 +321,32 @@ class Analyzer:
                 ahead = (centre + self.options.interval - t1) / max(t1 - t0, 1e-3)
                 tracker.moved(face_id, (round(x1 + (x1 - x0) * ahead), round(y1 + (y1 - y0) * ahead), w, h))
         return faces, ids, pooled, tracks
+
+    def _missed_at_centre(self, shots: list, seen: list[int], c: int, faces: list, tracker: FaceTracker):
+        """Faces of the interval before that the detector missed in the centre frame (a blink,
+        a passing hand, motion blur, a half-turned head), looked for in the interval's other
+        sampled frames, nearest the centre first: ``(frame index, face, id)``. Only a missed
+        track costs a detection more, so a face that has left costs at most one interval's."""
+        lost = tracker.lost()
+        found = []
+
+        def done() -> bool:
+            return not lost or len(faces) + len(found) >= self.detector.max_faces
+
+        for j in sorted((j for j in seen if j != c), key=lambda j: abs(j - c)):
+            if done():
+                break
+            for face in self.detector.detect(shots[j][1]):
+                if done():
+                    break
+                if any(iou(face.box, f.box) > 0.3 for f in [*faces, *(f for _, f, _ in found)]):
+                    continue  # one found already (in the centre frame, or nearer it)
+                best = max(lost, key=lambda tid: tracker.affinity(tid, face.box))
+                if tracker.affinity(best, face.box) > 0:
+                    tracker.found(best, face.box)
+                    lost.remove(best)
+                    found.append((j, face, best))
+        return found
 
     def _speaker_decided(self, speakers: SpeakerDetector, centre: float, rows: list[Row], duration: float) -> list[Row]:
         """An interval's rows with who speaks decided over the ``history`` seconds centred on

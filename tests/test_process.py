@@ -598,6 +598,30 @@ def test_a_face_that_comes_mid_interval_is_neither_classified_nor_drawn_before_i
         assert np.abs(frames[k][edge].astype(int) - face[edge].astype(int)).max() > 60, k
 
 
+def test_a_face_missed_at_the_interval_middle_is_found_in_its_other_frames(tmp_path, face_image, models):
+    """A still face covered from 1.4 to 1.6 s (the middle of the interval 1-2 s, where faces
+    are detected): the interval still has the face, with its id, from its other frames; a
+    face seen in every middle frame costs no detection more."""
+    from emocli.pipeline import Analyzer
+
+    face = scene(face_image, size=(240, 320), at=((20, 80),), scale=0.9)
+    grey = np.full_like(face, int(face[0, 0, 0]))
+    frames = [grey if 35 <= k < 40 else face for k in range(75)]
+    calls = []
+    with Analyzer(**models) as analyzer:
+        detect = analyzer.detector.detect
+        analyzer.detector.detect = lambda frame: calls.append(1) or detect(frame)
+        covered = analyzer.timeline(make_video(tmp_path / "covered.mp4", frames, 25, tone(3.0)))
+        assert len(calls) == 4  # three middles, and one frame more where the face was missed
+        calls.clear()
+        analyzer.timeline(make_video(tmp_path / "still.mp4", [face] * 75, 25, tone(3.0)))
+        assert len(calls) == 3
+    rows = {r.t_start: r for r in covered.rows}
+    assert [rows[t].face.id if rows[t].face else None for t in (0.0, 1.0, 2.0)] == [0, 0, 0]
+    assert all(not 1.4 <= t < 1.6 for t, *_ in rows[1.0].face.track) and len(rows[1.0].face.track) == 2
+    assert np.allclose(rows[1.0].face.emotion.p, rows[2.0].face.emotion.p, atol=0.05)
+
+
 def test_a_box_keeps_moving_before_its_first_and_after_its_last_sampled_place():
     from emocli.outputs import _position
 
