@@ -1,8 +1,9 @@
 """One video in, one timeline out: ``emocli.analyze(path) -> pandas.DataFrame``.
 
-Every ``interval`` seconds: the faces found in the frame nearest the interval's middle are
-tracked (ids), followed through the interval's other sampled frames and classified in a
-few of them (pooled); the ``window`` seconds of audio centred on the same instant go
+Every ``interval`` seconds: the faces found in the frame nearest the interval's middle (a face
+of the interval before that the detector missed there, in its other frames) are tracked
+(ids), followed through the interval's other sampled frames and classified in a few of them
+(pooled); the ``window`` seconds of audio centred on the same instant go
 through the voice-activity detector and, if voiced, the voice model; the face whose mouth
 moves with the speech is the speaker, and the voice is fused into that face alone.
 Frames and audio are each decoded once, as streams.
