@@ -245,6 +245,12 @@ def slide_show(path: Path, face_image: np.ndarray, seconds: float = 10.0, fps: f
     return make_video(path, [frame] * int(seconds * fps), fps)
 
 
+def dv_tape(path: Path, face_image: np.ndarray, seconds: float = 3.0) -> Path:
+    """A raw DV capture (NTSC, 29.97 fps) whose header claims 60000 frames a second."""
+    frames = face_frames(face_image, seconds, size=(480, 720))
+    return make_video(path, frames, 30000 / 1001, codec=["-c:v", "dvvideo", "-pix_fmt", "yuv411p", "-f", "dv"])
+
+
 def lying_header(path: Path, face_image: np.ndarray, seconds: float = 2.3, claims_s: float = 3600.0) -> Path:
     """A Matroska file whose Segment Duration claims ``claims_s`` over ``seconds`` of media."""
     import struct

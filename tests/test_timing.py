@@ -17,6 +17,7 @@ import pytest
 from conftest import model_args
 from media_corpus import (
     broken_float_audio,
+    dv_tape,
     late_audio,
     late_video,
     lying_header,
@@ -38,6 +39,7 @@ BUILDERS = {
     "lying.mkv": lying_header,
     "two_tracks.mp4": two_audio_tracks,
     "broken_float.mov": broken_float_audio,
+    "tape.dv": dv_tape,
 }
 
 
@@ -92,6 +94,7 @@ def test_all_ok_and_the_console_says_only_what_was_cut_short(corpus, batch):
     assert sorted(done.stderr.splitlines()) == [
         f"{root / 'lying.mkv'}: note: decoded 2.3 of 3600.0 s",
         f"{root / 'slides.mp4'}: note: no audio stream (faces only)",
+        f"{root / 'tape.dv'}: note: no audio stream (faces only)",
     ]
     assert summary.loc[str(root / "lying.mkv"), "error"] == "decoded 2.3 of 3600.0 s"
 
@@ -124,6 +127,13 @@ def test_a_slide_show_has_its_face_in_every_interval(batch):
     """0.5 fps: each frame stands for the intervals it is shown in, or is nearest to."""
     df = timeline(batch, "slides.mp4")
     assert len(by_interval(df, "face_id")) == 10 and all(by_interval(df, "face_id"))
+
+
+def test_a_frame_rate_header_far_from_the_frames_is_not_believed(corpus, batch):
+    """Raw DV says 60000 frames a second; its frames come 29.97 a second, and are found."""
+    root, _ = corpus
+    assert probe(root / "tape.dv").fps == pytest.approx(30000 / 1001, rel=0.01)
+    assert all(by_interval(timeline(batch, "tape.dv"), "face_id"))
 
 
 def test_duration_comes_from_the_media_not_a_lying_header(batch):

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from .tools import MediaError, ffmpeg_error
 
-VIDEO_EXTS = frozenset(".mp4 .mov .m4v .mkv .avi .webm .flv .wmv .mpg .mpeg .ts .3gp".split())
+VIDEO_EXTS = frozenset(
+    ".mp4 .mov .m4v .mkv .avi .webm .flv .wmv .mpg .mpeg .ts .3gp .mts .m2ts .mxf .dv .vob .mod .tod".split()
+)
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def _facts(path: Path, container) -> MediaInfo:
     videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     video, audio = _preferred(videos), _preferred(list(container.streams.audio))
     claimed = container.duration / 1e6 if container.duration and container.duration > 0 else 0.0
-    spans, rotation = _scan(container, [s for s in (video, audio) if s is not None], video)
+    spans, rotation, packets = _scan(container, [s for s in (video, audio) if s is not None], video)
     # A stream whose packets are all gone (a truncated file) is not there to analyse.
     video = video if video is not None and video.index in spans else None
     audio = audio if audio is not None and audio.index in spans else None
@@ -159,11 +161,10 @@ def _facts(path: Path, container) -> MediaInfo:
         width, height = video.codec_context.width, video.codec_context.height
         if rotation in (90, 270):
             width, height = height, width
-        rate = video.average_rate or video.guessed_rate or video.base_rate
         info.update(
             width=width,
             height=height,
-            fps=float(rate) if rate else 0.0,
+            fps=_frame_rate(video, spans[video.index], packets[video.index]),
             rotation=rotation,
             video_start=starts[video.index],
             video_stream=video.index,
@@ -171,14 +172,28 @@ def _facts(path: Path, container) -> MediaInfo:
     return MediaInfo(**info)
 
 
-def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float]], int]:
+def _frame_rate(video, span: tuple[float, float], packets: int) -> float:
+    """Frames a second: the header's average rate, unless the stream's packets (a frame
+    each) over its span say otherwise by more than twice: some headers are far off (raw DV
+    claims 60000 a second), and a rate taken for a thousand times the true one finds no
+    frame near any sample time."""
+    header = video.average_rate or video.guessed_rate or video.base_rate
+    header = float(header) if header else 0.0
+    length = span[1] - span[0]
+    counted = packets / length if packets > 1 and length > 0 else 0.0
+    return counted if counted and not 0.5 <= header / counted <= 2.0 else header
+
+
+def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float]], int, dict[int, int]]:
     """Per stream index, where its packets start and end (seconds, the file's clock), read
     from every packet (a demux, no decoding: a header that lies about the length, or a
-    file cut short, shows here); and the rotation of the video's first decodable frame."""
+    file cut short, shows here), and how many there are; and the rotation of the video's
+    first decodable frame."""
     import av
 
     first: dict[int, int] = {}  # per stream, in its own time base (integers: the scan's cost is per packet)
     last: dict[int, int] = {}
+    count: dict[int, int] = {}
     rotation, tries = None if video is not None else 0, 0
     if video is not None:
         video.codec_context.thread_count = 1  # one frame wanted: no threads to start
@@ -188,6 +203,7 @@ def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float
             if stamp is None or packet.size == 0 or packet.is_discard:
                 continue
             i, end = packet.stream_index, stamp + (packet.duration or 0)
+            count[i] = count.get(i, 0) + 1
             if i not in first:
                 first[i], last[i] = stamp, end
             elif stamp < first[i]:
@@ -204,4 +220,4 @@ def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float
         pass  # damaged or cut short: the packets read so far are the media there is
     bases = {s.index: s.time_base for s in streams}
     spans = {i: (float(first[i] * bases[i]), float(last[i] * bases[i])) for i in first}
-    return spans, rotation or 0
+    return spans, rotation or 0, count
