@@ -152,22 +152,34 @@ class FaceDetector:
             small = cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
         fx, fy = k * w / small.shape[1], k * h / small.shape[0]
         w, h = round(k * w), round(k * h)
-        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb)
+        detections, pad = self._detections(small), 0
+        # mediapipe moves a box's corner into the frame and keeps its size, so a face cut by
+        # the left or top edge comes back shifted into view by up to half its size. Such a
+        # frame is looked at again with room on those sides, and the boxes cut at the edge.
+        edge = [d.bounding_box for d in detections if min(d.bounding_box.origin_x, d.bounding_box.origin_y) <= 0]
+        if edge:
+            pad = max(max(b.width, b.height) for b in edge)
+            detections = self._detections(cv2.copyMakeBorder(small, pad, 0, pad, 0, cv2.BORDER_CONSTANT))
         faces = []
-        with native_stderr_silenced():
-            detections = self._detector.detect(image).detections
         for d in detections:
             b = d.bounding_box
-            bx, by, bw, bh = b.origin_x * fx, b.origin_y * fy, b.width * fx, b.height * fy
+            bx, by, bw, bh = (b.origin_x - pad) * fx, (b.origin_y - pad) * fy, b.width * fx, b.height * fy
             x0, y0 = max(0, round(bx)), max(0, round(by))
             x1, y1 = min(w, round(bx + bw)), min(h, round(by + bh))
             if x1 - x0 < 2 or y1 - y0 < 2 or max(bw, bh) < self.min_face * min(h, w):
                 continue
-            kp = tuple((k.x * small.shape[1] * fx, k.y * small.shape[0] * fy) for k in d.keypoints or ())
+            side_x, side_y = small.shape[1] + pad, small.shape[0] + pad  # keypoints are shares of the frame looked at
+            kp = tuple(((p.x * side_x - pad) * fx, (p.y * side_y - pad) * fy) for p in d.keypoints or ())
             faces.append(Face(int(x0), int(y0), int(x1 - x0), int(y1 - y0), float(d.categories[0].score), kp or None))
         faces.sort(key=lambda f: f.w * f.h, reverse=True)
         return faces[: self.max_faces]
+
+    def _detections(self, bgr: np.ndarray) -> list:
+        import cv2
+
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        with native_stderr_silenced():
+            return self._detector.detect(image).detections
 
     def close(self) -> None:
         with native_stderr_silenced():

@@ -622,6 +622,37 @@ def test_a_face_missed_at_the_interval_middle_is_found_in_its_other_frames(tmp_p
     assert np.allclose(rows[1.0].face.emotion.p, rows[2.0].face.emotion.p, atol=0.05)
 
 
+@pytest.mark.parametrize("side", ["left", "top", "right", "bottom"])
+def test_a_face_cut_by_the_frame_edge_is_boxed_where_it_is(face_image, side):
+    """A third of a face outside the frame: its box is where the face is, cut at the edge,
+    not moved into view (its inner edge and its middle along the edge stay put)."""
+    from emocli.faces import FaceDetector
+
+    frame = scene(face_image, size=(360, 640), at=((70, 220),))
+    with FaceDetector() as detector:
+        (whole,) = detector.detect(frame)
+        x, y, w, h = whole.box
+        dx, dy = (x + w // 3 if side == "left" else 0), (y + h // 3 if side == "top" else 0)
+        cut = {
+            "left": frame[:, dx:],
+            "top": frame[dy:],
+            "right": frame[:, : x + 2 * w // 3],
+            "bottom": frame[: y + 2 * h // 3],
+        }[side]
+        (face,) = detector.detect(np.ascontiguousarray(cut))
+    fx, fy, fw, fh = face.box
+    x, y = x - dx, y - dy
+    if side in ("left", "right"):
+        inner, expected = (fx + fw, x + w) if side == "left" else (fx, x)
+        along, expected_along = fy + fh / 2, y + h / 2
+        assert (fx == 0) if side == "left" else (fx + fw == cut.shape[1])
+    else:
+        inner, expected = (fy + fh, y + h) if side == "top" else (fy, y)
+        along, expected_along = fx + fw / 2, x + w / 2
+        assert (fy == 0) if side == "top" else (fy + fh == cut.shape[0])
+    assert abs(inner - expected) <= 0.12 * w and abs(along - expected_along) <= 0.12 * w, (face.box, (x, y, w, h))
+
+
 def test_a_box_keeps_moving_before_its_first_and_after_its_last_sampled_place():
     from emocli.outputs import _position
 
