@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -121,15 +122,23 @@ class FaceDetector:
 
     The detector's network sees 192x192 pixels, so frames whose shorter side exceeds
     ``DOWNSCALE_ABOVE`` are shrunk to ``DETECT_SIDE`` first (about twice as fast on
-    720p; boxes, mapped back, move by at most a few pixels).
+    720p; boxes, mapped back, move by at most a few pixels). A face too small for the
+    whole frame's pass (a gallery view, a panel far from the camera) is found in a part of
+    the frame (``detect`` with ``region``, ``detect_parts``).
     """
 
     DETECT_SIDE = 360
     DOWNSCALE_ABOVE = 480
+    PART = 0.55  # of the frame's width and height, each of the four parts ``detect_parts`` looks at
 
     def __init__(
-        self, min_score: float = 0.5, max_faces: int = 8, min_face: float = 0.05, model: Path = DETECTOR_MODEL
+        self,
+        min_score: float = 0.5,
+        max_faces: int | None = 8,
+        min_face: float = 0.05,
+        model: Path = DETECTOR_MODEL,
     ):
+        """``max_faces``: the largest this many of a frame's faces (None: all)."""
         mp, vision, base_options = _import_mediapipe()
         self._mp = mp
         options = vision.FaceDetectorOptions(
@@ -141,38 +150,73 @@ class FaceDetector:
             self._detector = vision.FaceDetector.create_from_options(options)
         self.max_faces, self.min_face = max_faces, min_face
 
-    def detect(self, frame: np.ndarray) -> list[Face]:
+    def detect(self, frame: np.ndarray, region: tuple | None = None) -> list[Face]:
+        """The faces in ``frame``, or with ``region`` (x, y, w, h, decoded-frame pixels) those
+        wholly within that part of it, looked at as closely as the part allows."""
         import cv2
 
         k = frame_scale(frame)
-        h, w = frame.shape[:2]
-        small = frame
+        full_h, full_w = frame.shape[:2]
+        x0, y0, x1, y1 = 0, 0, full_w, full_h
+        if region is not None:
+            rx, ry, rw, rh = (v / k for v in region)
+            x0, y0 = max(0, int(rx)), max(0, int(ry))
+            x1, y1 = min(full_w, int(math.ceil(rx + rw))), min(full_h, int(math.ceil(ry + rh)))
+            if min(x1 - x0, y1 - y0) < 16:
+                return []
+        image = frame[y0:y1, x0:x1] if region is not None else frame
+        h, w = image.shape[:2]
+        small = image
         if min(h, w) > self.DOWNSCALE_ABOVE:
             s = self.DETECT_SIDE / min(h, w)
-            small = cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        fx, fy = k * w / small.shape[1], k * h / small.shape[0]
-        w, h = round(k * w), round(k * h)
+            small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        sh, sw = small.shape[:2]
+        fx, fy = k * w / sw, k * h / sh
         detections, pad = self._detections(small), 0
-        # mediapipe moves a box's corner into the frame and keeps its size, so a face cut by
-        # the left or top edge comes back shifted into view by up to half its size. Such a
-        # frame is looked at again with room on those sides, and the boxes cut at the edge.
-        edge = [d.bounding_box for d in detections if min(d.bounding_box.origin_x, d.bounding_box.origin_y) <= 0]
+        # mediapipe moves a box's corner into the image and keeps its size, so a face cut by
+        # the frame's left or top edge comes back shifted into view by up to half its size.
+        # Such a frame is looked at again with room on those sides, and the boxes cut at the
+        # edge. A face cut by a part's edge inside the frame is left to the pass that sees it whole.
+        inner = (x0 > 0, y0 > 0, x1 < full_w, y1 < full_h)  # left, top, right, bottom: inside the frame
+        edge = [
+            b
+            for b in (d.bounding_box for d in detections)
+            if (b.origin_x <= 0 and not inner[0]) or (b.origin_y <= 0 and not inner[1])
+        ]
         if edge:
             pad = max(max(b.width, b.height) for b in edge)
             detections = self._detections(cv2.copyMakeBorder(small, pad, 0, pad, 0, cv2.BORDER_CONSTANT))
+        frame_w, frame_h = round(k * full_w), round(k * full_h)
         faces = []
         for d in detections:
             b = d.bounding_box
-            bx, by, bw, bh = (b.origin_x - pad) * fx, (b.origin_y - pad) * fy, b.width * fx, b.height * fy
-            x0, y0 = max(0, round(bx)), max(0, round(by))
-            x1, y1 = min(w, round(bx + bw)), min(h, round(by + bh))
-            if x1 - x0 < 2 or y1 - y0 < 2 or max(bw, bh) < self.min_face * min(h, w):
+            ox, oy = b.origin_x - pad, b.origin_y - pad
+            cut = (ox <= 0, oy <= 0, ox + b.width >= sw - 1, oy + b.height >= sh - 1)
+            if any(c and i for c, i in zip(cut, inner)):
                 continue
-            side_x, side_y = small.shape[1] + pad, small.shape[0] + pad  # keypoints are shares of the frame looked at
-            kp = tuple(((p.x * side_x - pad) * fx, (p.y * side_y - pad) * fy) for p in d.keypoints or ())
-            faces.append(Face(int(x0), int(y0), int(x1 - x0), int(y1 - y0), float(d.categories[0].score), kp or None))
+            bx, by, bw, bh = ox * fx + k * x0, oy * fy + k * y0, b.width * fx, b.height * fy
+            left, top = max(0, round(bx)), max(0, round(by))
+            right, bottom = min(frame_w, round(bx + bw)), min(frame_h, round(by + bh))
+            if right - left < 2 or bottom - top < 2 or max(bw, bh) < self.min_face * min(frame_h, frame_w):
+                continue
+            side_x, side_y = sw + pad, sh + pad  # keypoints are shares of the image looked at
+            kp = tuple(
+                ((p.x * side_x - pad) * fx + k * x0, (p.y * side_y - pad) * fy + k * y0) for p in d.keypoints or ()
+            )
+            faces.append(Face(left, top, right - left, bottom - top, float(d.categories[0].score), kp or None))
         faces.sort(key=lambda f: f.w * f.h, reverse=True)
-        return faces[: self.max_faces]
+        return faces[: self.max_faces] if self.max_faces is not None else faces
+
+    def detect_parts(self, frame: np.ndarray) -> list[Face]:
+        """The faces of four overlapping parts of ``frame`` (``PART`` of its sides each, one at
+        each corner), each once: faces about half the size the whole frame's pass finds."""
+        k = frame_scale(frame)
+        h, w = (round(k * v) for v in frame.shape[:2])
+        pw, ph = round(self.PART * w), round(self.PART * h)
+        found: list[Face] = []
+        for x, y in ((0, 0), (w - pw, 0), (0, h - ph), (w - pw, h - ph)):
+            found += self.detect(frame, (x, y, pw, ph))
+        return distinct(found)
 
     def _detections(self, bgr: np.ndarray) -> list:
         import cv2
@@ -223,6 +267,24 @@ def iou(a: tuple, b: tuple) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def covered(a: tuple, b: tuple) -> float:
+    """The share of the smaller of boxes ``a`` and ``b`` that the other covers."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return iw * ih / max(1, min(aw * ah, bw * bh))
+
+
+def distinct(faces: list[Face], beside: list[Face] = ()) -> list[Face]:
+    """``faces`` less those that are one already in ``beside`` or found twice (the surer kept)."""
+    kept: list[Face] = []
+    for face in sorted(faces, key=lambda f: f.score, reverse=True):
+        if all(covered(face.box, other.box) < 0.5 for other in (*beside, *kept)):
+            kept.append(face)
+    return sorted(kept, key=lambda f: f.w * f.h, reverse=True)
+
+
 class FaceTracker:
     """Stable ids for faces across samples: greedy matching on IoU, then on centre distance.
 
@@ -254,6 +316,18 @@ class FaceTracker:
     def affinity(self, track_id: int, box: tuple) -> float:
         """How well ``box`` continues the track (0: not at all)."""
         return self._affinity(self.tracks[track_id][0], box)
+
+    def box(self, track_id: int) -> tuple:
+        """Where the track's face was last seen, or is expected next (``moved``)."""
+        return self.tracks[track_id][0]
+
+    def preferred(self, boxes: list[tuple], n: int) -> list[int]:
+        """The indices of at most ``n`` of ``boxes``: those that continue a track first, then
+        the largest; so who stays in view when there are more faces than ``n`` does not
+        change with the sizes of their boxes from one frame to the next."""
+        tracked = [any(self._affinity(tb, b) > 0 for tb, _ in self.tracks.values()) for b in boxes]
+        order = sorted(range(len(boxes)), key=lambda i: (not tracked[i], -boxes[i][2] * boxes[i][3]))
+        return sorted(order[:n])
 
     def lost(self) -> list[int]:
         """Tracks seen at the sample before the last update but not at it."""

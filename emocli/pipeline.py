@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .faces import FaceDetector, FaceFollower, FaceTracker, align_face, iou
+from .faces import FaceDetector, FaceFollower, FaceTracker, align_face, distinct, frame_scale
 from .fusion import MODES, fuse
 from .labels import LABELS
 from .media import AudioStream, MediaError, frame_sampler, probe
@@ -76,6 +76,15 @@ class AnalyzeOptions:
             raise ValueError(f"face_weight weighs face against voice: it does not go with fusion={self.fusion!r}")
 
 
+# How often (seconds) the centre frame's parts are searched for faces the whole frame's pass
+# is too coarse for (once found, a face is looked for close up every interval: ``_missed``):
+# often where small faces are likely (none found, several, or a small one), seldom in a
+# close-up of one person.
+PARTS_EVERY_S = 2.0
+PARTS_EVERY_CLOSE_UP_S = 30.0
+CLOSE_UP = 0.25  # a face this share of the frame's shorter side, or more, alone in it
+
+
 @dataclass
 class StreamState:
     """What one stream carries from interval to interval: its faces' ids, the voice-activity
@@ -85,6 +94,7 @@ class StreamState:
     speech: SpeechTrack
     speakers: SpeakerDetector
     has_audio: bool = True
+    parts_searched: float = -math.inf  # when the frame's parts were last searched for faces (FaceDetector.detect_parts)
 
 
 def _model_path(given: str | Path | None, task: str) -> Path:
@@ -114,7 +124,7 @@ class Analyzer:
         # None: fusion.py's fitted rule, which weighs each interval's two confidences.
         self.face_weight = o.face_weight
         self.speech = SpeechDetector(o.vad_threshold)
-        self.detector = FaceDetector(o.min_face_score, o.max_faces, o.min_face)  # last: it holds native resources
+        self.detector = FaceDetector(o.min_face_score, None, o.min_face)  # last: it holds native resources
 
     def close(self) -> None:
         self.detector.close()
@@ -256,7 +266,7 @@ class Analyzer:
             for t, level in zip(ts, loudness(window, begin / rate, ts, rate)):
                 stream.speakers.add_loudness(t, level)
         speakers = stream.speakers if audio is not None else None
-        faces, ids, probs, tracks = self._faces(shots, centre, stream.tracker, speakers)
+        faces, ids, probs, tracks = self._faces(shots, centre, stream, speakers)
         speaking = stream.speakers.speaking(ids, ts[-1]) if who_speaks and active and faces else {}
         if who_speaks:  # a stream decides over the history up to now: nothing older is needed again
             stream.speakers.forget(ts[-1] - stream.speakers.history)
@@ -269,20 +279,28 @@ class Analyzer:
             rows.append(self._row(name, span, seen, active, voice))
         return rows
 
-    def _faces(self, shots: list, centre: float, tracker: FaceTracker, speakers: SpeakerDetector | None):
+    def _faces(self, shots: list, centre: float, stream: StreamState, speakers: SpeakerDetector | None):
         """One interval's faces: detected in the sampled frame nearest its centre, tracked
         (ids), followed through its other sampled frames (their mouths go to ``speakers``),
         and classified in ``face_frames`` of them, eyes levelled, probabilities averaged.
         A frame where a face is not found (it came or went, a cut) is not its: no crop, no
         mouth, no place on its track."""
+        tracker = stream.tracker
         seen = [j for j, (_, frame) in enumerate(shots) if frame is not None]
         if not seen:
             return [], [], np.zeros((0, len(LABELS))), []
         c = min(seen, key=lambda j: abs(shots[j][0] - centre))
-        faces = self.detector.detect(shots[c][1])
+        t, frame = shots[c]
+        faces = self.detector.detect(frame)
+        short = min(frame.shape[:2]) * frame_scale(frame)
+        close_up = len(faces) == 1 and faces[0].h >= CLOSE_UP * short
+        if t >= stream.parts_searched + (PARTS_EVERY_CLOSE_UP_S if close_up else PARTS_EVERY_S):
+            stream.parts_searched = t
+            faces += distinct(self.detector.detect_parts(frame), faces)
+        faces = [faces[i] for i in tracker.preferred([f.box for f in faces], self.options.max_faces)]
         ids = tracker.update([f.box for f in faces])
         origins = [c] * len(faces)  # the frame each face was detected in
-        for j, face, face_id in self._missed_at_centre(shots, seen, c, faces, tracker):
+        for j, face, face_id in self._missed(shots, seen, c, faces, tracker):
             faces.append(face)
             ids.append(face_id)
             origins.append(j)
@@ -323,30 +341,26 @@ class Analyzer:
                 tracker.moved(face_id, (round(x1 + (x1 - x0) * ahead), round(y1 + (y1 - y0) * ahead), w, h))
         return faces, ids, pooled, tracks
 
-    def _missed_at_centre(self, shots: list, seen: list[int], c: int, faces: list, tracker: FaceTracker):
-        """Faces of the interval before that the detector missed in the centre frame (a blink,
-        a passing hand, motion blur, a half-turned head), looked for in the interval's other
-        sampled frames, nearest the centre first: ``(frame index, face, id)``. Only a missed
-        track costs a detection more, so a face that has left costs at most one interval's."""
-        lost = tracker.lost()
-        found = []
-
-        def done() -> bool:
-            return not lost or len(faces) + len(found) >= self.detector.max_faces
-
-        for j in sorted((j for j in seen if j != c), key=lambda j: abs(j - c)):
-            if done():
-                break
-            for face in self.detector.detect(shots[j][1]):
-                if done():
+    def _missed(self, shots: list, seen: list[int], c: int, faces: list, tracker: FaceTracker):
+        """Faces of the interval before that the whole frame's pass missed in the centre frame
+        (too small for it, a blink, a passing hand, blur, a half-turned head), looked for
+        close up around where each was heading: in the centre frame, then in the interval's
+        other sampled frames, nearest the centre first. ``(frame index, face, id)`` each.
+        Only a missed track costs detections more, each of a small part of the frame; one
+        that has left costs them for one interval."""
+        found: list[tuple] = []
+        for track_id in tracker.lost():
+            for j in sorted(seen, key=lambda j: abs(j - c)):
+                if len(faces) + len(found) >= self.options.max_faces:
+                    return found
+                x, y, w, h = tracker.box(track_id)
+                near = self.detector.detect(shots[j][1], (x - w, y - h, 3 * w, 3 * h))
+                near = distinct(near, [*faces, *(f for _, f, _ in found)])
+                best = max(near, key=lambda f: tracker.affinity(track_id, f.box), default=None)
+                if best is not None and tracker.affinity(track_id, best.box) > 0:
+                    tracker.found(track_id, best.box)
+                    found.append((j, best, track_id))
                     break
-                if any(iou(face.box, f.box) > 0.3 for f in [*faces, *(f for _, f, _ in found)]):
-                    continue  # one found already (in the centre frame, or nearer it)
-                best = max(lost, key=lambda tid: tracker.affinity(tid, face.box))
-                if tracker.affinity(best, face.box) > 0:
-                    tracker.found(best, face.box)
-                    lost.remove(best)
-                    found.append((j, face, best))
         return found
 
     def _speaker_decided(self, speakers: SpeakerDetector, centre: float, rows: list[Row], duration: float) -> list[Row]:

@@ -601,21 +601,22 @@ def test_a_face_that_comes_mid_interval_is_neither_classified_nor_drawn_before_i
 def test_a_face_missed_at_the_interval_middle_is_found_in_its_other_frames(tmp_path, face_image, models):
     """A still face covered from 1.4 to 1.6 s (the middle of the interval 1-2 s, where faces
     are detected): the interval still has the face, with its id, from its other frames; a
-    face seen in every middle frame costs no detection more."""
+    face seen in every middle frame costs no close look."""
     from emocli.pipeline import Analyzer
 
     face = scene(face_image, size=(240, 320), at=((20, 80),), scale=0.9)
     grey = np.full_like(face, int(face[0, 0, 0]))
     frames = [grey if 35 <= k < 40 else face for k in range(75)]
-    calls = []
+    calls: list = []
     with Analyzer(**models) as analyzer:
         detect = analyzer.detector.detect
-        analyzer.detector.detect = lambda frame: calls.append(1) or detect(frame)
+        analyzer.detector.detect = lambda frame, region=None: calls.append(region) or detect(frame, region)
         covered = analyzer.timeline(make_video(tmp_path / "covered.mp4", frames, 25, tone(3.0)))
-        assert len(calls) == 4  # three middles, and one frame more where the face was missed
+        looks = calls[:]
         calls.clear()
         analyzer.timeline(make_video(tmp_path / "still.mp4", [face] * 75, 25, tone(3.0)))
-        assert len(calls) == 3
+    # Three middles each; where the face was missed, a close look there and one in the next frame.
+    assert looks.count(None) == calls.count(None) == 3 and len(looks) - len(calls) == 2
     rows = {r.t_start: r for r in covered.rows}
     assert [rows[t].face.id if rows[t].face else None for t in (0.0, 1.0, 2.0)] == [0, 0, 0]
     assert all(not 1.4 <= t < 1.6 for t, *_ in rows[1.0].face.track) and len(rows[1.0].face.track) == 2
@@ -651,6 +652,48 @@ def test_a_face_cut_by_the_frame_edge_is_boxed_where_it_is(face_image, side):
         along, expected_along = fx + fw / 2, x + w / 2
         assert (fy == 0) if side == "top" else (fy + fh == cut.shape[0])
     assert abs(inner - expected) <= 0.12 * w and abs(along - expected_along) <= 0.12 * w, (face.box, (x, y, w, h))
+
+
+def test_every_face_of_a_gallery_view_is_found_in_every_interval(tmp_path, face_image, models):
+    """Six faces 80 px high in a 1280x720 call grid: too small for the whole frame's pass
+    (it finds some of them), found in the frame's parts and then close up, each interval."""
+    import cv2
+
+    from emocli.pipeline import Analyzer
+
+    face = cv2.resize(face_image, (96, 96))
+    frame = np.full((720, 1280, 3), 40, np.uint8)
+    spots = [(130 + 360 * r, 160 + 426 * c) for r in range(2) for c in range(3)]
+    for y, x in spots:
+        frame[y : y + 96, x : x + 96] = face
+    with Analyzer(**models) as analyzer:
+        timeline = analyzer.timeline(make_video(tmp_path / "gallery.mp4", [frame] * 30, 10, tone(3.0)))
+        whole = len(analyzer.detector.detect(frame))
+    assert whole < 6  # what the one pass over the whole frame finds
+    for start in (0.0, 1.0, 2.0):
+        faces = [r.face for r in timeline.rows if r.t_start == start and r.face is not None]
+        assert sorted(f.id for f in faces) == list(range(6)), start
+        assert sorted((f.box[1] // 300, f.box[0] // 400) for f in faces) == [(r, c) for r in range(2) for c in range(3)]
+
+
+def test_max_faces_keeps_the_faces_it_follows_whatever_their_sizes_do(tmp_path, face_image, models):
+    """Two faces and --max-faces 1: the left one is the larger in the first second, the
+    right one after; the face kept is the one followed from the start, not the larger."""
+    import cv2
+
+    from emocli.pipeline import Analyzer
+
+    def frame(left: int, right: int) -> np.ndarray:
+        out = np.full((360, 640, 3), 90, np.uint8)
+        out[60 : 60 + left, 60 : 60 + left] = cv2.resize(face_image, (left, left))
+        out[60 : 60 + right, 380 : 380 + right] = cv2.resize(face_image, (right, right))
+        return out
+
+    frames = [frame(170, 150)] * 10 + [frame(150, 170)] * 20
+    with Analyzer(**models, max_faces=1) as analyzer:
+        timeline = analyzer.timeline(make_video(tmp_path / "two.mp4", frames, 10, tone(3.0)))
+    kept = [(r.face.id, r.face.box[0] < 320) for r in timeline.rows]
+    assert kept == [(0, True)] * 3
 
 
 def test_a_box_keeps_moving_before_its_first_and_after_its_last_sampled_place():
