@@ -225,7 +225,7 @@ MaxFacesOption = Annotated[
     int,
     typer.Option(
         metavar="N",
-        help=f"At most this many faces per frame, largest first ({span('max_faces')}).",
+        help=f"At most this many faces per frame: those already followed first, then the largest ({span('max_faces')}).",
         min=LIMITS["max_faces"][0],
     ),
 ]
