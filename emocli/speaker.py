@@ -267,8 +267,10 @@ class SpeakerDetector:
 
     def speaking(self, ids: list[int], now: float, start: float | None = None) -> dict[int, bool]:
         """Which of ``ids`` speaks in the speech heard from ``start`` (default: ``history``
-        before ``now``) to ``now``: at most one."""
-        scores = self.scores(ids, now, start)
+        before ``now``) to ``now``: at most one. Every face whose mouth was seen then is
+        compared, so a speaker missing from ``ids`` (not found in this interval) is still the
+        one whose mouth moves with the speech, and no one of ``ids`` is named in its place."""
+        scores = self.scores(sorted(set(ids) | set(self.mouths)), now, start)
         moving = {fid: s for fid, s in scores.items() if s[0] >= MIN_MOTION}
         measured = {fid: s for fid, s in moving.items() if s[1] == s[1]}
         speaker = None

@@ -279,6 +279,11 @@ def test_speaker_detector_on_mouths_between_samples():
     assert detector(audio, {2: still}).speaking([2], last) == {2: False}
     # Two mouths that both open with what is heard cannot be told apart: nobody is named.
     assert detector(audio, {0: heard, 3: frames(opening)}).speaking([0, 3], last) == {0: False, 3: False}
+    # A mouth partly in time with the speech is named when it is the only one seen, but not
+    # when the speaker's was seen too, even if the speaker has no row now (out of sight).
+    partly = frames(0.6 * opening + 0.4 * shifted)
+    assert detector(audio, {4: partly}).speaking([4], last) == {4: True}
+    assert detector(audio, {0: heard, 4: partly}).speaking([4], last) == {4: False}
 
 
 def _frame(image: np.ndarray, t: float, recent: tuple):
