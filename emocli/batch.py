@@ -462,18 +462,21 @@ def stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    raised = False
+    raised: list[int] = []
 
     def handler(signum, frame):
-        nonlocal raised
         if not raised:
-            raised = True
+            raised.append(signum)
             raise Interrupted(signum)
 
     wanted = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
     previous = {s: signal.signal(s, handler) for s in wanted}
     try:
         yield
+    except KeyboardInterrupt as e:
+        if raised and not isinstance(e, Interrupted):  # Ray, waiting, turns what a handler raises into a bare one
+            raise Interrupted(raised[0]) from None
+        raise
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -489,6 +492,8 @@ def run_batch(inputs: list[str | Path], out: str | Path, options: AnalyzeOptions
     """
     if batch.engine not in ("local", "ray"):
         raise ValueError(f"engine must be local or ray, not {batch.engine!r}")
+    if batch.ray_address and batch.engine != "ray":
+        raise UsageError(f"--ray-address {batch.ray_address}: a Ray cluster runs the batch with --engine ray alone")
     if batch.engine == "ray":
         from .ray_engine import require_ray
 

@@ -14,7 +14,7 @@ import json
 import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .outputs import (
@@ -54,14 +54,21 @@ class BatchOptions:
 class Job:
     source: Path
     stem: Path  # output path without suffix: OUT/<relative dir>/<stem>
+    # The video as the user knows it: relative to the working folder (where the batch was
+    # started, not where a worker runs) when inside it.
+    name: str = ""
 
-    @property
-    def name(self) -> str:
-        """The video as the user knows it: relative to the working folder when inside it."""
-        try:
-            return str(self.source.relative_to(Path.cwd()))
-        except ValueError:
-            return str(self.source)
+    def __post_init__(self):
+        if not self.name:
+            try:
+                name = str(self.source.relative_to(Path.cwd()))
+            except ValueError:
+                name = str(self.source)
+            object.__setattr__(self, "name", name)
+
+    def anywhere(self) -> Job:
+        """The job with absolute paths, for a worker whose working folder may be another."""
+        return replace(self, source=self.source.absolute(), stem=self.stem.absolute())
 
 
 class Interrupted(KeyboardInterrupt):
@@ -300,7 +307,13 @@ class Worker:
 
 
 def planned(options: AnalyzeOptions, plan: Plan) -> AnalyzeOptions:
-    """``options`` with the plan's threads (a decoder thread count the caller set is kept)."""
-    from dataclasses import replace
-
-    return replace(options, threads=plan.model_threads, decode_threads=options.decode_threads or plan.decode_threads)
+    """``options`` with the plan's threads (a decoder thread count the caller set is kept) and
+    its model paths absolute (a worker may run in another folder)."""
+    models = {
+        f"{task}_model": Path(path).absolute()
+        for task, path in (("face", options.face_model), ("voice", options.voice_model))
+        if path is not None
+    }
+    return replace(
+        options, threads=plan.model_threads, decode_threads=options.decode_threads or plan.decode_threads, **models
+    )

@@ -62,7 +62,8 @@ def _start(ray, batch: BatchOptions) -> bool:
         except Exception as e:  # ConnectionError, an auth error, a version mismatch...
             raise RayConnectError(_connect_error(batch.ray_address, e)) from e
         return True  # our connection to it, which shutdown() closes; the cluster stays up
-    ray.init(num_cpus=batch.workers or usable_cores(), include_dashboard=False, **quiet)
+    # "local": a Ray of its own, even where RAY_ADDRESS is set or a cluster runs on this machine.
+    ray.init(address="local", num_cpus=batch.workers or usable_cores(), include_dashboard=False, **quiet)
     return True
 
 
@@ -128,7 +129,7 @@ def run_ray(
 
     def submit(job: Job):
         actor = idle.popleft()
-        ref = actor.run.remote(job)
+        ref = actor.run.remote(job.anywhere())  # a cluster's workers run in their own folder
         busy[ref] = actor
         return ref
 
@@ -164,6 +165,7 @@ def _stop_actors(ray, places: list, pending: list, grace_s: float = 10.0) -> Non
     import signal
 
     here = ray.get_runtime_context().get_node_id()
+    _quiet_worker_deaths(ray)
     try:
         located = ray.get(places, timeout=grace_s)
     except Exception:  # an actor still loading or already gone: ray.kill handles it
@@ -174,6 +176,21 @@ def _stop_actors(ray, places: list, pending: list, grace_s: float = 10.0) -> Non
                 os.kill(pid, signal.SIGTERM)
     with contextlib.suppress(Exception):
         ray.wait(pending, num_returns=len(pending), timeout=grace_s)
+
+
+def _quiet_worker_deaths(ray) -> None:
+    """Ray's driver prints a line to stdout for each worker that dies in a task (from a
+    thread of its own, a message or two after the fact); those stopped here die on purpose,
+    and the console is the batch's."""
+    with contextlib.suppress(Exception):
+        module = ray._private.worker
+        shown = module.print_to_stdstream
+
+        def shown_unless_a_death(data, *args, **kwargs):
+            if data.get("pid") != "raylet":
+                shown(data, *args, **kwargs)
+
+        module.print_to_stdstream = shown_unless_a_death
 
 
 def _ray_error(e: Exception) -> str:

@@ -56,5 +56,6 @@ class Plan:
 
     @classmethod
     def cluster(cls, workers: int | None, cpus: int, videos: int) -> Plan:
-        """The plan on a Ray cluster: one worker per CPU it has (or ``workers``), each holding one CPU."""
-        return cls(max(1, min(workers or cpus, videos or 1)), 1)
+        """The plan on a Ray cluster: one worker per CPU it has (or ``workers``, at most that
+        many: a worker waiting for a CPU the cluster lacks would never start), each holding one CPU."""
+        return cls(max(1, min(workers or cpus, cpus, videos or 1)), 1)

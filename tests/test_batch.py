@@ -136,8 +136,10 @@ def test_two_workers_give_the_same_csvs_as_one(batch_dir, models, one_worker, tm
     assert summary(tmp_path)["status"].tolist() == ["ok"] * 4
 
 
-def test_ray_engine_gives_the_same_csvs_as_local(batch_dir, models, one_worker, tmp_path, capfd):
+def test_ray_engine_gives_the_same_csvs_as_local(batch_dir, models, one_worker, tmp_path, capfd, monkeypatch):
+    """A Ray of its own for the run, even where RAY_ADDRESS names a cluster (not running)."""
     ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
     result = run_cli(
         "process",
         batch_dir,
@@ -161,6 +163,45 @@ def test_ray_engine_gives_the_same_csvs_as_local(batch_dir, models, one_worker, 
     assert csvs(tmp_path) == csvs(one_worker)
     assert summary(tmp_path)["status"].tolist() == ["ok"] * 4
     assert not ray.is_initialized()  # the local cluster it started is shut down
+
+
+def test_a_ray_address_without_the_ray_engine_is_refused(batch_dir, models, tmp_path):
+    result = run_cli("process", batch_dir, "-o", tmp_path, *model_args(models), "--ray-address", "10.0.0.5:6379")
+    assert result.exit_code == 2 and "--engine ray" in result.output
+    assert not (tmp_path / "summary.csv").exists()
+
+
+def test_what_a_cluster_worker_gets_holds_in_any_working_folder(tmp_path, monkeypatch):
+    """A cluster's workers run in their own folder: the job they get has absolute paths and
+    the video's name as the user gave it; model paths are absolute; no more workers than CPUs."""
+    import pickle
+
+    from emocli.job import planned
+    from emocli.resources import Plan
+
+    monkeypatch.chdir(tmp_path)
+    sent = pickle.dumps(Job(tmp_path / "in/clip.mp4", Path("out/clip")).anywhere())
+    monkeypatch.chdir("/")
+    got = pickle.loads(sent)
+    assert got.source == tmp_path / "in/clip.mp4" and got.stem == tmp_path / "out/clip" and got.name == "in/clip.mp4"
+    monkeypatch.chdir(tmp_path)
+    ready = planned(AnalyzeOptions(face_model="m/face.onnx", voice_model=None), Plan(1, 1))
+    assert ready.face_model == tmp_path / "m/face.onnx" and ready.voice_model is None
+    assert Plan.cluster(3, 2, 5).workers == 2 and Plan.cluster(None, 8, 3).workers == 3
+
+
+def test_a_signal_that_another_library_turns_into_a_bare_ctrl_c_keeps_its_exit_code():
+    """Ray, waiting in C++, raises a plain KeyboardInterrupt for whatever the handler raised."""
+    from emocli.batch import Interrupted, stop_on_signals
+
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        with stop_on_signals():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+            except Interrupted:
+                raise KeyboardInterrupt from None
+    assert isinstance(stopped.value, Interrupted) and stopped.value.exit_code == 143
 
 
 def test_ray_engine_without_ray_says_how_to_install(batch_dir, models, tmp_path, monkeypatch):

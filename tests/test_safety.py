@@ -650,8 +650,9 @@ def test_a_signal_stops_everything_keeps_what_finished_and_a_rerun_completes_it(
                 break  # one video finished and on record, others in flight
         time.sleep(0.02)
     proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
+    said, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signum, err
+    assert said == ""  # --quiet: nothing on stdout (Ray's lines about the workers it saw stopped neither)
     assert err.strip().splitlines() == [
         f"interrupted: the videos that finished are in {out / 'summary.csv'}; rerun to do the rest"
     ]
