@@ -361,6 +361,7 @@ class AnnotatedVideoWriter(Writer):
         slot) and voice (rows: its timeline rows)."""
         out = []
         faces = {r.face.id: r for r in rows if r.face}
+        below = _tags_below(rows, style)
         used = {slot: face_id for face_id, slot in slots.items()}
         for k in range(n_slots):
             if k not in used:
@@ -373,7 +374,7 @@ class AnnotatedVideoWriter(Writer):
                 f"drawbox@box{k} {key} {value}"
                 for key, value in (("x", x), ("y", y), ("w", w), ("h", h), ("color", style.hex(label)), ("enable", 1))
             ]
-            out += [style.tag(f"tag{k}", text, label, style.tag_x(x, text), style.tag_bottom(y, h))]
+            out += [style.tag(f"tag{k}", text, label, style.tag_x(x, text), style.tag_bottom(y, h, used[k] in below))]
         voice = rows[0].voice if rows[0].voice_active else None
         if voice:
             text = f"voice {voice.label} {voice.confidence:.0%}"
@@ -381,6 +382,29 @@ class AnnotatedVideoWriter(Writer):
         else:
             out.append("drawtext@voice enable 0")
         return out
+
+
+def _tags_below(rows: list[Row], style: _TagStyle) -> set[int]:
+    """The face ids whose tag goes beneath their box in an interval: a tag that would cover
+    one placed before it (faces side by side, a speaker's long tag) goes below its face
+    where that covers less. The speaker's tag is placed first: it says the most."""
+    placed: list[tuple] = []
+    below: set[int] = set()
+    for r in sorted((r for r in rows if r.face), key=lambda r: (not r.face.speaking, r.face.id)):
+        text = face_tag(r)[1]
+        sides = [
+            (sum(_overlap(style.tag_rect(r.face.box, text, side), p) for p in placed), side) for side in (False, True)
+        ]
+        _, side = min(sides, key=lambda c: c[0])  # above, unless below covers less
+        placed.append(style.tag_rect(r.face.box, text, side))
+        if side:
+            below.add(r.face.id)
+    return below
+
+
+def _overlap(a: tuple, b: tuple) -> int:
+    """The area two (left, top, right, bottom) rectangles share."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def _slots(intervals: dict[float, list[Row]]) -> dict[float, dict[int, int]]:
@@ -445,6 +469,7 @@ def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
         at = slots[start]
         texts = {r.face.id: face_tag(r)[1] for r in intervals[start] if r.face}
         extent = {r.face.id: _shown(r) for r in intervals[start] if r.face}
+        below = _tags_below(intervals[start], style)
         shown = dict.fromkeys(at.values(), True)  # _commands shows each face's slot at the start
         for t in frames:
             cmds = []
@@ -466,7 +491,7 @@ def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
                     f"drawbox@box{k} w {w}",
                     f"drawbox@box{k} h {h}",
                     f"drawtext@tag{k} x {style.tag_x(x, texts[fid])}",
-                    f"drawtext@tag{k} y {style.tag_bottom(y, h)}-th",
+                    f"drawtext@tag{k} y {style.tag_bottom(y, h, fid in below)}-th",
                 ]
                 last[k] = (fid, *box)
             if cmds:
@@ -490,10 +515,17 @@ class _TagStyle:
         right = self.frame_w - _text_width(text, self.size) - self.pad
         return max(self.pad, min(x + self.pad, right))
 
-    def tag_bottom(self, y: int, h: int) -> int:
-        """The baseline of a face's tag: above its box, or beneath it where there is no room."""
+    def tag_bottom(self, y: int, h: int, below: bool = False) -> int:
+        """The baseline of a face's tag: above its box, or beneath it where there is no room
+        (or ``below``)."""
         above = y - self.thick - self.pad - 2
-        return above if above - self.height - self.pad > 0 else y + h + self.height + self.pad + 4
+        return above if above - self.height - self.pad > 0 and not below else y + h + self.height + self.pad + 4
+
+    def tag_rect(self, box: tuple, text: str, below: bool) -> tuple[int, int, int, int]:
+        """Where a face's tag is drawn: (left, top, right, bottom) with its padding."""
+        x, y, w, h = box
+        left, bottom = self.tag_x(x, text) - self.pad, self.tag_bottom(y, h, below) + self.pad
+        return left, bottom - self.size - 2 * self.pad, left + _text_width(text, self.size) + 2 * self.pad, bottom
 
     def text_options(self, font: str) -> str:
         return f"fontfile={font}:expansion=none:fontsize={self.size}:box=1:boxborderw={self.pad}:text=."
