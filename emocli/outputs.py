@@ -330,7 +330,8 @@ class AnnotatedVideoWriter(Writer):
         slots = _slots(intervals)
         n_slots = max((len(s) for s in slots.values()), default=0)
         font = filter_arg(str(_font_file()))
-        filters = []
+        # Non-square pixels made square first: boxes are in the pixels a player shows.
+        filters = [f"scale={info.width}:{info.height},setsar=1"] if info.sar != 1.0 else []
         for k in range(n_slots):
             filters.append(f"drawbox@box{k}=enable=0:t={style.thick + 1}")
             filters.append(f"drawtext@tag{k}=enable=0:{style.text_options(font)}")

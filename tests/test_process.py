@@ -696,6 +696,34 @@ def test_max_faces_keeps_the_faces_it_follows_whatever_their_sizes_do(tmp_path, 
     assert kept == [(0, True)] * 3
 
 
+def test_non_square_pixels_are_analysed_and_drawn_as_a_player_shows_them(tmp_path, face_image, models):
+    """Stored 360x360 with pixels 4:3 wide (as HDV or DV store 16:9 and 4:3 pictures): shown
+    480x360. The face is square on screen: so are its box, its crop and the annotated video."""
+    import cv2
+
+    from emocli.media import probe
+    from emocli.media.frames import FrameReader
+    from emocli.outputs import AnnotatedVideoWriter
+    from emocli.pipeline import Analyzer
+
+    shown = scene(face_image, size=(360, 480), at=((60, 160),), scale=0.8)
+    stored = cv2.resize(shown, (360, 360), interpolation=cv2.INTER_AREA)
+    codec = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-vf", "setsar=4/3"]
+    src = make_video(tmp_path / "anamorphic.mp4", [stored] * 20, 10, tone(2.0), codec=codec)
+    info = probe(src)
+    assert (info.width, info.height, round(info.sar, 3)) == (480, 360, 1.333)
+    with Analyzer(**models) as analyzer:
+        timeline = analyzer.timeline(src)
+        (square,) = analyzer.detector.detect(shown)
+    for row in timeline.rows:
+        assert max(abs(a - b) for a, b in zip(row.face.box, square.box)) <= 0.08 * square.w, (row.face.box, square.box)
+    with FrameReader(src, size=(info.width, info.height)) as reader:  # the reader for odd sizes scales too
+        (_, frame), *_ = reader.frames_at([0.5])
+    assert frame.shape == (360, 480, 3)
+    out = probe(AnnotatedVideoWriter(src).write(timeline, tmp_path / "annotated"))
+    assert (out.width, out.height, out.sar) == (480, 360, 1.0)
+
+
 def test_a_box_keeps_moving_before_its_first_and_after_its_last_sampled_place():
     from emocli.outputs import _position
 

@@ -130,12 +130,14 @@ class FrameReader:
         reach: float = 0.0,
         end: float = math.inf,
         between: float = BETWEEN_RATE,
+        size: tuple[int, int] | None = None,
     ):
+        """``size``: (width, height) as displayed, where the stored pixels are not square."""
         import cv2
 
         _quiet_opencv(cv2)
         self._cv2 = cv2
-        self.offset, self.reach, self.end, self.between = offset, reach, end, between
+        self.offset, self.reach, self.end, self.between, self.size = offset, reach, end, between, size
         self.cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not self.cap.isOpened():
             raise MediaError("no decodable video stream")
@@ -170,6 +172,8 @@ class FrameReader:
             ok, frame = self.cap.retrieve()
             if not ok:
                 continue
+            if self.size and frame.shape[1::-1] != tuple(self.size):  # non-square pixels, made square
+                frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
             if ts - grey_at >= gap:
                 greys.append(self._grey(frame, ts))
                 grey_at = ts
@@ -332,7 +336,8 @@ class FrameSampler:
         decode = ["-copyts", "-skip_frame:v", self.skip, *threads, "-i", str(self.path)]
         source = f"0:{self.info.video_stream}" if self.info.video_stream >= 0 else "0:v:0"
         sw, sh = self._shrunk(self.SAMPLE_SIDE if min(w, h) > self.SHRINK_ABOVE else 0)
-        select = f"select='{self._select(times, tol, tail)}'" + (f",scale={sw}:{sh}:flags=area" if sw != w else "")
+        scaled = sw != w or self.info.sar != 1.0  # shrunk, or non-square pixels made square
+        select = f"select='{self._select(times, tol, tail)}'" + (f",scale={sw}:{sh}:flags=area" if scaled else "")
         stamps_r, stamps_w = os.pipe()
         keep = [stamps_w]
         sampled = ["-fps_mode", "passthrough", "-pix_fmt", "bgr24", "-stats_enc_pre_fmt", "{ptsi} {tbi}"]
@@ -395,7 +400,9 @@ class FrameSampler:
         first = self._get()
         if first is None and self._proc.wait() != 0:
             # ffmpeg could not decode what OpenCV opened: let OpenCV do it all.
-            with FrameReader(self.path, self.info.video_offset, self.reach, self.info.duration, self.between) as reader:
+            with FrameReader(
+                self.path, self.info.video_offset, self.reach, self.info.duration, self.between, _shown_size(self.info)
+            ) as reader:
                 yield from reader.frames_at(times)
             return
 
@@ -560,16 +567,20 @@ def frame_sampler(info: MediaInfo, times: list[float], threads: int = 0, reach: 
     w, h = info.width, info.height
     # Odd sizes: ffmpeg's and OpenCV's colour conversions differ at chroma edges; keep OpenCV's pixels.
     if g is None or g[1] > FrameReader.SEEK_GAP_S or w <= 0 or h <= 0 or w % 2 or h % 2:
-        return FrameReader(info.path, info.video_offset, reach, info.duration)
+        return FrameReader(info.path, info.video_offset, reach, info.duration, size=_shown_size(info))
     if info.fps > 0:
         return FrameSampler(info.path, info, info.fps, _skip(info.fps, reach), threads, reach)
-    reader = FrameReader(
-        info.path, info.video_offset, reach, info.duration
-    )  # libav did not say the rate: OpenCV's reading of it
+    # libav did not say the rate: OpenCV's reading of it
+    reader = FrameReader(info.path, info.video_offset, reach, info.duration, size=_shown_size(info))
     if reader.fps <= 0:
         return reader
     reader.close()
     return FrameSampler(info.path, info, reader.fps, _skip(reader.fps, reach), threads, reach)
+
+
+def _shown_size(info: MediaInfo) -> tuple[int, int] | None:
+    """(width, height) to scale OpenCV's frames to: where the stored pixels are not square."""
+    return (info.width, info.height) if info.sar != 1.0 else None
 
 
 def _skip(fps: float, reach: float) -> str:

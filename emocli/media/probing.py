@@ -24,8 +24,9 @@ class MediaInfo:
     duration: float  # seconds of media present, from its packets (not what a header claims)
     has_video: bool
     has_audio: bool
-    width: int = 0  # as displayed, after rotation
+    width: int = 0  # as displayed: square pixels (non-square ones scaled), after rotation
     height: int = 0
+    sar: float = 1.0  # the stored pixels' width over height (1: square); frames are read scaled to width x height
     fps: float = 0.0
     rotation: int = 0
     video_start: float = 0.0  # the video stream's start (seconds, the file's own clock)
@@ -159,12 +160,20 @@ def _facts(path: Path, container) -> MediaInfo:
         )
     if video is not None:
         width, height = video.codec_context.width, video.codec_context.height
+        # Pixels as a player shows them: the stream's aspect ratio, else the codec's (as ffmpeg guesses it).
+        aspect = video.sample_aspect_ratio or video.codec_context.sample_aspect_ratio
+        sar = float(aspect) if aspect and 0.2 < float(aspect) < 5 else 1.0
+        if abs(sar - 1.0) > 1e-3:
+            width = max(2, 2 * round(width * sar / 2))
+        else:
+            sar = 1.0
         if rotation in (90, 270):
             width, height = height, width
         info.update(
             width=width,
             height=height,
             fps=_frame_rate(video, spans[video.index], packets[video.index]),
+            sar=sar,
             rotation=rotation,
             video_start=starts[video.index],
             video_stream=video.index,
