@@ -428,12 +428,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def skipped_row(job: Job) -> dict:
+def skipped_row(job: Job, status: str = "skipped") -> dict:
+    """The summary row of a video whose outputs are current, from its CSV and record."""
     record = read_json(record_path(job.stem)) or {}
     timeline = Timeline.read_csv(CsvWriter().path(job.stem))
     if "speech_s" in record:
         timeline.facts["speech_s"] = record["speech_s"]
-    return summary_row(job.name, "skipped", timeline, error=record.get("note", ""))
+    return summary_row(job.name, status, timeline, error=record.get("note", ""))
+
+
+def _finished_while_stopping(jobs: list[Job], rows: dict, batch: BatchOptions) -> None:
+    """Rows for the videos of ``jobs`` that finished while a signal stopped the engine (a
+    worker that had written all its outputs before it heard it): their outputs are current."""
+    for job in jobs:
+        if job not in rows:
+            with contextlib.suppress(Exception):  # unfinished, or unreadable: the rerun does it
+                if why_redo(job, batch) is None:
+                    rows[job] = skipped_row(job, "ok")
 
 
 def check_models(options: AnalyzeOptions) -> None:
@@ -600,6 +611,7 @@ def _run(jobs: list[Job], out: Path, options: AnalyzeOptions, batch: BatchOption
                         progress.finished(job, row)
                         save()
             finally:  # also on a signal: what finished is on record for the rerun
+                _finished_while_stopping(todo, rows, batch)
                 save(force=True)
     progress.report(rows.values(), out, summary_written=not summary_error)
     if summary_error:

@@ -165,6 +165,22 @@ def test_ray_engine_gives_the_same_csvs_as_local(batch_dir, models, one_worker, 
     assert not ray.is_initialized()  # the local cluster it started is shut down
 
 
+def test_a_video_that_finished_while_the_engine_stopped_is_in_the_summary(batch_dir, models, one_worker):
+    """A worker that wrote all of a video's outputs before it heard the signal: the video is
+    ok in the summary (it was missing, though its outputs were whole); one not done is not."""
+    from emocli.batch import _finished_while_stopping, analysis_key, discover
+
+    options = AnalyzeOptions(face_model=models["face_model"], voice_model=models["voice_model"])
+    batch = BatchOptions(plot=False, key=analysis_key(options))
+    jobs = discover([batch_dir], one_worker)
+    rows: dict = {jobs[0]: {"status": "ok"}}
+    (one_worker / "gone").mkdir(exist_ok=True)
+    undone = Job(batch_dir / "v0.mp4", one_worker / "gone" / "v0")
+    _finished_while_stopping([*jobs, undone], rows, batch)
+    assert [rows[j]["status"] for j in jobs[1:]] == ["ok"] * (len(jobs) - 1) and undone not in rows
+    assert rows[jobs[0]] == {"status": "ok"} and rows[jobs[1]]["intervals"] > 0
+
+
 def test_a_ray_address_without_the_ray_engine_is_refused(batch_dir, models, tmp_path):
     result = run_cli("process", batch_dir, "-o", tmp_path, *model_args(models), "--ray-address", "10.0.0.5:6379")
     assert result.exit_code == 2 and "--engine ray" in result.output
