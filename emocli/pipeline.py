@@ -170,7 +170,7 @@ class Analyzer:
         # Each stream placed where it starts: a video or audio that begins late is seen or heard then.
         frames = frame_sampler(info, times, threads, reach=o.interval / 2) if info.has_video else None
         audio = (
-            AudioStream(path, self.voice_model.sample_rate, info.audio_stream, info.audio_offset)
+            AudioStream(path, self.voice_model.sample_rate, info.audio_stream, info.audio_offset, info.audio_channels)
             if info.has_audio
             else None
         )

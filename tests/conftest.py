@@ -139,9 +139,10 @@ def models(face_onnx, voice_onnx) -> dict:
 
 
 def write_wav(path: Path, signal: np.ndarray, sr: int = 16_000) -> Path:
+    """16-bit PCM: mono, or one column per channel."""
     pcm = (np.clip(signal, -1, 1) * 32767).astype("<i2")
     with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
+        w.setnchannels(1 if signal.ndim == 1 else signal.shape[1])
         w.setsampwidth(2)
         w.setframerate(sr)
         w.writeframes(pcm.tobytes())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import CLIPS, make_video, tone
+from conftest import CLIPS, make_video, tone, write_wav
 
 import emocli
 from emocli.media import read_audio
@@ -141,3 +141,22 @@ def test_a_window_past_the_media_counts_only_its_part_within(tmp_path, models, s
     video = make_video(tmp_path / "short.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 20, 10.0, sound)
     df = emocli.analyze(video, window=10.0, **models)
     assert len(df) == 2 and df["voice_active"].all()
+
+
+def test_a_stereo_pair_with_one_side_wired_backwards_is_heard(tmp_path, models, speech):
+    """Speech on the left, the same speech inverted on the right: mixed down to mono, as
+    ffmpeg does, it cancels out; the louder side is heard instead. A pair in phase is mixed
+    exactly as ffmpeg mixes it."""
+    import subprocess
+
+    from emocli.media.audio import AudioStream, _audio_command
+
+    pair = write_wav(tmp_path / "inverted.wav", np.stack([speech, -speech], axis=1))
+    mono = write_wav(tmp_path / "mono.wav", speech)
+    with emocli.Analyzer(**models) as analyzer:
+        heard = [analyzer.timeline(p).facts["speech_s"] for p in (pair, mono)]
+    assert heard[0] == heard[1] > 1.0
+    normal = write_wav(tmp_path / "normal.wav", np.stack([speech, 0.5 * speech], axis=1))
+    ffmpeg_mix = np.frombuffer(subprocess.run(_audio_command(normal, 16_000), capture_output=True).stdout, np.float32)
+    with AudioStream(normal, channels=2) as stream:
+        assert np.abs(stream.samples(0, len(ffmpeg_mix)) - ffmpeg_mix).max() < 1e-6

@@ -11,9 +11,10 @@ import numpy as np
 from .tools import MediaError, ffmpeg_command, ffmpeg_error
 
 
-def _audio_command(path: str | Path, sample_rate: int, stream: int = -1) -> list[str]:
-    """ffmpeg: audio stream ``stream`` (-1: the first), every channel mixed down to mono,
-    float32 at ``sample_rate``, on stdout."""
+def _audio_command(path: str | Path, sample_rate: int, stream: int = -1, channels: int = 1) -> list[str]:
+    """ffmpeg: audio stream ``stream`` (-1: the first), every channel mixed down to mono (to
+    ``channels`` interleaved: 2 keeps a stereo pair for ``to_mono``), float32 at
+    ``sample_rate``, on stdout."""
     source = f"0:{stream}" if stream >= 0 else "0:a:0"
     return ffmpeg_command(
         "-i",
@@ -22,7 +23,7 @@ def _audio_command(path: str | Path, sample_rate: int, stream: int = -1) -> list
         source,
         "-vn",
         "-ac",
-        "1",
+        str(channels),
         "-ar",
         str(sample_rate),
         "-f",
@@ -36,6 +37,23 @@ def finite(samples: np.ndarray) -> np.ndarray:
     if np.isfinite(samples).all():
         return samples
     return np.where(np.isfinite(samples), samples, np.float32(0))
+
+
+# A stereo pair's mix this much quieter than its louder channel is a pair out of phase (a
+# microphone wired backwards on one side): the mix cancels the voice; the louder side keeps it.
+# A real stereo recording, even a wide one, mixes to more than half its louder side.
+CANCELLED = 0.25
+
+
+def to_mono(pair: np.ndarray) -> np.ndarray:
+    """Interleaved stereo samples as mono: mixed as ffmpeg does, or the louder channel where the mix
+    cancels out (``CANCELLED``)."""
+    pair = pair[: len(pair) - len(pair) % 2].reshape(-1, 2)
+    mix = pair.sum(axis=1) * np.float32(np.sqrt(0.5))  # as ffmpeg mixes a stereo pair down
+    sides = np.sqrt(np.mean(pair.astype(np.float64) ** 2, axis=0)) if len(pair) else np.zeros(2)
+    if sides.max() > 1e-4 and np.sqrt(np.mean(mix.astype(np.float64) ** 2)) < CANCELLED * sides.max():
+        return np.ascontiguousarray(pair[:, int(np.argmax(sides))])
+    return mix
 
 
 def read_audio(path: str | Path, sample_rate: int = 16_000, stream: int = -1) -> np.ndarray:
@@ -58,10 +76,17 @@ class AudioStream:
 
     CHUNK = 1 << 16  # bytes per read
 
-    def __init__(self, path: str | Path, sample_rate: int = 16_000, stream: int = -1, offset: float = 0.0):
+    def __init__(
+        self, path: str | Path, sample_rate: int = 16_000, stream: int = -1, offset: float = 0.0, channels: int = 1
+    ):
+        """``channels``: the stream's; a stereo pair is mixed here (``to_mono``), others by ffmpeg."""
         self.sample_rate = sample_rate
+        self._pair = channels == 2
         self._proc = subprocess.Popen(
-            _audio_command(path, sample_rate, stream), stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0
+            _audio_command(path, sample_rate, stream, 2 if self._pair else 1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
         )
         self._buf = np.zeros(0, np.float32)
         self._start = max(0, int(round(offset * sample_rate)))  # timeline sample index of _buf[0]
@@ -76,9 +101,11 @@ class AudioStream:
             if len(data) == len(self._pending):
                 self._eof = True
                 break
-            usable = len(data) - len(data) % 4
+            usable = len(data) - len(data) % (8 if self._pair else 4)
             self._pending = data[usable:]
             chunk = finite(np.frombuffer(data[:usable], np.float32))
+            if self._pair:
+                chunk = to_mono(chunk)
             parts.append(chunk)
             have += len(chunk)
         if len(parts) > 1:

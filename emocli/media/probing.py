@@ -31,6 +31,7 @@ class MediaInfo:
     rotation: int = 0
     video_start: float = 0.0  # the video stream's start (seconds, the file's own clock)
     audio_codec: str = ""  # of the audio stream analysed, as ffmpeg names it (aac, mp3, pcm_s16le, ...)
+    audio_channels: int = 1
     origin: float = 0.0  # the file's clock at the timeline's 0: the earliest start of the streams analysed
     audio_start: float = 0.0  # the audio stream's start (seconds, the file's own clock)
     video_stream: int = -1  # index in the file of the video stream analysed (ffmpeg's -map 0:N)
@@ -155,6 +156,7 @@ def _facts(path: Path, container) -> MediaInfo:
         codec = audio.codec_context.codec
         info.update(
             audio_codec=getattr(codec, "canonical_name", "") or codec.name,
+            audio_channels=max(1, audio.codec_context.layout.nb_channels),
             audio_start=starts[audio.index],
             audio_stream=audio.index,
         )
