@@ -280,11 +280,13 @@ class Analyzer:
         return rows
 
     def _faces(self, shots: list, centre: float, stream: StreamState, speakers: SpeakerDetector | None):
-        """One interval's faces: detected in the sampled frame nearest its centre, tracked
-        (ids), followed through its other sampled frames (their mouths go to ``speakers``),
-        and classified in ``face_frames`` of them, eyes levelled, probabilities averaged.
-        A frame where a face is not found (it came or went, a cut) is not its: no crop, no
-        mouth, no place on its track."""
+        """One interval's faces: detected in the sampled frame nearest its centre (in its
+        corners too, now and then: ``PARTS_EVERY_S``; a face followed before and missed
+        there, close up: ``_missed``), at most ``max_faces`` of them, tracked (ids), followed
+        through its other sampled frames (their mouths go to ``speakers``), and classified
+        in ``face_frames`` of them, eyes levelled, probabilities averaged. A frame where a
+        face is not found (it came or went, a cut) is not its: no crop, no mouth, no place
+        on its track."""
         tracker = stream.tracker
         seen = [j for j, (_, frame) in enumerate(shots) if frame is not None]
         if not seen:
