@@ -362,7 +362,7 @@ class AnnotatedVideoWriter(Writer):
         slot) and voice (rows: its timeline rows)."""
         out = []
         faces = {r.face.id: r for r in rows if r.face}
-        below = _tags_below(rows, style)
+        places = _tag_places(rows, style)
         used = {slot: face_id for face_id, slot in slots.items()}
         for k in range(n_slots):
             if k not in used:
@@ -375,7 +375,11 @@ class AnnotatedVideoWriter(Writer):
                 f"drawbox@box{k} {key} {value}"
                 for key, value in (("x", x), ("y", y), ("w", w), ("h", h), ("color", style.hex(label)), ("enable", 1))
             ]
-            out += [style.tag(f"tag{k}", text, label, style.tag_x(x, text), style.tag_bottom(y, h, used[k] in below))]
+            out += [
+                style.tag(
+                    f"tag{k}", text, label, style.tag_x(x, text), style.tag_bottom(y, h, places.get(used[k], ABOVE))
+                )
+            ]
         voice = rows[0].voice if rows[0].voice_active else None
         if voice:
             text = f"voice {voice.label} {voice.confidence:.0%}"
@@ -385,22 +389,29 @@ class AnnotatedVideoWriter(Writer):
         return out
 
 
-def _tags_below(rows: list[Row], style: _TagStyle) -> set[int]:
-    """The face ids whose tag goes beneath their box in an interval: a tag that would cover
-    one placed before it (faces side by side, a speaker's long tag) goes below its face
-    where that covers less. The speaker's tag is placed first: it says the most."""
+# Where a face's tag goes (``_TagStyle.tag_bottom``): above its box (beneath where there is
+# no room), beneath it, or above it one tag higher.
+ABOVE, BENEATH, HIGHER = 0, 1, 2
+
+
+def _tag_places(rows: list[Row], style: _TagStyle) -> dict[int, int]:
+    """Per face id, where its tag goes in an interval (``ABOVE`` where not given): a tag that
+    would cover one placed before it (faces side by side, a speaker's long tag) goes where
+    it covers least, within the frame. The speaker's tag is placed first: it says the most."""
     placed: list[tuple] = []
-    below: set[int] = set()
+    places: dict[int, int] = {}
     for r in sorted((r for r in rows if r.face), key=lambda r: (not r.face.speaking, r.face.id)):
         text = face_tag(r)[1]
-        sides = [
-            (sum(_overlap(style.tag_rect(r.face.box, text, side), p) for p in placed), side) for side in (False, True)
-        ]
-        _, side = min(sides, key=lambda c: c[0])  # above, unless below covers less
-        placed.append(style.tag_rect(r.face.box, text, side))
-        if side:
-            below.add(r.face.id)
-    return below
+        options = []
+        for place in (ABOVE, BENEATH, HIGHER):
+            rect = style.tag_rect(r.face.box, text, place)
+            outside = rect[1] < 0 or rect[3] > style.frame_h  # a tag past the frame's edge is not drawn
+            options.append((outside, sum(_overlap(rect, p) for p in placed), place, rect))
+        *_, place, rect = min(options)
+        placed.append(rect)
+        if place != ABOVE:
+            places[r.face.id] = place
+    return places
 
 
 def _overlap(a: tuple, b: tuple) -> int:
@@ -470,7 +481,7 @@ def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
         at = slots[start]
         texts = {r.face.id: face_tag(r)[1] for r in intervals[start] if r.face}
         extent = {r.face.id: _shown(r) for r in intervals[start] if r.face}
-        below = _tags_below(intervals[start], style)
+        places = _tag_places(intervals[start], style)
         shown = dict.fromkeys(at.values(), True)  # _commands shows each face's slot at the start
         for t in frames:
             cmds = []
@@ -492,7 +503,7 @@ def _motion(intervals, slots, keys, fps: float, style: _TagStyle):
                     f"drawbox@box{k} w {w}",
                     f"drawbox@box{k} h {h}",
                     f"drawtext@tag{k} x {style.tag_x(x, texts[fid])}",
-                    f"drawtext@tag{k} y {style.tag_bottom(y, h, fid in below)}-th",
+                    f"drawtext@tag{k} y {style.tag_bottom(y, h, places.get(fid, ABOVE))}-th",
                 ]
                 last[k] = (fid, *box)
             if cmds:
@@ -516,16 +527,19 @@ class _TagStyle:
         right = self.frame_w - _text_width(text, self.size) - self.pad
         return max(self.pad, min(x + self.pad, right))
 
-    def tag_bottom(self, y: int, h: int, below: bool = False) -> int:
-        """The baseline of a face's tag: above its box, or beneath it where there is no room
-        (or ``below``)."""
+    def tag_bottom(self, y: int, h: int, place: int = ABOVE) -> int:
+        """The baseline of a face's tag at ``place``: ``ABOVE`` its box (beneath it where there
+        is no room), ``BENEATH`` it, or ``HIGHER`` (above it, one tag higher)."""
         above = y - self.thick - self.pad - 2
-        return above if above - self.height - self.pad > 0 and not below else y + h + self.height + self.pad + 4
+        beneath = y + h + self.height + self.pad + 4
+        if place == HIGHER:
+            return above - self.size - 2 * self.pad
+        return above if above - self.height - self.pad > 0 and place == ABOVE else beneath
 
-    def tag_rect(self, box: tuple, text: str, below: bool) -> tuple[int, int, int, int]:
+    def tag_rect(self, box: tuple, text: str, place: int = ABOVE) -> tuple[int, int, int, int]:
         """Where a face's tag is drawn: (left, top, right, bottom) with its padding."""
         x, y, w, h = box
-        left, bottom = self.tag_x(x, text) - self.pad, self.tag_bottom(y, h, below) + self.pad
+        left, bottom = self.tag_x(x, text) - self.pad, self.tag_bottom(y, h, place) + self.pad
         return left, bottom - self.size - 2 * self.pad, left + _text_width(text, self.size) + 2 * self.pad, bottom
 
     def text_options(self, font: str) -> str:

@@ -82,7 +82,7 @@ class AnalyzeOptions:
 # close-up of one person.
 PARTS_EVERY_S = 2.0
 PARTS_EVERY_CLOSE_UP_S = 30.0
-CLOSE_UP = 0.25  # a face this share of the frame's shorter side, or more, alone in it
+CLOSE_UP = 0.25  # a face this share of the frame's shorter side, or more, alone in it (none other followed)
 
 
 @dataclass
@@ -295,7 +295,7 @@ class Analyzer:
         t, frame = shots[c]
         faces = self.detector.detect(frame)
         short = min(frame.shape[:2]) * frame_scale(frame)
-        close_up = len(faces) == 1 and faces[0].h >= CLOSE_UP * short
+        close_up = len(faces) == 1 and faces[0].h >= CLOSE_UP * short and len(tracker.tracks) <= 1
         if t >= stream.parts_searched + (PARTS_EVERY_CLOSE_UP_S if close_up else PARTS_EVERY_S):
             stream.parts_searched = t
             faces += distinct(self.detector.detect_parts(frame), faces)

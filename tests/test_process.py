@@ -774,24 +774,28 @@ def test_annotated_boxes_follow_the_face_and_keep_their_slot(tmp_path):
 
 def test_tags_of_faces_side_by_side_do_not_cover_each_other():
     """A speaker's long tag would run over its neighbour's: the neighbour's goes beneath its
-    face; faces far apart both keep theirs above."""
-    from emocli.outputs import _overlap, _tags_below, _TagStyle, face_tag
+    face, or, at the frame's bottom, one tag higher; faces far apart keep theirs above."""
+    from emocli.outputs import BENEATH, HIGHER, _overlap, _tag_places, _TagStyle, face_tag
 
     style = _TagStyle(960, 480)
 
-    def rows(gap: int) -> list:
+    def rows(gap: int, y: int = 120) -> list:
         out = []
         for face_id, x, speaks in ((0, 40, True), (1, 40 + gap, False)):
-            face = FaceResult(face_id, (x, 120, 90, 90), 0.9, verdict("happy", 0.88), speaks)
+            face = FaceResult(face_id, (x, y, 90, 90), 0.9, verdict("happy", 0.88), speaks)
             out.append(Row("v.mp4", 0.0, 1.0, face, True, verdict("happy", 0.9), verdict("happy", 0.89)))
         return out
 
-    near, far = rows(160), rows(600)
-    assert _tags_below(near, style) == {1} and _tags_below(far, style) == set()
-    rects = [style.tag_rect(r.face.box, face_tag(r)[1], r.face.id in _tags_below(near, style)) for r in near]
-    assert _overlap(*rects) == 0
-    before = [style.tag_rect(r.face.box, face_tag(r)[1], False) for r in near]
-    assert _overlap(*before) > 0  # both above, as they were drawn
+    def rects(rows: list, places: dict) -> list:
+        return [style.tag_rect(r.face.box, face_tag(r)[1], places.get(r.face.id, 0)) for r in rows]
+
+    near, far, bottom = rows(160), rows(600), rows(160, y=480 - 92)
+    assert _tag_places(near, style) == {1: BENEATH} and _tag_places(far, style) == {}
+    assert _tag_places(bottom, style) == {1: HIGHER}
+    for case in (near, bottom):
+        placed = rects(case, _tag_places(case, style))
+        assert _overlap(*placed) == 0 and all(0 <= r[1] and r[3] <= 480 for r in placed)
+    assert _overlap(*rects(near, {})) > 0  # both above, as they were drawn
 
 
 def test_a_tag_by_the_right_edge_stays_in_the_frame():
