@@ -324,6 +324,10 @@ class FaceTracker:
         """Where the track's face was last seen, or is expected next (``moved``)."""
         return self.tracks[track_id][0]
 
+    def follows(self, box: tuple) -> bool:
+        """Whether ``box`` continues one of the tracks (a face already followed)."""
+        return any(self._affinity(tb, box) > 0 for tb, _ in self.tracks.values())
+
     def preferred(self, boxes: list[tuple], n: int) -> list[int]:
         """The indices of at most ``n`` of ``boxes``: those that continue a track seen at the
         last sample first, then those that continue one seen before it, then the largest; so

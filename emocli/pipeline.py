@@ -78,9 +78,11 @@ class AnalyzeOptions:
 
 # How often (seconds) the centre frame's parts are searched for faces the whole frame's pass
 # is too coarse for (once found, a face is looked for close up every interval: ``_missed``):
-# often where small faces are likely (none found, several, or a small one), seldom in a
-# close-up of one person.
+# every 2 s at first and after a search or the whole frame's pass found someone new, twice
+# as long after each search that found no one new, up to 16 s; every 30 s in a close-up of
+# one person.
 PARTS_EVERY_S = 2.0
+PARTS_EVERY_MAX_S = 16.0
 PARTS_EVERY_CLOSE_UP_S = 30.0
 CLOSE_UP = 0.25  # a face this share of the frame's shorter side, or more, alone in it (none other followed)
 
@@ -95,6 +97,7 @@ class StreamState:
     speakers: SpeakerDetector
     has_audio: bool = True
     parts_searched: float = -math.inf  # when the frame's parts were last searched for faces (FaceDetector.detect_parts)
+    parts_every: float = PARTS_EVERY_S  # seconds to the next search
 
 
 def _model_path(given: str | Path | None, task: str) -> Path:
@@ -296,9 +299,14 @@ class Analyzer:
         faces = self.detector.detect(frame)
         short = min(frame.shape[:2]) * frame_scale(frame)
         close_up = len(faces) == 1 and faces[0].h >= CLOSE_UP * short and len(tracker.tracks) <= 1
-        if t >= stream.parts_searched + (PARTS_EVERY_CLOSE_UP_S if close_up else PARTS_EVERY_S):
+        if not all(tracker.follows(f.box) for f in faces):  # someone new, or a new shot: others may be there
+            stream.parts_every = PARTS_EVERY_S
+        if t >= stream.parts_searched + (PARTS_EVERY_CLOSE_UP_S if close_up else stream.parts_every):
             stream.parts_searched = t
-            faces += distinct(self.detector.detect_parts(frame), faces)
+            more = distinct(self.detector.detect_parts(frame), faces)
+            new = not all(tracker.follows(f.box) for f in more)
+            stream.parts_every = PARTS_EVERY_S if new else min(2 * stream.parts_every, PARTS_EVERY_MAX_S)
+            faces += more
         faces = [faces[i] for i in tracker.preferred([f.box for f in faces], self.options.max_faces)]
         ids = tracker.update([f.box for f in faces])
         origins = [c] * len(faces)  # the frame each face was detected in
