@@ -270,8 +270,8 @@ class LiveSource:
         self.last_packet = time.monotonic()
         self._stop = threading.Event()
         # Frames on a fixed grid from 0, so frame n is at n / rate whatever the source's own rate.
-        # Non-square pixels (SAR) made square: faces as a player shows them.
-        video = f"fps={frames.rate:.9g}:start_time=0,scale=trunc(iw*sar/2)*2:ih,setsar=1"
+        # Non-square pixels (SAR) made square: faces as a player shows them; square ones as they are.
+        video = f"fps={frames.rate:.9g}:start_time=0,scale=w='if(eq(sar,1),iw,2*trunc(iw*sar/2))':h=ih,setsar=1"
         cmd = [
             ffmpeg(),
             "-hide_banner",
