@@ -324,19 +324,20 @@ class FaceTracker:
         """Where the track's face was last seen, or is expected next (``moved``)."""
         return self.tracks[track_id][0]
 
+    def seen_ago(self, box: tuple) -> float:
+        """Samples since the track ``box`` continues was last seen (inf: it continues none)."""
+        return min((m for tb, m in self.tracks.values() if self._affinity(tb, box) > 0), default=math.inf)
+
     def follows(self, box: tuple) -> bool:
         """Whether ``box`` continues one of the tracks (a face already followed)."""
-        return any(self._affinity(tb, box) > 0 for tb, _ in self.tracks.values())
+        return self.seen_ago(box) < math.inf
 
     def preferred(self, boxes: list[tuple], n: int) -> list[int]:
         """The indices of at most ``n`` of ``boxes``: those that continue a track seen at the
         last sample first, then those that continue one seen before it, then the largest; so
         who stays in view when there are more faces than ``n`` does not change with the sizes
         of their boxes from one frame to the next."""
-        missed = [
-            min((m for tb, m in self.tracks.values() if self._affinity(tb, b) > 0), default=math.inf) for b in boxes
-        ]
-        order = sorted(range(len(boxes)), key=lambda i: (missed[i], -boxes[i][2] * boxes[i][3]))
+        order = sorted(range(len(boxes)), key=lambda i: (self.seen_ago(boxes[i]), -boxes[i][2] * boxes[i][3]))
         return sorted(order[:n])
 
     def lost(self) -> list[int]:
