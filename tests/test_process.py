@@ -676,6 +676,47 @@ def test_every_face_of_a_gallery_view_is_found_in_every_interval(tmp_path, face_
         assert sorted((f.box[1] // 300, f.box[0] // 400) for f in faces) == [(r, c) for r in range(2) for c in range(3)]
 
 
+def test_a_small_face_the_corner_pass_is_unsure_of_is_found_and_texture_is_not():
+    """A presenter and a column of three ~48 px faces at 1280x720: a corner pass scores one
+    of them under its threshold, and a closer look confirms it; the faces the corner pass
+    sees in testsrc2's pattern are not confirmed."""
+    import cv2
+
+    from emocli.faces import FaceDetector
+
+    canvas = np.full((720, 1280, 3), 48, np.uint8)
+    shots = []
+    for name in ("HAP", "ANG", "NEU", "SAD"):
+        cap = cv2.VideoCapture(str(EXAMPLES / "crema-d" / f"1001_DFA_{name}_XX.mp4"))
+        cap.set(cv2.CAP_PROP_POS_MSEC, 1000)
+        shots.append(cap.read()[1])
+        cap.release()
+    canvas[:, :960] = cv2.resize(shots[0], (960, 720))
+    for shot, y in zip(shots[1:], (40, 280, 520)):
+        canvas[y : y + 180, 1030:1270] = cv2.resize(shot, (240, 180), interpolation=cv2.INTER_AREA)
+    raw = subprocess.run(
+        [ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=2:d=10", "-f", "rawvideo"]
+        + ["-pix_fmt", "bgr24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    pattern = np.frombuffer(raw, np.uint8).reshape(-1, 720, 1280, 3)
+
+    def corner_scores(detector: FaceDetector, frame: np.ndarray) -> list[float]:
+        pw, ph = round(FaceDetector.PART * 1280), round(FaceDetector.PART * 720)
+        corners = ((0, 0), (1280 - pw, 0), (0, 720 - ph), (1280 - pw, 720 - ph))
+        return [f.score for x, y in corners for f in detector.detect(frame, (x, y, pw, ph))]
+
+    with FaceDetector(max_faces=None) as detector:
+        sure = detector.min_score + detector.PART_MARGIN
+        assert min(corner_scores(detector, canvas)) < sure  # the corner pass alone would miss one
+        small = sorted(f.box[1] // 240 for f in detector.detect_parts(canvas) if f.box[0] > 1030)
+        assert small == [0, 1, 2]
+        phantoms = [s for frame in pattern for s in corner_scores(detector, frame)]
+        assert phantoms and all(s < sure for s in phantoms)  # texture the corner pass takes for faces
+        assert not any(detector.detect_parts(frame) for frame in pattern)
+
+
 def test_max_faces_keeps_the_faces_it_follows_whatever_their_sizes_do(tmp_path, face_image, models):
     """Two faces and --max-faces 1: the left one is the larger in the first second, the
     right one after; the face kept is the one followed from the start, not the larger."""

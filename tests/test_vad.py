@@ -160,3 +160,36 @@ def test_a_stereo_pair_with_one_side_wired_backwards_is_heard(tmp_path, models, 
     ffmpeg_mix = np.frombuffer(subprocess.run(_audio_command(normal, 16_000), capture_output=True).stdout, np.float32)
     with AudioStream(normal, channels=2) as stream:
         assert np.abs(stream.samples(0, len(ffmpeg_mix)) - ffmpeg_mix).max() < 1e-6
+
+
+def test_live_hears_a_stereo_pair_as_a_file_is_heard(tmp_path, speech):
+    """emocli live's reader mixes a stereo pair as `emocli process` does: a side wired
+    backwards is heard, a pair in phase is mixed as ffmpeg mixes it, and 5.1 comes down to
+    sound too."""
+    import subprocess
+
+    from emocli.media import ffmpeg
+    from emocli.media.audio import to_mono
+    from emocli.media.stream import Arrivals, AudioBuffer, FrameBuffer, LiveSource, Source
+
+    def live_samples(path) -> np.ndarray:
+        audio = AudioBuffer(SR, 10 * SR)
+        arrivals = {"video": Arrivals(), "audio": Arrivals()}
+        reader = LiveSource(Source(("-i", str(path)), path.name, "file"), FrameBuffer(4, 4), audio, arrivals)
+        assert reader.ended.wait(30), "the reader did not finish"
+        reader.close()
+        return audio.window(0, len(speech))
+
+    pairs = {"inverted": np.stack([speech, -speech], axis=1), "in phase": np.stack([speech, 0.5 * speech], axis=1)}
+    heard = {name: live_samples(write_wav(tmp_path / f"{i}.wav", pair)) for i, (name, pair) in enumerate(pairs.items())}
+    level = np.sqrt(np.mean(speech**2))
+    assert np.sqrt(np.mean(heard["inverted"] ** 2)) > 0.9 * level
+    stored = np.clip(pairs["in phase"], -1, 1).astype(np.float32)
+    stored = np.round(stored * 32767) / 32768  # as the 16-bit file holds it
+    assert np.abs(heard["in phase"] - to_mono(stored.astype(np.float32).ravel())).max() < 1e-3
+    surround = tmp_path / "surround.wav"
+    pan = "pan=5.1|FL=c0|FR=c0|FC=c0|LFE=c0|BL=c0|BR=c0"
+    subprocess.run(
+        [ffmpeg(), "-v", "error", "-i", str(write_wav(tmp_path / "m.wav", speech)), "-af", pan, str(surround)]
+    )
+    assert np.sqrt(np.mean(live_samples(surround) ** 2)) > 0.5 * level

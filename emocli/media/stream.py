@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import finite, to_mono
 from .frames import Between, shrunk_size
 from .tools import MediaError, ffmpeg
 
@@ -292,10 +293,10 @@ class LiveSource:
             "rawvideo",
             "-pix_fmt",
             "bgr24",
+            # A stereo pair is mixed here (``to_mono``: a side wired backwards is not mixed away), so
+            # ffmpeg leaves mono and stereo as they are and mixes more channels down to a pair.
             "-af",
-            "aresample=async=1:first_pts=0",
-            "-ac",
-            "1",
+            "aresample=async=1:first_pts=0,aformat=channel_layouts=mono|stereo",
             "-ar",
             str(audio.sample_rate),
             "-c:a",
@@ -345,6 +346,7 @@ class LiveSource:
             self.has_video, self.has_audio = video is not None, sound is not None
             if video is not None:
                 self.size = (video.codec_context.width, video.codec_context.height)
+            pair = sound is not None and sound.codec_context.layout.nb_channels == 2
             self.opened.set()
             w, h = self.size
             first = round(self.offset * self.audio.sample_rate)
@@ -364,8 +366,9 @@ class LiveSource:
                     self.frames.put(round(t * self.frames.rate), frame)
                     self.arrivals["video"].note(self.frames.until, now)
                 elif packet.stream is sound:
-                    samples = np.frombuffer(bytes(packet), np.float32)
-                    samples = np.where(np.isfinite(samples), samples, np.float32(0))
+                    samples = finite(np.frombuffer(bytes(packet), np.float32))
+                    if pair:
+                        samples = to_mono(samples)
                     self.audio.put(
                         first + round(float(packet.pts * packet.time_base) * self.audio.sample_rate), samples
                     )
