@@ -765,6 +765,41 @@ def test_non_square_pixels_are_analysed_and_drawn_as_a_player_shows_them(tmp_pat
     assert (out.width, out.height, out.sar) == (480, 360, 1.0)
 
 
+@pytest.mark.parametrize(
+    "flags", [["-display_hflip"], ["-display_vflip"], ["-display_rotation", "90", "-display_hflip"]]
+)
+def test_a_mirror_in_the_display_matrix_is_shown_as_players_show_it(tmp_path, face_image, models, flags):
+    """An odd-sized video (read by OpenCV, not ffmpeg's sampler) stored mirrored, as a front
+    camera writes it, with a display matrix that mirrors it back: its faces are where a player
+    shows them, as in the same picture stored upright."""
+    import cv2
+
+    from emocli.media import probe
+    from emocli.pipeline import Analyzer
+
+    shown = scene(face_image, size=(241, 321), at=((20, 20),), scale=0.8)
+    stored = {
+        "-display_hflip": shown[:, ::-1],
+        "-display_vflip": shown[::-1],
+        "-display_rotation": cv2.transpose(shown[::-1, ::-1]),
+    }[flags[0]]
+    codec = ["-c:v", "libx264", "-pix_fmt", "yuv444p", "-qp", "0"]
+    upright = make_video(tmp_path / "upright.mp4", [shown] * 20, 10, tone(2.0), codec=codec)
+    raw = make_video(tmp_path / "raw.mp4", [np.ascontiguousarray(stored)] * 20, 10, tone(2.0), codec=codec)
+    mirrored = tmp_path / "mirrored.mp4"
+    subprocess.run([ffmpeg(), "-v", "error", *flags, "-i", str(raw), "-c", "copy", str(mirrored)], check=True)
+    player = subprocess.run(  # what ffmpeg shows: the display matrix applied
+        [ffmpeg(), "-v", "error", "-i", str(mirrored), "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert np.abs(np.frombuffer(player, np.uint8).reshape(shown.shape).astype(int) - shown).mean() < 3
+    assert (probe(mirrored).width, probe(mirrored).height) == (321, 241)
+    with Analyzer(**models) as analyzer:
+        boxes = [[r.face.box for r in analyzer.timeline(v).rows] for v in (upright, mirrored)]
+    assert len(boxes[0]) == 2 and all(max(abs(a - b) for a, b in zip(one, two)) <= 4 for one, two in zip(*boxes)), boxes
+
+
 def test_a_box_keeps_moving_before_its_first_and_after_its_last_sampled_place():
     from emocli.outputs import _position
 

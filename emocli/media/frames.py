@@ -131,17 +131,28 @@ class FrameReader:
         end: float = math.inf,
         between: float = BETWEEN_RATE,
         size: tuple[int, int] | None = None,
+        orientation: tuple[int, int, int, int] = (1, 0, 0, 1),
     ):
-        """``size``: (width, height) as displayed, where the stored pixels are not square."""
+        """``size``: (width, height) as displayed, where the stored pixels are not square;
+        ``orientation``: how the stored picture is shown (``MediaInfo.orientation``)."""
         import cv2
 
         _quiet_opencv(cv2)
         self._cv2 = cv2
         self.offset, self.reach, self.end, self.between, self.size = offset, reach, end, between, size
+        self.orientation = tuple(orientation)
         self.cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not self.cap.isOpened():
             raise MediaError("no decodable video stream")
+        # OpenCV turns the picture by the display matrix's angle alone and misses its mirror:
+        # the picture is read as stored and oriented here (``oriented``).
+        self.cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
+
+    @classmethod
+    def of(cls, info: MediaInfo, reach: float = 0.0, between: float = BETWEEN_RATE) -> FrameReader:
+        """The reader of ``info``'s video: placed on its timeline, shown as a player shows it."""
+        return cls(info.path, info.video_offset, reach, info.duration, between, _shown_size(info), info.orientation)
 
     def frames_at(self, times: list[float]) -> Iterator[tuple[float, np.ndarray | None]]:
         """Yield ``(t, frame)`` for each time, as ``_pick`` matches them."""
@@ -172,6 +183,7 @@ class FrameReader:
             ok, frame = self.cap.retrieve()
             if not ok:
                 continue
+            frame = oriented(frame, self.orientation)
             if self.size and frame.shape[1::-1] != tuple(self.size):  # non-square pixels, made square
                 frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
             if ts - grey_at >= gap:
@@ -204,6 +216,20 @@ class FrameReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def oriented(frame: np.ndarray, orientation: tuple[int, int, int, int]) -> np.ndarray:
+    """``frame`` (as stored) as it is shown: turned and mirrored by the display matrix's
+    (a, b, c, d) (``MediaInfo.orientation``; (1, 0, 0, 1) leaves it as it is)."""
+    import cv2
+
+    a, b, c, d = orientation
+    if a == 0:  # a quarter turn: rows become columns
+        frame = cv2.transpose(frame)
+    rows, cols = (d if a else b) < 0, (a if a else c) < 0
+    if rows or cols:
+        frame = cv2.flip(frame, -1 if rows and cols else 0 if rows else 1)
+    return frame
 
 
 def shrunk_size(width: int, height: int, side: int) -> tuple[int, int]:
@@ -400,9 +426,7 @@ class FrameSampler:
         first = self._get()
         if first is None and self._proc.wait() != 0:
             # ffmpeg could not decode what OpenCV opened: let OpenCV do it all.
-            with FrameReader(
-                self.path, self.info.video_offset, self.reach, self.info.duration, self.between, _shown_size(self.info)
-            ) as reader:
+            with FrameReader.of(self.info, self.reach, self.between) as reader:
                 yield from reader.frames_at(times)
             return
 
@@ -567,11 +591,11 @@ def frame_sampler(info: MediaInfo, times: list[float], threads: int = 0, reach: 
     w, h = info.width, info.height
     # Odd sizes: ffmpeg's and OpenCV's colour conversions differ at chroma edges; keep OpenCV's pixels.
     if g is None or g[1] > FrameReader.SEEK_GAP_S or w <= 0 or h <= 0 or w % 2 or h % 2:
-        return FrameReader(info.path, info.video_offset, reach, info.duration, size=_shown_size(info))
+        return FrameReader.of(info, reach)
     if info.fps > 0:
         return FrameSampler(info.path, info, info.fps, _skip(info.fps, reach), threads, reach)
     # libav did not say the rate: OpenCV's reading of it
-    reader = FrameReader(info.path, info.video_offset, reach, info.duration, size=_shown_size(info))
+    reader = FrameReader.of(info, reach)
     if reader.fps <= 0:
         return reader
     reader.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,9 @@ class MediaInfo:
     sar: float = 1.0  # the stored pixels' width over height (1: square); frames are read scaled to width x height
     fps: float = 0.0
     rotation: int = 0
+    # How the stored picture is shown (the display matrix's a, b, c, d, each -1, 0 or 1):
+    # rotations and the mirror a phone's front camera writes.
+    orientation: tuple[int, int, int, int] = (1, 0, 0, 1)
     video_start: float = 0.0  # the video stream's start (seconds, the file's own clock)
     audio_codec: str = ""  # of the audio stream analysed, as ffmpeg names it (aac, mp3, pcm_s16le, ...)
     audio_channels: int = 1
@@ -132,7 +136,7 @@ def _facts(path: Path, container) -> MediaInfo:
     videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     video, audio = _preferred(videos), _preferred(list(container.streams.audio))
     claimed = container.duration / 1e6 if container.duration and container.duration > 0 else 0.0
-    spans, rotation, packets = _scan(container, [s for s in (video, audio) if s is not None], video)
+    spans, (rotation, orientation), packets = _scan(container, [s for s in (video, audio) if s is not None], video)
     # A stream whose packets are all gone (a truncated file) is not there to analyse.
     video = video if video is not None and video.index in spans else None
     audio = audio if audio is not None and audio.index in spans else None
@@ -177,6 +181,7 @@ def _facts(path: Path, container) -> MediaInfo:
             fps=_frame_rate(video, spans[video.index], packets[video.index]),
             sar=sar,
             rotation=rotation,
+            orientation=orientation,
             video_start=starts[video.index],
             video_stream=video.index,
         )
@@ -195,17 +200,17 @@ def _frame_rate(video, span: tuple[float, float], packets: int) -> float:
     return counted if counted and not 0.5 <= header / counted <= 2.0 else header
 
 
-def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float]], int, dict[int, int]]:
+def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float]], tuple, dict[int, int]]:
     """Per stream index, where its packets start and end (seconds, the file's clock), read
     from every packet (a demux, no decoding: a header that lies about the length, or a
-    file cut short, shows here), and how many there are; and the rotation of the video's
-    first decodable frame."""
+    file cut short, shows here), and how many there are; and the rotation and orientation
+    (``_orientation``) of the video's first decodable frame."""
     import av
 
     first: dict[int, int] = {}  # per stream, in its own time base (integers: the scan's cost is per packet)
     last: dict[int, int] = {}
     count: dict[int, int] = {}
-    rotation, tries = None if video is not None else 0, 0
+    rotation, orientation, tries = None if video is not None else 0, (1, 0, 0, 1), 0
     if video is not None:
         video.codec_context.thread_count = 1  # one frame wanted: no threads to start
     try:
@@ -225,10 +230,24 @@ def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float
                 tries += 1
                 with contextlib.suppress(av.FFmpegError):
                     for frame in packet.decode():
-                        rotation = int(round(frame.rotation)) % 360
+                        rotation, orientation = int(round(frame.rotation)) % 360, _orientation(frame)
                         break
     except (av.FFmpegError, OSError):
         pass  # damaged or cut short: the packets read so far are the media there is
     bases = {s.index: s.time_base for s in streams}
     spans = {i: (float(first[i] * bases[i]), float(last[i] * bases[i])) for i in first}
-    return spans, rotation or 0, count
+    return spans, (rotation or 0, orientation), count
+
+
+def _orientation(frame) -> tuple[int, int, int, int]:
+    """The frame's display matrix as (a, b, c, d), each rounded to -1, 0 or 1 (a quarter turn
+    and a mirror at most, as players show them); (1, 0, 0, 1) where it has none."""
+    import av
+
+    for data in frame.side_data:
+        raw = bytes(data)
+        if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX and len(raw) >= 36:
+            a, b, _, c, d = (round(v / 65536) for v in struct.unpack("<5i", raw[:20]))
+            if {abs(a), abs(b)} == {0, 1} and abs(a) == abs(d) and abs(b) == abs(c):
+                return (a, b, c, d)
+    return (1, 0, 0, 1)
