@@ -193,3 +193,34 @@ def test_live_hears_a_stereo_pair_as_a_file_is_heard(tmp_path, speech):
         [ffmpeg(), "-v", "error", "-i", str(write_wav(tmp_path / "m.wav", speech)), "-af", pan, str(surround)]
     )
     assert np.sqrt(np.mean(live_samples(surround) ** 2)) > 0.5 * level
+
+
+def test_a_gap_in_the_audio_packets_is_silence_and_later_speech_keeps_its_time(tmp_path, models, speech):
+    """A recording that lost its audio packets from 4 to 6 s (its timestamps jump): the speech
+    at 7 s is heard at 7 s, not moved 2 s earlier into the gap, and intervals there are voiced."""
+    from fractions import Fraction
+
+    import av
+
+    sound = np.zeros(12 * SR, np.float32)
+    sound[7 * SR : 7 * SR + len(speech)] = speech[: 5 * SR]
+    pcm = (np.clip(sound, -1, 1) * 32767).astype(np.int16)
+    path = tmp_path / "gap.mka"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=SR)
+        stream.layout = "mono"
+        for k in range(0, len(pcm), 1024):
+            if 4 * SR <= k < 6 * SR:
+                continue  # lost packets
+            frame = av.AudioFrame.from_ndarray(pcm[None, k : k + 1024].copy(), format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = SR, k, Fraction(1, SR)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    heard = read_audio(path, SR)
+    assert abs(len(heard) - len(sound)) < SR // 10
+    onset = np.argmax(np.abs(heard) > 0.5 * np.abs(speech).max()) / SR
+    assert abs(onset - (7 + np.argmax(np.abs(speech) > 0.5 * np.abs(speech).max()) / SR)) < 0.05
+    voiced = emocli.analyze(path, **models).query("voice_active").t_start.tolist()
+    assert 7.0 in voiced and 5.0 not in voiced, voiced

@@ -14,7 +14,8 @@ from .tools import MediaError, ffmpeg_command, ffmpeg_error
 def _audio_command(path: str | Path, sample_rate: int, stream: int = -1, channels: int = 1) -> list[str]:
     """ffmpeg: audio stream ``stream`` (-1: the first), every channel mixed down to mono (to
     ``channels`` interleaved: 2 keeps a stereo pair for ``to_mono``), float32 at
-    ``sample_rate``, on stdout."""
+    ``sample_rate``, on stdout. A gap in the stream's timestamps (packets lost in a
+    recording) comes out as silence, so what follows it stays at its time."""
     source = f"0:{stream}" if stream >= 0 else "0:a:0"
     return ffmpeg_command(
         "-i",
@@ -22,6 +23,8 @@ def _audio_command(path: str | Path, sample_rate: int, stream: int = -1, channel
         "-map",
         source,
         "-vn",
+        "-af",
+        "aresample=async=1",
         "-ac",
         str(channels),
         "-ar",
