@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import finite, to_mono
+from .audio import DC_BLOCK, FILL_GAPS, finite, to_mono
 from .frames import Between, shrunk_size
 from .tools import MediaError, ffmpeg
 
@@ -296,7 +296,7 @@ class LiveSource:
             # A stereo pair is mixed here (``to_mono``: a side wired backwards is not mixed away), so
             # ffmpeg leaves mono and stereo as they are and mixes more channels down to a pair.
             "-af",
-            "aresample=async=1:first_pts=0,aformat=channel_layouts=mono|stereo",
+            f"{DC_BLOCK},{FILL_GAPS}:first_pts=0,aformat=channel_layouts=mono|stereo",
             "-ar",
             str(audio.sample_rate),
             "-c:a",
