@@ -149,7 +149,7 @@ def test_a_stereo_pair_with_one_side_wired_backwards_is_heard(tmp_path, models, 
     exactly as ffmpeg mixes it."""
     import subprocess
 
-    from emocli.media.audio import AudioStream, _audio_command
+    from emocli.media.audio import AudioStream, DCBlocker, _audio_command
 
     pair = write_wav(tmp_path / "inverted.wav", np.stack([speech, -speech], axis=1))
     mono = write_wav(tmp_path / "mono.wav", speech)
@@ -158,6 +158,7 @@ def test_a_stereo_pair_with_one_side_wired_backwards_is_heard(tmp_path, models, 
     assert heard[0] == heard[1] > 1.0
     normal = write_wav(tmp_path / "normal.wav", np.stack([speech, 0.5 * speech], axis=1))
     ffmpeg_mix = np.frombuffer(subprocess.run(_audio_command(normal, 16_000), capture_output=True).stdout, np.float32)
+    ffmpeg_mix = DCBlocker(16_000)(ffmpeg_mix)  # as every track read is
     with AudioStream(normal, channels=2) as stream:
         assert np.abs(stream.samples(0, len(ffmpeg_mix)) - ffmpeg_mix).max() < 1e-6
 
@@ -241,3 +242,25 @@ def test_a_direct_current_offset_does_not_move_the_voice(tmp_path, speech):
         # from 0.5 s on: the offset starts with the file, and so does the blocker's transient
         probs.append(model.predict([heard[k : k + n] for k in range(SR // 2, len(heard) - n, n // 2)]))
     assert np.abs(probs[0] - probs[1]).max() < 0.01
+
+
+def test_broken_float_samples_are_silence_and_the_speech_after_them_is_heard(tmp_path, speech):
+    """A float track with NaN and infinite samples in a pause (a broken recorder): those
+    samples are silence, and the speech after them comes through as it would without them."""
+    import subprocess
+
+    from emocli.media import ffmpeg
+
+    sound = np.zeros(10 * SR, np.float32)
+    sound[6 * SR : 6 * SR + len(speech[: 4 * SR])] = speech[: 4 * SR]
+    broken = sound.copy()
+    broken[4 * SR : 4 * SR + SR // 2] = np.nan
+    broken[5 * SR : 5 * SR + 10] = np.inf
+    heard = []
+    for name, samples in (("clean", sound), ("broken", broken)):
+        path = tmp_path / f"{name}.wav"
+        cmd = [ffmpeg(), "-v", "error", "-f", "f32le", "-ar", str(SR), "-ac", "1", "-i", "-", "-c:a", "pcm_f32le"]
+        subprocess.run([*cmd, str(path)], input=samples.tobytes(), check=True)
+        heard.append(read_audio(path, SR))
+    assert np.isfinite(heard[1]).all() and np.abs(heard[1][4 * SR : 5 * SR]).max() == 0
+    assert np.abs(heard[1][6 * SR :] - heard[0][6 * SR :]).max() < 1e-4

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import DC_BLOCK, FILL_GAPS, finite, to_mono
+from .audio import FILL_GAPS, DCBlocker, finite, to_mono
 from .frames import Between, shrunk_size
 from .tools import MediaError, ffmpeg
 
@@ -296,7 +296,7 @@ class LiveSource:
             # A stereo pair is mixed here (``to_mono``: a side wired backwards is not mixed away), so
             # ffmpeg leaves mono and stereo as they are and mixes more channels down to a pair.
             "-af",
-            f"{DC_BLOCK},{FILL_GAPS}:first_pts=0,aformat=channel_layouts=mono|stereo",
+            f"{FILL_GAPS}:first_pts=0,aformat=channel_layouts=mono|stereo",
             "-ar",
             str(audio.sample_rate),
             "-c:a",
@@ -347,6 +347,7 @@ class LiveSource:
             if video is not None:
                 self.size = (video.codec_context.width, video.codec_context.height)
             pair = sound is not None and sound.codec_context.layout.nb_channels == 2
+            dc_block = DCBlocker(self.audio.sample_rate)
             self.opened.set()
             w, h = self.size
             first = round(self.offset * self.audio.sample_rate)
@@ -367,8 +368,7 @@ class LiveSource:
                     self.arrivals["video"].note(self.frames.until, now)
                 elif packet.stream is sound:
                     samples = finite(np.frombuffer(bytes(packet), np.float32))
-                    if pair:
-                        samples = to_mono(samples)
+                    samples = dc_block(to_mono(samples) if pair else samples)
                     self.audio.put(
                         first + round(float(packet.pts * packet.time_base) * self.audio.sample_rate), samples
                     )
