@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .probing import MediaInfo
+from .probing import MediaInfo, orientation_of
 from .tools import MediaError, ffmpeg_command
 
 
@@ -131,16 +131,17 @@ class FrameReader:
         end: float = math.inf,
         between: float = BETWEEN_RATE,
         size: tuple[int, int] | None = None,
-        orientation: tuple[int, int, int, int] = (1, 0, 0, 1),
+        orientation: tuple[int, int, int, int] | None = None,
     ):
         """``size``: (width, height) as displayed, where the stored pixels are not square;
-        ``orientation``: how the stored picture is shown (``MediaInfo.orientation``)."""
+        ``orientation``: how the stored picture is shown (``MediaInfo.orientation``; None:
+        read from the file)."""
         import cv2
 
         _quiet_opencv(cv2)
         self._cv2 = cv2
         self.offset, self.reach, self.end, self.between, self.size = offset, reach, end, between, size
-        self.orientation = tuple(orientation)
+        self.orientation = tuple(orientation) if orientation is not None else orientation_of(path)
         self.cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not self.cap.isOpened():
             raise MediaError("no decodable video stream")

@@ -239,6 +239,17 @@ def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float
     return spans, (rotation or 0, orientation), count
 
 
+def orientation_of(path: str | Path) -> tuple[int, int, int, int]:
+    """The orientation (``MediaInfo.orientation``) of the first video frame of ``path``, read
+    without the packet scan ``probe`` makes."""
+    import av
+
+    with contextlib.suppress(av.FFmpegError, OSError), av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            return _orientation(frame)
+    return (1, 0, 0, 1)
+
+
 def _orientation(frame) -> tuple[int, int, int, int]:
     """The frame's display matrix as (a, b, c, d), each rounded to -1, 0 or 1 (a quarter turn
     and a mirror at most, as players show them); (1, 0, 0, 1) where it has none."""
