@@ -29,7 +29,6 @@ class MediaInfo:
     height: int = 0
     sar: float = 1.0  # the stored pixels' width over height (1: square); frames are read scaled to width x height
     fps: float = 0.0
-    rotation: int = 0
     # How the stored picture is shown (the display matrix's a, b, c, d, each -1, 0 or 1):
     # rotations and the mirror a phone's front camera writes.
     orientation: tuple[int, int, int, int] = (1, 0, 0, 1)
@@ -136,7 +135,7 @@ def _facts(path: Path, container) -> MediaInfo:
     videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     video, audio = _preferred(videos), _preferred(list(container.streams.audio))
     claimed = container.duration / 1e6 if container.duration and container.duration > 0 else 0.0
-    spans, (rotation, orientation), packets = _scan(container, [s for s in (video, audio) if s is not None], video)
+    spans, orientation, packets = _scan(container, [s for s in (video, audio) if s is not None], video)
     # A stream whose packets are all gone (a truncated file) is not there to analyse.
     video = video if video is not None and video.index in spans else None
     audio = audio if audio is not None and audio.index in spans else None
@@ -173,14 +172,13 @@ def _facts(path: Path, container) -> MediaInfo:
             width = max(2, 2 * round(width * sar / 2))
         else:
             sar = 1.0
-        if rotation in (90, 270):
+        if orientation[0] == 0:  # a quarter turn
             width, height = height, width
         info.update(
             width=width,
             height=height,
             fps=_frame_rate(video, spans[video.index], packets[video.index]),
             sar=sar,
-            rotation=rotation,
             orientation=orientation,
             video_start=starts[video.index],
             video_stream=video.index,
@@ -203,14 +201,14 @@ def _frame_rate(video, span: tuple[float, float], packets: int) -> float:
 def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float]], tuple, dict[int, int]]:
     """Per stream index, where its packets start and end (seconds, the file's clock), read
     from every packet (a demux, no decoding: a header that lies about the length, or a
-    file cut short, shows here), and how many there are; and the rotation and orientation
+    file cut short, shows here), and how many there are; and the orientation
     (``_orientation``) of the video's first decodable frame."""
     import av
 
     first: dict[int, int] = {}  # per stream, in its own time base (integers: the scan's cost is per packet)
     last: dict[int, int] = {}
     count: dict[int, int] = {}
-    rotation, orientation, tries = None if video is not None else 0, (1, 0, 0, 1), 0
+    orientation, tries = None if video is not None else (1, 0, 0, 1), 0
     if video is not None:
         video.codec_context.thread_count = 1  # one frame wanted: no threads to start
     try:
@@ -226,17 +224,17 @@ def _scan(container, streams: list, video) -> tuple[dict[int, tuple[float, float
                 first[i] = stamp
             if end > last[i]:
                 last[i] = end
-            if rotation is None and i == video.index and tries < 64:
+            if orientation is None and i == video.index and tries < 64:
                 tries += 1
                 with contextlib.suppress(av.FFmpegError):
                     for frame in packet.decode():
-                        rotation, orientation = int(round(frame.rotation)) % 360, _orientation(frame)
+                        orientation = _orientation(frame)
                         break
     except (av.FFmpegError, OSError):
         pass  # damaged or cut short: the packets read so far are the media there is
     bases = {s.index: s.time_base for s in streams}
     spans = {i: (float(first[i] * bases[i]), float(last[i] * bases[i])) for i in first}
-    return spans, (rotation or 0, orientation), count
+    return spans, orientation or (1, 0, 0, 1), count
 
 
 def orientation_of(path: str | Path) -> tuple[int, int, int, int]:
