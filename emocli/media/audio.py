@@ -88,13 +88,27 @@ def to_mono(pair: np.ndarray) -> np.ndarray:
     return mix
 
 
+class MonoSamples:
+    """A track's raw float32 samples, chunk by chunk, as the mono the models hear: broken
+    samples silenced (``finite``), a stereo pair (``pair``: interleaved) mixed (``to_mono``),
+    the offset blocked (``DCBlocker``)."""
+
+    def __init__(self, sample_rate: int, pair: bool = False):
+        self._pair = pair
+        self._dc_block = DCBlocker(sample_rate)
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        samples = finite(raw)
+        return self._dc_block(to_mono(samples) if self._pair else samples)
+
+
 def read_audio(path: str | Path, sample_rate: int = 16_000, stream: int = -1) -> np.ndarray:
     """The whole audio track (``stream``; -1: the first) as mono float32 at ``sample_rate``
     (for short clips), non-finite samples silenced."""
     proc = subprocess.run(_audio_command(path, sample_rate, stream), capture_output=True, process_group=0)
     if proc.returncode != 0:
         raise MediaError(ffmpeg_error(Path(path), proc.stderr.decode(errors="replace")))
-    return DCBlocker(sample_rate)(finite(np.frombuffer(proc.stdout, dtype=np.float32).copy()))
+    return MonoSamples(sample_rate)(np.frombuffer(proc.stdout, dtype=np.float32).copy())
 
 
 class AudioStream:
@@ -114,7 +128,7 @@ class AudioStream:
         """``channels``: the stream's; a stereo pair is mixed here (``to_mono``), others by ffmpeg."""
         self.sample_rate = sample_rate
         self._pair = channels == 2
-        self._dc_block = DCBlocker(sample_rate)
+        self._mono = MonoSamples(sample_rate, self._pair)
         self._proc = subprocess.Popen(
             _audio_command(path, sample_rate, stream, 2 if self._pair else 1),
             stdout=subprocess.PIPE,
@@ -136,10 +150,7 @@ class AudioStream:
                 break
             usable = len(data) - len(data) % (8 if self._pair else 4)
             self._pending = data[usable:]
-            chunk = finite(np.frombuffer(data[:usable], np.float32))
-            if self._pair:
-                chunk = to_mono(chunk)
-            chunk = self._dc_block(chunk)
+            chunk = self._mono(np.frombuffer(data[:usable], np.float32))
             parts.append(chunk)
             have += len(chunk)
         if len(parts) > 1:

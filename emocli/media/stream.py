@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import FILL_GAPS, DCBlocker, finite, to_mono
+from .audio import FILL_GAPS, MonoSamples
 from .frames import Between, shrunk_size
 from .tools import MediaError, ffmpeg
 
@@ -346,8 +346,9 @@ class LiveSource:
             self.has_video, self.has_audio = video is not None, sound is not None
             if video is not None:
                 self.size = (video.codec_context.width, video.codec_context.height)
-            pair = sound is not None and sound.codec_context.layout.nb_channels == 2
-            dc_block = DCBlocker(self.audio.sample_rate)
+            mono = MonoSamples(
+                self.audio.sample_rate, sound is not None and sound.codec_context.layout.nb_channels == 2
+            )
             self.opened.set()
             w, h = self.size
             first = round(self.offset * self.audio.sample_rate)
@@ -367,8 +368,7 @@ class LiveSource:
                     self.frames.put(round(t * self.frames.rate), frame)
                     self.arrivals["video"].note(self.frames.until, now)
                 elif packet.stream is sound:
-                    samples = finite(np.frombuffer(bytes(packet), np.float32))
-                    samples = dc_block(to_mono(samples) if pair else samples)
+                    samples = mono(np.frombuffer(bytes(packet), np.float32))
                     self.audio.put(
                         first + round(float(packet.pts * packet.time_base) * self.audio.sample_rate), samples
                     )
