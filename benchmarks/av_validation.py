@@ -369,6 +369,14 @@ def faces_check(data: Path, limit: int) -> None:
     pipeline.align_face = aligned
 
 
+def heard(model, audio: np.ndarray, size: int) -> np.ndarray:
+    """The voice model's probabilities on a clip's middle ``size`` samples, its speech heard
+    at the level of the whole clip's (as a video's, over its speech so far)."""
+    from emocli.vad import default_detector
+
+    return model.predict([fit_window(audio, size)], default_detector().speech_level(audio))[0]
+
+
 def voice_probs(data: Path, actors: range) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RAVDESS held-out actors: per clip the voice model's probabilities on the window the
     pipeline would take at the clip's middle (window 2 s), its label and its actor."""
@@ -379,7 +387,7 @@ def voice_probs(data: Path, actors: range) -> tuple[np.ndarray, np.ndarray, np.n
     sr, n = model.sample_rate, int(2.0 * model.sample_rate)
     probs, labels, who = [], [], []
     for f in ravdess_files(data, actors):
-        probs.append(model.predict([fit_window(read_audio(f, sr), n)])[0])  # the clip's middle 2 s
+        probs.append(heard(model, read_audio(f, sr), n))
         labels.append(LABELS.index(RAVDESS[f.stem.split("-")[2]]))
         who.append(int(f.stem.split("-")[6]))
     return np.array(probs), np.array(labels), np.array(who)
@@ -431,7 +439,7 @@ def corpus_probs(root: Path, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     random.Random(0).shuffle(rows)
     probs, labels, speakers = [], [], []
     for path, label, speaker in rows[:n]:
-        probs.append(model.predict([fit_window(read_audio(path, sr), size)])[0])  # the clip's middle 2 s
+        probs.append(heard(model, read_audio(path, sr), size))
         labels.append(LABELS.index(label))
         speakers.append(speaker)
     return np.array(probs), np.array(labels), np.array(speakers)

@@ -5,7 +5,8 @@
 The groups are `voice_heldout.py`'s (the shipped recipe's held-out corpora and speakers,
 BAVED left out: it scores one label), each cut to ``--per-group`` clips (seed 0). Each clip
 is scored clean and with a direct-current offset of 0.05, 50 Hz mains hum at -20 dBFS (with
-its third harmonic), hiss at -60 dBFS and pink noise at 10 dB SNR, twice: as stored (the
+its third harmonic), hiss at -60 dBFS, pink noise at 10 dB SNR, recorded 20 dB quieter and
+10 dB hotter, twice: as stored (the
 samples straight to the model) and as `emocli process` reads a track (`emocli.media.read_audio`:
 gaps filled, the offset blocked). Clip accuracy (windows averaged) per group and the mean.
 """
@@ -32,6 +33,10 @@ def condition(x: np.ndarray, kind: str, seed: int) -> np.ndarray:
         return x + 0.137 * np.sin(2 * np.pi * 50 * t) + 0.04 * np.sin(2 * np.pi * 150 * t)
     if kind == "hiss":  # -60 dBFS: inaudible
         return x + 0.001 * np.random.default_rng(seed).standard_normal(len(x))
+    if kind == "quiet20":  # a distant microphone, a low input gain
+        return x * 0.1
+    if kind == "hot10":  # a close microphone, a high input gain (peaks may pass full scale: float)
+        return x * 3.16
     if kind == "pink10":
         spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(len(x)))
         pink = np.fft.irfft(spectrum / np.sqrt(np.maximum(np.arange(len(spectrum)), 1.0)), len(x))
@@ -55,7 +60,7 @@ def main() -> None:
     ap.add_argument("model", nargs="?", type=Path, default=ROOT / "export" / "voice.onnx")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--per-group", type=int, default=250)
-    ap.add_argument("--conditions", default="clean,dc,hum,hiss,pink10")
+    ap.add_argument("--conditions", default="clean,dc,hum,hiss,pink10,quiet20,hot10")
     a = ap.parse_args()
     dirs = [a.data / c for c in CORPORA]
     require(*dirs, what="the speech corpora (../shared/data)")

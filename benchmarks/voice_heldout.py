@@ -8,7 +8,8 @@ held-out speakers) and scores every model on each group at clip level (softmax a
 over 2 s windows, 50 % overlap), through onnxruntime, each with its own preprocessing and
 calibration. Prints accuracy and macro-F1 per group, the chance level, and the mean; with
 --temperature also the softmax temperature that calibrates each model on all held-out
-windows (an ensemble's, for `emocli export --temperature`).
+windows (an ensemble's, for `emocli export --temperature`); with --level-range the speech
+levels of the training clips that `emocli train voice` stores (for `emocli export --level-range`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def main() -> None:
         action="store_true",
         help="fit each model's softmax temperature on all held-out windows (for `emocli export --temperature`)",
     )
+    ap.add_argument(
+        "--level-range",
+        action="store_true",
+        help="print the quartiles of the training clips' speech levels (for `emocli export --level-range`)",
+    )
     a = ap.parse_args()
     require(*map(Path, a.data), what="the speech corpora --data names")
 
@@ -46,13 +52,16 @@ def main() -> None:
     from emocli.labels import LABELS
     from emocli.metrics import classification_report
     from emocli.models import VoiceModel
-    from emocli.train.voice import VoiceConfig, _split, expected_calibration_error, fit_temperature
+    from emocli.train.voice import VoiceConfig, _split, expected_calibration_error, fit_temperature, speech_level_range
 
     corpora = [c for c in a.holdout_corpus.split(",") if c]
     config = VoiceConfig(a.data, holdout_corpora=corpora, holdout_fraction=a.holdout_fraction)
     items = find_audio(a.data)
     waves, items = load_waveforms(items, 16_000)
-    _, groups = _split(items, config)
+    train, groups = _split(items, config)
+    if a.level_range:
+        low, high = speech_level_range([waves[i] for i in train])
+        print(f"the training clips' speech levels, quartiles: --level-range {low:g},{high:g}")
     table: dict[str, dict[str, dict]] = {}
     for path in a.models:
         model = VoiceModel(path)

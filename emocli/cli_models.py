@@ -81,6 +81,16 @@ def export(
             show_default="equal shares",
         ),
     ] = None,
+    level_range: Annotated[
+        str | None,
+        typer.Option(
+            metavar="LOW,HIGH",
+            help="Exported voice models: the speech levels (dBFS) the average hears speech at; a stream's "
+            "speech outside them is scaled to the nearer one. Printed by benchmarks/voice_heldout.py "
+            "--level-range from the training clips.",
+            show_default="the first model's",
+        ),
+    ] = None,
     half: Annotated[
         bool,
         typer.Option(
@@ -110,10 +120,11 @@ def export(
             shares = [float(w) for w in weights.split(",")] if weights else None
         except ValueError:
             _fail(f"--weights takes numbers separated by commas, not {weights!r}", 2)
-        _average_exported(onnx_files, out, force, metrics_json, temperature, shares, half)
+        levels = _level_range(level_range) if level_range is not None else None
+        _average_exported(onnx_files, out, force, metrics_json, temperature, shares, half, levels)
         return
-    if weights or half:
-        _fail("--weights and --half apply to averaging exported models (.onnx files)", 2)
+    if weights or half or level_range is not None:
+        _fail("--weights, --half and --level-range apply to averaging exported models (.onnx files)", 2)
     _require_training(export=True)
     from .train.export import ExportError, export_model
 
@@ -138,6 +149,7 @@ def _average_exported(
     temperature: float | None,
     weights: list[float] | None,
     half: bool,
+    level_range: tuple[float, float] | None,
 ) -> None:
     from importlib.util import find_spec
 
@@ -155,8 +167,22 @@ def _average_exported(
             temperature=temperature,
             weights=weights,
             half=half,
+            level_range=level_range,
             log=typer.echo,
         )
+
+
+def _level_range(text: str) -> tuple[float, float]:
+    """--level-range LOW,HIGH: two finite dBFS levels, LOW <= HIGH."""
+    import math
+
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        _fail(f"--level-range takes LOW,HIGH in dBFS (e.g. -30,-20), not {text!r}", 2)
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high <= 0):
+        _fail(f"--level-range takes LOW,HIGH in dBFS with LOW <= HIGH <= 0, not {text!r}", 2)
+    return low, high
 
 
 def _check_metrics_json(path: Path) -> None:
@@ -369,6 +395,8 @@ def _model_card(info) -> dict:
             f"{p.get('sample_rate')} Hz, {p.get('window_s')} s windows, {p.get('n_mfcc')} MFCC + {p.get('n_mels')} log-mel"
             f"{' + voicing and pitch' if p.get('pitch') else ''}, hop {p.get('hop')}, scaler {'yes' if p.get('mean') else 'no'}"
         )
+        if p.get("level_range"):
+            summary += ", speech heard at {:g} to {:g} dBFS".format(*p["level_range"])
     return {
         "path": str(info.path),
         "task": info.task,

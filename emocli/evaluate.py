@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import FeatureSpec, audio_features, fit_window, normalize
+from .features import FeatureSpec, audio_features, fit_window, normalize, speech_gain
 from .labels import LABELS
 from .metrics import classification_report, plot_confusion
 from .usage import UsageError
@@ -64,7 +64,12 @@ def clip_windows(signal: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """A clip's model inputs, as inference sees speech: ``spec.window_s`` windows of its
     samples, 50% overlap, the last one flush with the clip's end, each turned into
     normalised features on its own. A clip shorter than one window becomes one window,
-    centred and zero-padded (``features.fit_window``)."""
+    centred and zero-padded (``features.fit_window``). A model with a ``level_range`` hears the
+    clip scaled as a video's whole speech would be (``features.speech_gain``)."""
+    if spec.level_range:
+        from .vad import default_detector
+
+        signal = signal * np.float32(speech_gain(default_detector().speech_level(signal), spec))
     n, size = len(signal), spec.window_samples
     if n <= size:
         windows = [fit_window(signal, size)]

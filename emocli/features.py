@@ -32,6 +32,8 @@ class FeatureSpec:
     fmax: float = 8000.0
     pitch: bool = False  # two more features a frame: voicing and log pitch (``pitch_features``)
     pitch_relative: bool = False  # the pitch as the window's own contour (``relative_pitch``)
+    # (low, high) dBFS: where the training clips' speech levels mostly lie (``speech_gain``)
+    level_range: tuple[float, ...] = ()
     mean: tuple[float, ...] = field(default=(), repr=False)  # per-feature scaler statistics
     std: tuple[float, ...] = field(default=(), repr=False)
 
@@ -49,7 +51,7 @@ class FeatureSpec:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["mean"], d["std"], d["level_range"] = list(self.mean), list(self.std), list(self.level_range)
         return d
 
     @classmethod
@@ -57,6 +59,7 @@ class FeatureSpec:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         known["mean"] = tuple(known.get("mean", ()))
         known["std"] = tuple(known.get("std", ()))
+        known["level_range"] = tuple(known.get("level_range", ()))
         return cls(**known)
 
 
@@ -202,6 +205,17 @@ def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.
     if spec.pitch:
         features = np.concatenate([features, as_specified(pitch_features(signal, spec), spec)], axis=1)
     return features
+
+
+def speech_gain(level_db: float | None, spec: FeatureSpec) -> float:
+    """The factor that brings speech heard at ``level_db`` (dBFS, ``vad.speech_level``) into the
+    model's ``level_range``; 1 when it is there already, or unknown. The nets learnt each
+    corpus's recording level along with its emotions, so a microphone's distance or gain moved
+    their answers; within the range a recording keeps its level."""
+    if not spec.level_range or level_db is None:
+        return 1.0
+    low, high = spec.level_range
+    return float(10 ** ((min(max(level_db, low), high) - level_db) / 20))
 
 
 def normalize(features: np.ndarray, spec: FeatureSpec) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import FeatureSpec, audio_features, normalize
+from .features import FeatureSpec, audio_features, normalize, speech_gain
 from .labels import LABELS
 
 TASKS = ("face", "voice")
@@ -293,10 +293,13 @@ class VoiceModel(OnnxModel):
     def sample_rate(self) -> int:
         return self.spec.sample_rate
 
-    def prepare(self, windows: list[np.ndarray]) -> np.ndarray:
-        return np.stack([normalize(audio_features(w, self.spec), self.spec) for w in windows])
+    def prepare(self, windows: list[np.ndarray], level: float | None = None) -> np.ndarray:
+        gain = np.float32(speech_gain(level, self.spec))
+        return np.stack([normalize(audio_features(w * gain, self.spec), self.spec) for w in windows])
 
-    def predict(self, windows: list[np.ndarray]) -> np.ndarray:
+    def predict(self, windows: list[np.ndarray], level: float | None = None) -> np.ndarray:
+        """Probabilities of each window; ``level``: the dBFS of the stream's speech so far
+        (``SpeechTrack.speech_level``), which ``speech_gain`` brings into the model's range."""
         if not windows:
             return np.zeros((0, len(LABELS)))
-        return self.run(self.prepare(windows))
+        return self.run(self.prepare(windows, level))

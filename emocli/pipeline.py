@@ -265,7 +265,7 @@ class Analyzer:
             inside = len(window) if audio_end is None else max(1, min(len(window), audio_end - begin))
             active = self.speech.is_voiced(stream.speech.window(window[:inside], begin))
             if active:
-                voice = self.voice_model.predict([window])[0]
+                voice = self.voice_model.predict([window], stream.speech.speech_level)[0]
             for t, level in zip(ts, loudness(window, begin / rate, ts, rate)):
                 stream.speakers.add_loudness(t, level)
         speakers = stream.speakers if audio is not None else None

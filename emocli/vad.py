@@ -10,6 +10,7 @@ A trained detector, unlike an energy gate, tells speech from noise, music, hum a
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +51,23 @@ class SpeechDetector:
         track = self.track()
         return track.window(np.asarray(audio, np.float32), 0)
 
+    def speech_level(self, audio: np.ndarray) -> float | None:
+        """The level of a whole 16 kHz mono signal's speech (``SpeechTrack.speech_level``)."""
+        track = self.track()
+        track.window(np.asarray(audio, np.float32), 0)
+        return track.speech_level
+
     def is_voiced(self, probs: np.ndarray) -> bool:
         return len(probs) > 0 and float(np.mean(probs >= self.threshold)) >= self.min_fraction
 
     def track(self) -> SpeechTrack:
         return SpeechTrack(self)
+
+
+@lru_cache(maxsize=1)
+def default_detector() -> SpeechDetector:
+    """A detector at the default threshold, loaded once per process (clip by clip scoring)."""
+    return SpeechDetector()
 
 
 def _initial_state() -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +89,7 @@ class SpeechTrack:
         self._first = 0  # frame index of _probs[0]
         self._probs = np.zeros(0, np.float32)
         self.speech_frames = 0  # frames at or above the threshold, over the whole stream
+        self._speech_power = 0.0  # their summed mean squares
 
     def window(self, samples: np.ndarray, begin: int) -> np.ndarray:
         """Probabilities of the whole frames inside ``samples``, which start at stream sample ``begin``.
@@ -98,7 +112,9 @@ class SpeechTrack:
             contexts = np.concatenate([self._context[None], frames[:-1, -CONTEXT:]])
             probs, self._state = self.detector.run(np.concatenate([contexts, frames], axis=1), self._state)
             self._context = frames[-1, -CONTEXT:].copy()
-            self.speech_frames += int(np.sum(probs >= self.detector.threshold))
+            speech = probs >= self.detector.threshold
+            self.speech_frames += int(np.sum(speech))
+            self._speech_power += float(np.sum(np.mean(np.square(frames[speech], dtype=np.float64), axis=1)))
             self._probs = np.concatenate([self._probs, probs])
             self._next = last
         keep = max(0, first - self._first)  # earlier frames are never asked for again
@@ -108,6 +124,14 @@ class SpeechTrack:
     @property
     def speech_s(self) -> float:
         return self.speech_frames * FRAME_S
+
+    @property
+    def speech_level(self) -> float | None:
+        """dBFS of the speech heard so far: the mean power of the frames called speech (None
+        before any). What a listener calls the recording's level, whatever its pauses and noise."""
+        if not self.speech_frames:
+            return None
+        return 10.0 * math.log10(max(self._speech_power / self.speech_frames, 1e-12))
 
     @property
     def heard_until(self) -> int:

@@ -160,7 +160,9 @@ def test_analysis_runs_on_one_blas_thread_and_gives_the_others_back(models, spee
 
     seen: list[dict[str, int]] = []
     predict = VoiceModel.predict
-    monkeypatch.setattr(VoiceModel, "predict", lambda self, w: seen.append(blas_threads()) or predict(self, w))
+    monkeypatch.setattr(
+        VoiceModel, "predict", lambda self, w, level=None: seen.append(blas_threads()) or predict(self, w, level)
+    )
     video = make_video(tmp_path / "v.mp4", [np.full((64, 64, 3), 90, np.uint8)] * 30, audio=speech[:48_000])
     with threadpool_limits(2, user_api="blas"):  # as on a 2-core machine, whatever this one has
         before = blas_threads()

@@ -935,6 +935,30 @@ def test_voice_runs_with_their_own_scalers_average_in_one_file(voice_run, tmp_pa
     assert np.allclose(VoiceModel(tmp_path / "ab.onnx").predict(windows), (a + b) / 2, atol=1e-5)  # ... and are kept
 
 
+def test_an_average_hears_speech_at_its_first_members_level_range_or_the_one_given(voice_run, tmp_path):
+    from emocli.models import read_info
+
+    files = []
+    for name, levels in (("a", [-30.0, -20.0]), ("b", [-42.0, -35.0])):  # runs of other corpora: other levels
+        run = tmp_path / name
+        shutil.copytree(voice_run, run)
+        spec = json.loads((run / "preprocess.json").read_text())
+        (run / "preprocess.json").write_text(json.dumps({**spec, "level_range": levels}))
+        files.append(tmp_path / f"{name}.onnx")
+        cli("export", run, "-o", files[-1])
+        assert read_info(files[-1]).preprocess["level_range"] == levels
+    cli("export", *files, "-o", tmp_path / "ab.onnx")
+    assert read_info(tmp_path / "ab.onnx").preprocess["level_range"] == [-30.0, -20.0]
+    cli("export", *files, "-o", tmp_path / "given.onnx", "--level-range", "-28,-22.5")
+    assert read_info(tmp_path / "given.onnx").preprocess["level_range"] == [-28.0, -22.5]
+    for bad in ("-20,-30", "-30", "loud,-20", "-30,5", "nan,-20"):
+        refused = cli("export", *files, "-o", tmp_path / "bad.onnx", "--level-range", bad, ok=False)
+        assert refused.exit_code == 2 and "--level-range takes LOW,HIGH" in refused.output
+    refused = cli("export", tmp_path / "a", "-o", tmp_path / "run.onnx", "--level-range", "-28,-22", ok=False)
+    assert refused.exit_code == 2 and "apply to averaging exported models" in refused.output
+    assert not (tmp_path / "bad.onnx").exists() and not (tmp_path / "run.onnx").exists()
+
+
 @pytest.mark.parametrize("keep, kept_epoch", [("best", 1), ("last", 2)])
 def test_a_run_keeps_its_best_or_its_last_epoch(keep, kept_epoch, tmp_path):
     import keras

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -48,6 +48,7 @@ from .voice_batches import Augment, MelBatches, masked_crossentropy
 # 17-20 (two women, two men) are the held-out RAVDESS speakers here.
 DEFAULT_HOLDOUT = ("ravdess:17", "ravdess:18", "ravdess:19", "ravdess:20")
 MIN_SPEAKERS_TO_SPLIT = 5  # a corpus with fewer speakers is trained on whole (or held out whole)
+LEVEL_CLIPS = 2000  # training clips (drawn with seed 0) whose speech levels set a run's level_range
 POOLINGS = ("meanmax", "attention")
 
 
@@ -203,6 +204,20 @@ def fit_scaler(mels: list[np.ndarray], spec: FeatureSpec) -> FeatureSpec:
     frames = np.concatenate([clip_features(m, spec) for m in mels])
     mean, std = frames.mean(0, dtype=np.float64), np.maximum(frames.std(0, dtype=np.float64), 1e-3)
     return FeatureSpec.from_dict({**spec.to_dict(), "mean": mean.round(5).tolist(), "std": std.round(5).tolist()})
+
+
+def speech_level_range(waves: list[np.ndarray]) -> tuple[float, ...]:
+    """``FeatureSpec.level_range`` for training clips (int16): the quartiles of their speech
+    levels (``vad.speech_level``), from up to LEVEL_CLIPS of them; () if none has speech."""
+    from ..vad import default_detector
+
+    detector = default_detector()
+    picked = np.random.default_rng(0).permutation(len(waves))[:LEVEL_CLIPS]
+    levels = [detector.speech_level(waves[i].astype(np.float32) / 32767.0) for i in picked]
+    levels = [v for v in levels if v is not None]
+    if not levels:
+        return ()
+    return tuple(round(float(v), 2) for v in np.percentile(levels, [25, 75]))
 
 
 def held_out_speakers(items: list[AudioItem], named: set[str], fraction: float) -> set[str]:
@@ -421,6 +436,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     base = FeatureSpec(pitch=config.pitch != "off", pitch_relative=config.pitch == "relative")
     waves, items = load_waveforms(items, base.sample_rate)
     train, held = _split(items, config)
+    base = replace(base, level_range=speech_level_range([waves[i] for i in train]))
     unknown = set(config.corpus_weights) - {items[i].dataset for i in train}
     if unknown:
         raise ValueError(f"corpus weights name corpora not in the training data: {', '.join(sorted(unknown))}")

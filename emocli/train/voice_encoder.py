@@ -23,7 +23,7 @@ import numpy as np
 from keras import layers
 
 from ..datasets import find_audio, load_waveforms
-from ..features import FeatureSpec, mel_power
+from ..features import SAMPLE_RATE, FeatureSpec, mel_power
 from ..labels import LABELS
 from ..outputs import atomic_path
 from .run import RunDir, plot_confusion, set_seed
@@ -182,15 +182,16 @@ def fit_head(stats: np.ndarray, y: np.ndarray, seed: int) -> keras.Model:
 
 def train_voice_encoder(config, out, quiet: bool = False) -> dict:
     """``train_voice`` for ``config.speaker_encoder``: the encoder member in ``out``; returns its metrics."""
-    from .voice import _split, held_out_metrics, make_group
+    from .voice import _split, held_out_metrics, make_group, speech_level_range
 
     run = RunDir(out)
     set_seed(config.seed)
     state = encoder_state(config.speaker_encoder)
-    spec = FeatureSpec()  # no scaler: the member reads the features as computed, whatever file it joins
     items = find_audio(config.data, calm="neutral")
-    waves, items = load_waveforms(items, spec.sample_rate)
+    waves, items = load_waveforms(items, SAMPLE_RATE)
     train, held = _split(items, config)
+    # no scaler: the member reads the features as computed, whatever file it joins
+    spec = FeatureSpec(level_range=speech_level_range([waves[i] for i in train]))
     labels = np.asarray([LABELS.index(it.label) for it in items], np.int64)
     rng = np.random.default_rng(config.seed)
     sample = rng.choice(train, min(MAP_CLIPS, len(train)), replace=False)
