@@ -125,6 +125,14 @@ def voice_onnx(tmp_path_factory) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def detector():
+    """The voice-activity detector at its default threshold."""
+    from emocli.vad import SpeechDetector
+
+    return SpeechDetector()
+
+
 def model_args(models: dict) -> list[str]:
     """The ``models`` fixture as `emocli process` options."""
     return ["--face-model", str(models["face_model"]), "--voice-model", str(models["voice_model"])]

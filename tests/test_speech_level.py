@@ -14,14 +14,8 @@ from emocli.evaluate import clip_windows
 from emocli.features import FeatureSpec, speech_gain
 from emocli.labels import LABELS
 from emocli.media import read_audio
-from emocli.vad import SpeechDetector
 
 SR = 16_000
-
-
-@pytest.fixture(scope="module")
-def detector() -> SpeechDetector:
-    return SpeechDetector()
 
 
 @pytest.fixture(scope="module")

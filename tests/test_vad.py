@@ -14,11 +14,6 @@ SR = 16_000
 
 
 @pytest.fixture(scope="module")
-def detector() -> SpeechDetector:
-    return SpeechDetector()
-
-
-@pytest.fixture(scope="module")
 def speech() -> np.ndarray:
     """Two real sentences (CREMA-D), end to end: about 4.5 s with pauses."""
     return np.concatenate([read_audio(CLIPS / f"1001_DFA_{e}_XX.mp4", SR) for e in ("NEU", "HAP")])
