@@ -208,8 +208,8 @@ def audio_features(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.
 
 
 def speech_gain(level_db: float | None, spec: FeatureSpec) -> float:
-    """The factor that brings speech heard at ``level_db`` (dBFS, ``vad.speech_level``) into the
-    model's ``level_range``; 1 when it is there already, or unknown. The nets learnt each
+    """The factor that brings speech heard at ``level_db`` (dBFS, ``SpeechTrack.speech_level``)
+    into the model's ``level_range``; 1 when it is there already, or unknown. The nets learnt each
     corpus's recording level along with its emotions, so a microphone's distance or gain moved
     their answers; within the range a recording keeps its level."""
     if not spec.level_range or level_db is None:

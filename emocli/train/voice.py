@@ -208,7 +208,7 @@ def fit_scaler(mels: list[np.ndarray], spec: FeatureSpec) -> FeatureSpec:
 
 def speech_level_range(waves: list[np.ndarray]) -> tuple[float, ...]:
     """``FeatureSpec.level_range`` for training clips (int16): the quartiles of their speech
-    levels (``vad.speech_level``), from up to LEVEL_CLIPS of them; () if none has speech."""
+    levels (``SpeechDetector.speech_level``), from up to LEVEL_CLIPS of them; () if none has speech."""
     from ..vad import default_detector
 
     detector = default_detector()
