@@ -9,6 +9,8 @@
   voice           features + VoiceModel.predict per 2 s window, ms (target <= 5 ms)
   features        audio_features alone, ms/window
   vad             SpeechDetector over one second of audio (what each 1 s interval adds), ms
+  hum             HumRemover on one second of a track (every track read goes through it),
+                  ms: speech (screened, passed unchanged) and speech under 50 Hz hum (fitted)
   detect          FaceDetector.detect per 720p frame and per 480x360 frame, ms
   cold process    `emocli process` on a 10 s clip minus `python -c "import emocli.cli"`,
                   both timed in this run (target <= 3 s beyond import)
@@ -45,6 +47,7 @@ def main() -> None:
     from emocli.faces import FaceDetector, crop_face
     from emocli.features import FeatureSpec, audio_features
     from emocli.media import FrameReader, read_audio
+    from emocli.media.hum import HumRemover
     from emocli.models import FaceModel, VoiceModel
     from emocli.vad import SpeechDetector
 
@@ -77,6 +80,10 @@ def main() -> None:
         speech = SpeechDetector()
         second = window[: spec.sample_rate]
         subjects["vad per second of audio (ms)"] = lambda: per_call(lambda: speech.probabilities(second), 30)
+        hummed = second + np.float32(0.1) * np.sin(2 * np.pi * 50 * np.arange(len(second)) / spec.sample_rate)
+        for name, x in (("speech", second), ("speech + hum", hummed.astype(np.float32))):
+            remover = HumRemover(spec.sample_rate)
+            subjects[f"hum per second, {name} (ms)"] = lambda r=remover, x=x: per_call(lambda: r(x), 30)
         subjects["detect 1280x720 (ms)"] = lambda: per_call(lambda: [det.detect(f) for f in frames], 3) / len(frames)
         subjects["detect 480x360 (ms)"] = lambda: per_call(lambda: [det.detect(f) for f in small], 3) / len(small)
         for _ in range(a.repeats):

@@ -5,10 +5,12 @@
 The groups are `voice_heldout.py`'s (the shipped recipe's held-out corpora and speakers,
 BAVED left out: it scores one label), each cut to ``--per-group`` clips (seed 0). Each clip
 is scored clean and with a direct-current offset of 0.05, 50 Hz mains hum at -20 dBFS (with
-its third harmonic), hiss at -60 dBFS, pink noise at 10 dB SNR, recorded 20 dB quieter and
-10 dB hotter, twice: as stored (the
-samples straight to the model) and as `emocli process` reads a track (`emocli.media.read_audio`:
-gaps filled, the offset blocked). Clip accuracy (windows averaged) per group and the mean.
+its third harmonic), 60 Hz hum at -32 dBFS a little off its nominal frequency (with its
+second and third harmonics), a telephone call (8 kHz, 300-3400 Hz, 8-bit mu-law), hiss at
+-60 dBFS, pink noise at 10 dB SNR, recorded 20 dB quieter and 10 dB hotter, twice: as stored
+(the samples straight to the model) and as `emocli process` reads a track
+(`emocli.media.read_audio`: gaps filled, the offset blocked, mains hum subtracted). Clip
+accuracy (windows averaged) per group and the mean.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ def condition(x: np.ndarray, kind: str, seed: int) -> np.ndarray:
         return x + 0.05
     if kind == "hum":  # -20 dBFS: a ground loop
         return x + 0.137 * np.sin(2 * np.pi * 50 * t) + 0.04 * np.sin(2 * np.pi * 150 * t)
+    if kind == "hum60":  # -32 dBFS: a grid running 0.05 Hz slow
+        hum = sum(a * np.sin(2 * np.pi * 59.95 * k * t + k) for k, a in ((1, 0.03), (2, 0.015), (3, 0.01)))
+        return x + hum
+    if kind == "phone":  # a telephone call: 8 kHz, 300-3400 Hz, 8-bit mu-law
+        from scipy.signal import butter, resample_poly, sosfilt
+
+        y = sosfilt(butter(4, [300, 3400], btype="band", fs=SR // 2, output="sos"), resample_poly(x, 1, 2))
+        mu = np.log1p(255.0)
+        coded = np.round(np.sign(y) * np.log1p(255.0 * np.minimum(np.abs(y), 1)) / mu * 127) / 127
+        return resample_poly(np.sign(coded) * np.expm1(np.abs(coded) * mu) / 255.0, 2, 1)[: len(x)]
     if kind == "hiss":  # -60 dBFS: inaudible
         return x + 0.001 * np.random.default_rng(seed).standard_normal(len(x))
     if kind == "quiet20":  # a distant microphone, a low input gain
@@ -60,7 +72,7 @@ def main() -> None:
     ap.add_argument("model", nargs="?", type=Path, default=ROOT / "export" / "voice.onnx")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--per-group", type=int, default=250)
-    ap.add_argument("--conditions", default="clean,dc,hum,hiss,pink10,quiet20,hot10")
+    ap.add_argument("--conditions", default="clean,dc,hum,hum60,phone,hiss,pink10,quiet20,hot10")
     a = ap.parse_args()
     dirs = [a.data / c for c in CORPORA]
     require(*dirs, what="the speech corpora (../shared/data)")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .hum import HumRemover
 from .tools import MediaError, ffmpeg_command, ffmpeg_error
 
 # Every track is read through this: a gap in its timestamps (packets lost in a recording)
@@ -91,15 +92,16 @@ def to_mono(pair: np.ndarray) -> np.ndarray:
 class MonoSamples:
     """A track's raw float32 samples, chunk by chunk, as the mono the models hear: broken
     samples silenced (``finite``), a stereo pair (``pair``: interleaved) mixed (``to_mono``),
-    the offset blocked (``DCBlocker``)."""
+    the offset blocked (``DCBlocker``), mains hum subtracted (``HumRemover``)."""
 
     def __init__(self, sample_rate: int, pair: bool = False):
         self._pair = pair
         self._dc_block = DCBlocker(sample_rate)
+        self._hum = HumRemover(sample_rate)
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         samples = finite(raw)
-        return self._dc_block(to_mono(samples) if self._pair else samples)
+        return self._hum(self._dc_block(to_mono(samples) if self._pair else samples))
 
 
 def read_audio(path: str | Path, sample_rate: int = 16_000, stream: int = -1) -> np.ndarray:
