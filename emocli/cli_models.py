@@ -91,6 +91,16 @@ def export(
             show_default="the first model's",
         ),
     ] = None,
+    fill_narrowband: Annotated[
+        bool,
+        typer.Option(
+            "--fill-narrowband",
+            help="Exported voice models: the average hears narrowband windows (a phone line, 8 kHz audio) "
+            "with the floor outside the telephone band that training's telephone augmentation leaves "
+            "(runs trained now store it themselves).",
+            show_default="the first model's",
+        ),
+    ] = False,
     half: Annotated[
         bool,
         typer.Option(
@@ -121,10 +131,13 @@ def export(
         except ValueError:
             _fail(f"--weights takes numbers separated by commas, not {weights!r}", 2)
         levels = _level_range(level_range) if level_range is not None else None
-        _average_exported(onnx_files, out, force, metrics_json, temperature, shares, half, levels)
+        _average_exported(onnx_files, out, force, metrics_json, temperature, shares, half, levels, fill_narrowband)
         return
-    if weights or half or level_range is not None:
-        _fail("--weights, --half and --level-range apply to averaging exported models (.onnx files)", 2)
+    if weights or half or level_range is not None or fill_narrowband:
+        _fail(
+            "--weights, --half, --level-range and --fill-narrowband apply to averaging exported models (.onnx files)",
+            2,
+        )
     _require_training(export=True)
     from .train.export import ExportError, export_model
 
@@ -150,6 +163,7 @@ def _average_exported(
     weights: list[float] | None,
     half: bool,
     level_range: tuple[float, float] | None,
+    fill_narrowband: bool,
 ) -> None:
     from importlib.util import find_spec
 
@@ -168,6 +182,7 @@ def _average_exported(
             weights=weights,
             half=half,
             level_range=level_range,
+            fill_narrowband=fill_narrowband,
             log=typer.echo,
         )
 
@@ -397,6 +412,8 @@ def _model_card(info) -> dict:
         )
         if p.get("level_range"):
             summary += ", speech heard at {:g} to {:g} dBFS".format(*p["level_range"])
+        if p.get("fill_narrowband"):
+            summary += ", narrowband windows filled"
     return {
         "path": str(info.path),
         "task": info.task,

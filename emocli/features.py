@@ -18,6 +18,9 @@ PITCH_FRAME_S = 0.048  # about three periods of the lowest pitch
 F0_RANGE = (60.0, 500.0)  # Hz: low male voices to high children's and shouted ones
 VOICED = 0.5  # voicing from which a frame's pitch counts
 OCTAVE_COST = 0.02  # per octave of longer lag: favours the true period over its multiples
+TELEPHONE_BAND = (300.0, 3400.0)  # Hz: what a telephone line passes
+TELEPHONE_FLOOR = 1e-4  # power left outside it by the training's telephone augmentation (-40 dB)
+NARROWBAND_HZ = 4000.0  # a window with next to nothing above this is narrowband (a phone, 8 kHz audio)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class FeatureSpec:
     pitch_relative: bool = False  # the pitch as the window's own contour (``relative_pitch``)
     # (low, high) dBFS: where the training clips' speech levels mostly lie (``speech_gain``)
     level_range: tuple[float, ...] = ()
+    fill_narrowband: bool = False  # narrowband windows get the telephone band's floor (``fill_narrowband``)
     mean: tuple[float, ...] = field(default=(), repr=False)  # per-feature scaler statistics
     std: tuple[float, ...] = field(default=(), repr=False)
 
@@ -121,8 +125,34 @@ def mel_power(signal: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarr
     return power.astype(np.float32) @ mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax).T
 
 
+@lru_cache(maxsize=8)
+def band_centres(spec: FeatureSpec) -> np.ndarray:
+    """Each mel band's centre frequency (Hz), from its filter's peak."""
+    fft_hz = np.fft.rfftfreq(spec.n_fft, 1.0 / spec.sample_rate)
+    return fft_hz[np.argmax(mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax), axis=1)]
+
+
+def fill_narrowband(mel: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """A window's mel power with, where the window is narrowband (its bands above
+    ``NARROWBAND_HZ`` hold less than ``TELEPHONE_FLOOR`` of the telephone band's power: a phone
+    line, audio sampled at 8 kHz), the bands outside ``TELEPHONE_BAND`` raised to that floor of
+    each frame's mean in the band: what the training's telephone augmentation leaves there.
+    Left empty they read about -100 dB, further under the speech than anything the nets were
+    trained on. Wideband windows pass unchanged."""
+    centres = band_centres(spec)
+    inside = (centres >= TELEPHONE_BAND[0]) & (centres <= TELEPHONE_BAND[1])
+    if mel[:, centres > NARROWBAND_HZ].sum() >= TELEPHONE_FLOOR * mel[:, inside].sum():
+        return mel
+    out = mel.copy()
+    out[:, ~inside] = np.maximum(mel[:, ~inside], TELEPHONE_FLOOR * mel[:, inside].mean(axis=1, keepdims=True))
+    return out
+
+
 def features_from_mel(mel: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
-    """MFCC + log-mel ``(frames, n_mfcc + n_mels)`` float32 from mel-band power, unnormalised."""
+    """MFCC + log-mel ``(frames, n_mfcc + n_mels)`` float32 from mel-band power, unnormalised
+    (narrowband windows filled first where ``spec.fill_narrowband``)."""
+    if spec.fill_narrowband:
+        mel = fill_narrowband(mel, spec)
     log_mel = 10.0 * np.log10(np.maximum(mel, 1e-10))
     mfcc = log_mel @ dct_matrix(spec.n_mels, spec.n_mfcc).T
     return np.concatenate([mfcc, log_mel], axis=1).astype(np.float32)

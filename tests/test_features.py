@@ -109,3 +109,49 @@ def test_relative_pitch_keeps_the_intonation_and_drops_the_register():
     assert abs(np.median(low[:, 1])) < 0.02 and np.ptp(low[:, 1]) > 0.4  # centred, half an octave's range
     silent = pitch_features(np.zeros(32_000, np.float32))
     assert np.array_equal(relative_pitch(silent), silent)
+
+
+def telephone(x: np.ndarray) -> np.ndarray:
+    """``x`` through an ideal 300-3400 Hz telephone line."""
+    spectrum = np.fft.rfft(x)
+    hz = np.fft.rfftfreq(len(x), 1 / 16_000)
+    spectrum[(hz < 300) | (hz > 3400)] = 0
+    return np.fft.irfft(spectrum, len(x)).astype(np.float32)
+
+
+def test_narrowband_speech_is_heard_as_training_simulates_a_telephone(speech):
+    """Training makes a telephone of a wideband window by taking its bands outside 300-3400 Hz
+    down to TELEPHONE_FLOOR; a real narrowband window has them empty. Filled, its log-mel there
+    lies near the simulation's; left empty, about 20 dB below it. Inside the band, and in
+    every wideband window, nothing changes."""
+    from emocli.features import TELEPHONE_FLOOR, band_centres, features_from_mel, mel_power
+
+    spec, plain = FeatureSpec(fill_narrowband=True), FeatureSpec()
+    outside = (band_centres(spec) < 300) | (band_centres(spec) > 3400)
+    for start in range(0, len(speech) - 32_000, 16_000):
+        window = speech[start : start + 32_000]
+        simulated = features_from_mel(mel_power(window, spec) * np.where(outside, TELEPHONE_FLOOR, 1.0), spec)
+        heard, empty = (audio_features(telephone(window), s)[:, spec.n_mfcc :] for s in (spec, plain))
+        gap, empty_gap = (np.median(np.abs(h - simulated[:, spec.n_mfcc :])[:, outside]) for h in (heard, empty))
+        assert gap < 2.0 and empty_gap > 15.0  # dB
+        np.testing.assert_allclose(heard[:, ~outside], empty[:, ~outside])
+        np.testing.assert_array_equal(audio_features(window, spec), audio_features(window, plain))
+    silence = np.zeros(32_000, np.float32)
+    np.testing.assert_array_equal(audio_features(silence, spec), audio_features(silence, plain))
+
+
+def test_a_recording_made_at_8_khz_is_narrowband(tmp_path, speech):
+    from conftest import write_wav
+
+    from emocli.features import fill_narrowband, mel_power
+    from emocli.media import read_audio
+    from emocli.media.tools import ffmpeg
+
+    wideband = write_wav(tmp_path / "wide.wav", speech)
+    phone = tmp_path / "phone.wav"
+    subprocess.run([ffmpeg(), "-v", "error", "-i", str(wideband), "-ar", "8000", str(phone)], check=True)
+    spec = FeatureSpec(fill_narrowband=True)
+    heard = mel_power(read_audio(phone, 16_000)[:32_000], spec)
+    assert not np.array_equal(fill_narrowband(heard, spec), heard)
+    as_recorded = mel_power(read_audio(wideband, 16_000)[:32_000], spec)
+    np.testing.assert_array_equal(fill_narrowband(as_recorded, spec), as_recorded)

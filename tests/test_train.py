@@ -959,6 +959,33 @@ def test_an_average_hears_speech_at_its_first_members_level_range_or_the_one_giv
     assert not (tmp_path / "bad.onnx").exists() and not (tmp_path / "run.onnx").exists()
 
 
+def test_voice_runs_store_the_narrowband_fill_and_an_average_takes_its_first_members_or_the_option(voice_run, tmp_path):
+    from emocli.models import VoiceModel, read_info
+
+    assert json.loads((voice_run / "preprocess.json").read_text())["fill_narrowband"] is True
+    old = tmp_path / "old"  # a run from before the fill: its preprocess has no such key
+    shutil.copytree(voice_run, old)
+    spec = json.loads((old / "preprocess.json").read_text())
+    (old / "preprocess.json").write_text(json.dumps({k: v for k, v in spec.items() if k != "fill_narrowband"}))
+    cli("export", old, "-o", tmp_path / "old.onnx")
+    cli("export", voice_run, "-o", tmp_path / "new.onnx")
+    cli("export", tmp_path / "old.onnx", tmp_path / "new.onnx", "-o", tmp_path / "as-first.onnx")
+    cli("export", tmp_path / "old.onnx", tmp_path / "new.onnx", "-o", tmp_path / "filled.onnx", "--fill-narrowband")
+    assert not read_info(tmp_path / "as-first.onnx").preprocess.get("fill_narrowband")
+    assert read_info(tmp_path / "filled.onnx").preprocess["fill_narrowband"] is True
+    rng = np.random.default_rng(0)
+    wide = rng.normal(0, 0.05, 32_000).astype(np.float32)
+    spectrum = np.fft.rfft(wide)
+    spectrum[(np.fft.rfftfreq(32_000, 1 / 16_000) > 3400)] = 0
+    narrow = np.fft.irfft(spectrum, 32_000).astype(np.float32)
+    plain, filled = (VoiceModel(tmp_path / f"{n}.onnx").predict([wide, narrow]) for n in ("as-first", "filled"))
+    np.testing.assert_allclose(filled[0], plain[0], atol=1e-6)  # wideband: as before
+    assert not np.allclose(filled[1], plain[1], atol=1e-4)  # narrowband: heard filled
+    refused = cli("export", old, "-o", tmp_path / "run.onnx", "--fill-narrowband", ok=False)
+    assert refused.exit_code == 2 and "apply to averaging exported models" in refused.output
+    assert not (tmp_path / "run.onnx").exists()
+
+
 @pytest.mark.parametrize("keep, kept_epoch", [("best", 1), ("last", 2)])
 def test_a_run_keeps_its_best_or_its_last_epoch(keep, kept_epoch, tmp_path):
     import keras

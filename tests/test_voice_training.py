@@ -85,8 +85,8 @@ def test_batches_weigh_the_labels_a_corpus_lacks_as_asked(missing):
 
 
 def test_augmented_windows_stay_finite_and_perturb_as_asked():
-    from emocli.features import FeatureSpec, mel_power
-    from emocli.train.voice_batches import band_centres, noise_bank
+    from emocli.features import FeatureSpec, band_centres, mel_power
+    from emocli.train.voice_batches import noise_bank
 
     spec = FeatureSpec()
     rng = np.random.default_rng(0)

@@ -7,9 +7,10 @@ with the first member's, and an affine map in front of every other member turns 
 its own. A member's softmax temperature calibrates that member alone and is dropped; the
 average's own is given as ``temperature``. The file hears speech at the first member's
 ``level_range`` (members trained on other corpora may each have their own), or at
-``level_range``. ``weights`` make it a weighted mean, and ``half`` stores the float32 weights
-as float16 (half the file; a Cast at load, so it still computes in float32). It needs ONNX
-alone, not TensorFlow.
+``level_range``, and fills narrowband windows as the first member does, or where
+``fill_narrowband``. ``weights`` make it a weighted mean, and ``half`` stores the float32
+weights as float16 (half the file; a Cast at load, so it still computes in float32). It
+needs ONNX alone, not TensorFlow.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def combine_models(
     weights: list[float] | None = None,
     half: bool = False,
     level_range: tuple[float, float] | None = None,
+    fill_narrowband: bool = False,
     log=print,
 ) -> dict:
     """Write ``out``: one model averaging the exported ``files``; returns a summary."""
@@ -74,10 +76,12 @@ def combine_models(
         raise UsageError(f"--temperature must be above 0, not {temperature}")
     if level_range is not None and (task != "voice" or not level_range[0] <= level_range[1]):
         raise UsageError("--level-range takes a voice model's LOW,HIGH speech levels in dBFS, LOW <= HIGH")
+    if fill_narrowband and task != "voice":
+        raise UsageError("--fill-narrowband applies to voice models only")
     if len({f.resolve() for f in files}) < len(files):
         log("note: a file is named more than once: averaging it with itself only weighs it more")
     own = [_comparable(i.preprocess) for i in infos]
-    free = {*SCALER, "level_range"} if task == "voice" else set()
+    free = {*SCALER, "level_range", "fill_narrowband"} if task == "voice" else set()
     differ = sorted({k for p in own for k in set(p) | set(own[0]) if p.get(k) != own[0].get(k)} - free)
     if differ:
         raise ExportError(f"cannot average models whose preprocess differs: {', '.join(differ)}")
@@ -141,6 +145,8 @@ def combine_models(
             log("note: no --temperature, so the average's probabilities are not calibrated")
         if level_range is not None:
             preprocess["level_range"] = [float(v) for v in level_range]
+        if fill_narrowband:
+            preprocess["fill_narrowband"] = True
     # Members' precisions once each; "float16 storage" (a member's, or this file's) said once, at the end.
     storage = ", float16 storage"
     precisions = list(dict.fromkeys(i.precision.removesuffix(storage) for i in infos))

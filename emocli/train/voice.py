@@ -433,7 +433,7 @@ def train_voice(config: VoiceConfig, out: str | Path, quiet: bool = False) -> di
     run = RunDir(out)
     set_seed(config.seed)
     items = find_audio(config.data, calm="neutral")  # calm dropped, if asked, at the split
-    base = FeatureSpec(pitch=config.pitch != "off", pitch_relative=config.pitch == "relative")
+    base = FeatureSpec(pitch=config.pitch != "off", pitch_relative=config.pitch == "relative", fill_narrowband=True)
     waves, items = load_waveforms(items, base.sample_rate)
     train, held = _split(items, config)
     base = replace(base, level_range=speech_level_range([waves[i] for i in train]))

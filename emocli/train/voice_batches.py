@@ -20,7 +20,17 @@ from dataclasses import dataclass, fields
 import keras
 import numpy as np
 
-from ..features import N_PITCH, VOICED, FeatureSpec, as_specified, features_from_mel, mel_basis, mel_power
+from ..features import (
+    N_PITCH,
+    TELEPHONE_BAND,
+    TELEPHONE_FLOOR,
+    VOICED,
+    FeatureSpec,
+    as_specified,
+    band_centres,
+    features_from_mel,
+    mel_power,
+)
 from ..labels import LABELS
 
 
@@ -73,12 +83,6 @@ def noise_bank(spec: FeatureSpec, seed: int = 0, per_kind: int = 8, seconds: flo
     signals = [coloured_noise(n, e, rng) for e in (0.0, 1.0, 2.0) for _ in range(per_kind)]
     signals += [tonal(n, spec.sample_rate, rng) for _ in range(per_kind)]
     return [mel_power(0.1 * y.astype(np.float32), spec) for y in signals]
-
-
-def band_centres(spec: FeatureSpec) -> np.ndarray:
-    """Each mel band's centre frequency (Hz), from its filter's peak."""
-    fft_hz = np.fft.rfftfreq(spec.n_fft, 1.0 / spec.sample_rate)
-    return fft_hz[np.argmax(mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax), axis=1)]
 
 
 def _resample(x: np.ndarray, n: int, axis: int = 0) -> np.ndarray:
@@ -143,7 +147,8 @@ def augment_mel(
     share = np.minimum((direct + 1e-12) / (mel.sum(1) + 1e-12), 1.0)
     if rng.random() < a.telephone_p:
         centres = band_centres(spec)
-        mel = mel * np.where((centres < 300) | (centres > 3400), 1e-4, 1.0).astype(np.float32)
+        outside = (centres < TELEPHONE_BAND[0]) | (centres > TELEPHONE_BAND[1])
+        mel = mel * np.where(outside, TELEPHONE_FLOOR, 1.0).astype(np.float32)
     slope = np.linspace(-0.5, 0.5, bands) * rng.uniform(-a.tilt_db, a.tilt_db)
     gain = rng.uniform(-a.gain_db, a.gain_db)
     return (mel * 10 ** ((slope + gain) / 10)).astype(np.float32), share.astype(np.float32)
