@@ -97,7 +97,7 @@ def export(
             "--fill-narrowband",
             help="Exported voice models: the average hears narrowband windows (a phone line, 8 kHz audio) "
             "with the floor outside the telephone band that training's telephone augmentation leaves "
-            "(runs trained now store it themselves).",
+            "(CNN runs store it on).",
             show_default="the first model's",
         ),
     ] = False,
